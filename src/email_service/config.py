@@ -1,0 +1,241 @@
+"""Typed settings, loaded and validated once at start from the environment (DESIGN.md section 4).
+
+Two modes, same code:
+
+* **Embedded default** (nothing set): SQLite and blobs in the data folder (``EMAIL_SERVICE_DATA_DIR``, default
+  ``./instance``), in-memory rate limits, in-process jobs, trusted-header auth on, development secrets generated once
+  and kept in ``<data dir>/secrets.json`` with mode 0600.
+* **Production** (``FLASK_ENV=production`` or ``EMAIL_SERVICE_ENV=production``): refuses to start with a missing or
+  default ``JWT_SECRET_KEY`` or ``CREDENTIAL_ENCRYPTION_KEYS``, with ``CORS_ORIGINS`` containing ``*``, and keeps
+  header auth off unless ``AUTH_TRUST_HEADERS=true`` is set explicitly.  The error names the setting.
+
+Environment names follow the seeds (000, 001, 004): ``DATABASE_URL``, ``REDIS_URL``, ``JWT_SECRET_KEY``,
+``JWT_ALGORITHM``, ``JWT_EXPIRATION_HOURS``, ``CORS_ORIGINS``, ``FLASK_ENV``, ``CELERY_BROKER_URL``,
+``BLOB_STORAGE_PATH``, ``MAX_ATTACHMENT_SIZE``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from email_service.errors import ConfigurationError
+
+#: Secrets that ship in documentation and must never be accepted in production (seed 001 default included).
+KNOWN_DEFAULT_SECRETS = frozenset(
+    {"", "your-secret-key-change-in-production", "your-secret-key-here", "changeme", "secret", "dev"}
+)
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_JWT_ALGORITHMS = {"HS256", "HS384", "HS512"}
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _list(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
+    raw = env.get(name, default)
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _secret_repr(value: str | tuple[str, ...]) -> str:
+    return "'***'" if value else "''"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings of one process.  Build with :meth:`from_env`; secrets are masked in ``repr``."""
+
+    environment: str = "development"
+    data_dir: Path = Path("instance")
+    database_url: str = ""
+    database_migration_url: str = ""
+    redis_url: str | None = None
+    celery_broker_url: str | None = None
+    jwt_secret_key: str = field(default="", repr=False)
+    jwt_algorithm: str = "HS256"
+    jwt_expiration_hours: int = 24
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    credential_keys: tuple[str, ...] = field(default=(), repr=False)
+    cors_origins: tuple[str, ...] = ("http://localhost:3000",)
+    auth_trust_headers: bool = True
+    rate_limit: str = "50 per minute"
+    mail_ca_bundle: str | None = None
+    mail_host_allowlist: tuple[str, ...] = ()
+    allow_private_mail_hosts: bool = True
+    mail_timeout_seconds: int = 30
+    blob_storage_path: Path = Path("instance/blobs")
+    max_attachment_size: int = 25 * 1024 * 1024
+    sync_batch_size: int = 200
+    job_workers: int = 2
+    scheduler_enabled: bool = True
+    scheduler_tick_seconds: int = 15
+    auto_upgrade_db: bool = True
+    log_level: str = "INFO"
+
+    @property
+    def is_production(self) -> bool:
+        """True in production mode (``FLASK_ENV`` or ``EMAIL_SERVICE_ENV`` is ``production``)."""
+        return self.environment == "production"
+
+    @property
+    def is_postgres(self) -> bool:
+        """True when the database is PostgreSQL (RLS, advisory locks and tenant settings apply)."""
+        return self.database_url.startswith(("postgresql", "postgres"))
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(environment={self.environment!r}, database_url={_mask_url(self.database_url)!r}, "
+            f"jwt_secret_key={_secret_repr(self.jwt_secret_key)}, "
+            f"credential_keys={_secret_repr(self.credential_keys)}, cors_origins={self.cors_origins!r})"
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate settings from ``environ`` (default ``os.environ``).
+
+        Raises:
+            ConfigurationError: a value is malformed, or unsafe in production; the message names the setting.
+        """
+        env = dict(os.environ if environ is None else environ)
+        mode = (env.get("EMAIL_SERVICE_ENV") or env.get("FLASK_ENV") or "development").strip().lower()
+        production = mode == "production"
+        data_dir = Path(env.get("EMAIL_SERVICE_DATA_DIR") or "instance").expanduser().resolve()
+        database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'email_service.db'}"
+        jwt_secret, credential_keys = _secrets(env, data_dir, production)
+        algorithm = env.get("JWT_ALGORITHM", "HS256").strip().upper()
+        if algorithm not in _JWT_ALGORITHMS:
+            raise ConfigurationError(f"JWT_ALGORITHM must be one of {sorted(_JWT_ALGORITHMS)}, got {algorithm!r}")
+        settings = cls(
+            environment="production" if production else mode,
+            data_dir=data_dir,
+            database_url=_normalise_db_url(database_url),
+            database_migration_url=_normalise_db_url(env.get("DATABASE_MIGRATION_URL") or database_url),
+            redis_url=env.get("REDIS_URL") or None,
+            celery_broker_url=env.get("CELERY_BROKER_URL") or None,
+            jwt_secret_key=jwt_secret,
+            jwt_algorithm=algorithm,
+            jwt_expiration_hours=_int(env, "JWT_EXPIRATION_HOURS", 24, minimum=1),
+            jwt_issuer=env.get("JWT_ISSUER") or None,
+            jwt_audience=env.get("JWT_AUDIENCE") or None,
+            credential_keys=credential_keys,
+            cors_origins=_list(env, "CORS_ORIGINS", "http://localhost:3000"),
+            auth_trust_headers=_flag(env, "AUTH_TRUST_HEADERS", not production),
+            rate_limit=env.get("RATE_LIMIT", "50 per minute"),
+            mail_ca_bundle=env.get("MAIL_CA_BUNDLE") or None,
+            mail_host_allowlist=_list(env, "MAIL_HOST_ALLOWLIST", ""),
+            allow_private_mail_hosts=_flag(env, "ALLOW_PRIVATE_MAIL_HOSTS", not production),
+            mail_timeout_seconds=_int(env, "MAIL_TIMEOUT_SECONDS", 30, minimum=1),
+            blob_storage_path=Path(env.get("BLOB_STORAGE_PATH") or data_dir / "blobs"),
+            max_attachment_size=_int(env, "MAX_ATTACHMENT_SIZE", 25 * 1024 * 1024, minimum=1),
+            sync_batch_size=_int(env, "SYNC_BATCH_SIZE", 200, minimum=1),
+            job_workers=_int(env, "JOB_WORKERS", 2, minimum=1),
+            scheduler_enabled=_flag(env, "SCHEDULER_ENABLED", True),
+            scheduler_tick_seconds=_int(env, "SCHEDULER_TICK_SECONDS", 15, minimum=1),
+            auto_upgrade_db=_flag(env, "AUTO_UPGRADE_DB", not production),
+            log_level=env.get("LOG_LEVEL", "INFO").upper(),
+        )
+        if production:
+            _check_production(settings, env)
+        return settings
+
+
+def _check_production(settings: Settings, env: Mapping[str, str]) -> None:
+    if settings.jwt_secret_key in KNOWN_DEFAULT_SECRETS or len(settings.jwt_secret_key) < 32:
+        raise ConfigurationError(
+            "JWT_SECRET_KEY must be set to a random value of at least 32 characters in production"
+        )
+    if not settings.credential_keys:
+        raise ConfigurationError("CREDENTIAL_ENCRYPTION_KEYS must be set in production")
+    if "*" in settings.cors_origins:
+        raise ConfigurationError("CORS_ORIGINS must list exact origins in production, not '*'")
+    if settings.auth_trust_headers and env.get("AUTH_TRUST_HEADERS", "").strip().lower() != "true":
+        raise ConfigurationError("AUTH_TRUST_HEADERS must be explicitly 'true' to use header auth in production")
+
+
+def _secrets(env: Mapping[str, str], data_dir: Path, production: bool) -> tuple[str, tuple[str, ...]]:
+    """JWT secret and credential keys: from the environment, else (development only) the generated file."""
+    jwt_secret = env.get("JWT_SECRET_KEY", "")
+    keys = _list(env, "CREDENTIAL_ENCRYPTION_KEYS", "")
+    for key in keys:
+        _check_fernet_key(key)
+    if production or (jwt_secret and keys):
+        return jwt_secret, keys
+    stored = load_or_create_dev_secrets(data_dir)
+    return jwt_secret or stored["jwt_secret_key"], keys or (stored["credential_key"],)
+
+
+def _check_fernet_key(key: str) -> None:
+    try:
+        raw = base64.urlsafe_b64decode(key.encode())
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigurationError(
+            "CREDENTIAL_ENCRYPTION_KEYS must be comma-separated Fernet keys (32 url-safe base64 bytes each)"
+        )
+
+
+def load_or_create_dev_secrets(data_dir: Path) -> dict[str, str]:
+    """Development secrets kept in ``<data_dir>/secrets.json`` (mode 0600), generated on first use.
+
+    Returns ``{"jwt_secret_key": str, "credential_key": str (Fernet key)}``.
+    """
+    path = data_dir / "secrets.json"
+    if path.exists():
+        stored: dict[str, str] = json.loads(path.read_text())
+        return stored
+    data_dir.mkdir(parents=True, exist_ok=True)
+    created = {
+        "jwt_secret_key": secrets.token_urlsafe(48),
+        "credential_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(created, handle)
+    return created
+
+
+def _normalise_db_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL URLs given in the common ``postgresql://`` / ``postgres://`` forms."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _mask_url(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"

@@ -1,0 +1,95 @@
+"""Engine, sessions and tenant-scoped transactions (DESIGN.md section 6).
+
+Every unit of work on tenant data runs in :meth:`Database.tenant_session`, which on PostgreSQL sets
+``app.current_tenant_id`` for that transaction only, with a bound parameter (``set_config(..., true)``), so that
+row-level security policies filter every statement.  Services also filter by ``tenant_id`` explicitly: RLS is the
+second wall, not the only one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS_DIR_CANDIDATES = (
+    Path(__file__).resolve().parent / "migrations",  # installed wheel (force-included)
+    Path(__file__).resolve().parents[2] / "migrations",  # source checkout / editable install
+)
+
+
+def migrations_dir() -> Path:
+    """Folder of the Alembic scripts, in a wheel or in a source checkout.
+
+    Raises:
+        FileNotFoundError: neither location exists.
+    """
+    for candidate in MIGRATIONS_DIR_CANDIDATES:
+        if (candidate / "env.py").exists():
+            return candidate
+    raise FileNotFoundError("Alembic migrations folder not found")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    """Create an engine for ``url`` (SQLite file or PostgreSQL through psycopg 3).
+
+    SQLite gets foreign keys, WAL and a 30 s busy timeout so that the API and the in-process sync workers can
+    share one file; its parent folder is created.
+    """
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+class Database:
+    """One engine plus session factories; shared by the API, the job runner and the CLI."""
+
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+        self.url = url
+        self.engine = engine or make_engine(url)
+        self.is_postgres = self.engine.dialect.name == "postgresql"
+        self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def tenant_session(self, tenant_id: uuid.UUID) -> Iterator[Session]:
+        """One transaction bound to ``tenant_id``: committed on success, rolled back on any exception.
+
+        Yields a :class:`Session`.  On PostgreSQL the transaction-local setting ``app.current_tenant_id`` is set
+        first, so RLS policies only ever show this tenant's rows.
+        """
+        with self._sessions() as session, session.begin():
+            if self.is_postgres:
+                session.execute(
+                    text("SELECT set_config('app.current_tenant_id', :tenant_id, true)"),
+                    {"tenant_id": str(tenant_id)},
+                )
+            yield session
+
+    @contextmanager
+    def system_session(self) -> Iterator[Session]:
+        """A transaction with no tenant bound: only the tenant registry is visible on PostgreSQL."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()

@@ -1,0 +1,34 @@
+"""Sync runs of an account: what ``GET /accounts/{id}/sync`` reports (state, counts, last error)."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from email_service.models.base import Base, TenantScoped
+
+SYNC_RUN_STATES = ("queued", "running", "succeeded", "failed")
+
+
+class SyncRun(TenantScoped, Base):
+    """One requested or scheduled sync of an account and its outcome."""
+
+    __tablename__ = "email_sync_runs"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("email_accounts.id", ondelete="CASCADE"), nullable=False
+    )
+    state: Mapped[str] = mapped_column(String(20), nullable=False, default="queued")
+    trigger: Mapped[str] = mapped_column(String(20), nullable=False, default="api")
+    started_at: Mapped[int | None] = mapped_column(BigInteger)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger)
+    folders_synced: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    messages_added: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    messages_updated: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    messages_removed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    error_kind: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("idx_email_sync_runs_account_created", "account_id", "created_at"),)
