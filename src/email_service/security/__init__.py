@@ -1,1 +1,1 @@
-"""email_service.security"""
+"""Credential encryption and JWT access tokens."""

@@ -1,1 +1,1 @@
-"""email_service.storage"""
+"""Blob stores, content-addressed by sha256."""

@@ -1,0 +1,100 @@
+"""Content-addressed blob store (DESIGN.md section 9): bytes are kept under their SHA-256 hex digest.
+
+The filesystem store lays blobs out as ``<root>/<aa>/<bb>/<sha256>``; writes go to a temporary file and are renamed
+into place, so a reader never sees a partial blob and a second ``put`` of the same bytes writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+from email_service.errors import NotFound
+
+
+class BlobStore(Protocol):
+    """What the services need from a blob store."""
+
+    def put(self, data: bytes) -> str:
+        """Store ``data``; return its sha256 hex digest (idempotent)."""
+        ...
+
+    def get(self, sha256: str) -> bytes:
+        """Return the bytes of ``sha256``.  Raises :class:`NotFound`."""
+        ...
+
+    def iter_chunks(self, sha256: str, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
+        """Stream the bytes of ``sha256`` in chunks.  Raises :class:`NotFound`."""
+        ...
+
+    def exists(self, sha256: str) -> bool:
+        """True when ``sha256`` is stored."""
+        ...
+
+
+def _check_digest(sha256: str) -> str:
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise NotFound("Blob not found")
+    return sha256
+
+
+class FilesystemBlobStore:
+    """Blob store in a local folder (the embedded default: ``BLOB_STORAGE_PATH``, ``<data dir>/blobs``).
+
+    Args:
+        root: folder of the store; created on first write.
+        fsync: flush each new blob to disk before renaming it into place (durability at the cost of speed).
+    """
+
+    def __init__(self, root: Path, *, fsync: bool = False) -> None:
+        self.root = Path(root)
+        self.fsync = fsync
+
+    def _path(self, sha256: str) -> Path:
+        digest = _check_digest(sha256)
+        return self.root / digest[:2] / digest[2:4] / digest
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` and return its sha256; nothing is written when it is already there."""
+        digest = hashlib.sha256(data).hexdigest()
+        path = self._path(digest)
+        if path.exists():
+            return digest
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                if self.fsync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return digest
+
+    def get(self, sha256: str) -> bytes:
+        """Bytes of ``sha256``.  Raises :class:`NotFound` when absent."""
+        try:
+            return self._path(sha256).read_bytes()
+        except FileNotFoundError:
+            raise NotFound("Blob not found") from None
+
+    def iter_chunks(self, sha256: str, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
+        """Stream ``sha256`` in ``chunk_size`` pieces.  Raises :class:`NotFound` when absent."""
+        try:
+            handle = self._path(sha256).open("rb")
+        except FileNotFoundError:
+            raise NotFound("Blob not found") from None
+        with handle:
+            while chunk := handle.read(chunk_size):
+                yield chunk
+
+    def exists(self, sha256: str) -> bool:
+        """True when ``sha256`` is stored."""
+        return self._path(sha256).exists()
