@@ -93,3 +93,29 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+def upgrade_database(migration_url: str, *, app_url: str | None = None, revision: str = "head") -> None:
+    """Run the Alembic migrations up to ``revision`` (the only way the schema changes, DESIGN.md section 6).
+
+    Args:
+        migration_url: URL of the schema owner (``DATABASE_MIGRATION_URL``, default ``DATABASE_URL``).
+        app_url: URL the application connects with; on PostgreSQL, when its user differs from the owner, that
+            role is granted DML on every table so RLS applies to it.
+    """
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy.engine import make_url
+
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.set_main_option("sqlalchemy.url", migration_url.replace("%", "%%"))
+    if app_url:
+        config.attributes["app_role"] = make_url(app_url).username
+    engine = make_engine(migration_url)
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()

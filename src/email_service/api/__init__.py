@@ -1,1 +1,60 @@
-"""email_service.api"""
+"""HTTP API: blueprints (one module per resource), schemas, auth middleware, error mapping, OpenAPI.
+
+Every blueprint is served under the canonical ``/api/v1`` prefix and again under ``/api`` (DESIGN.md section 2);
+the OpenAPI document lists the canonical paths only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apiflask import APIBlueprint, APIFlask
+from sqlalchemy import text
+
+from email_service import __version__
+
+from . import accounts, dev, mailbox, sync
+from .context import service_context
+from .schemas import HealthOut
+
+CANONICAL_PREFIX = "/api/v1"
+ALIAS_PREFIX = "/api"
+
+
+def _health_blueprint() -> APIBlueprint:
+    bp = APIBlueprint("health", __name__, tag="Health")
+
+    @bp.get("/health")
+    @bp.output(HealthOut)
+    @bp.doc(summary="Liveness and database check (seed 000)", responses=[503])
+    def health() -> Any:
+        body = {"status": "healthy", "service": "email_service", "version": __version__, "database": "ok"}
+        try:
+            with service_context().db.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception:
+            body.update(status="unhealthy", database="unavailable")
+            return body, 503
+        return body
+
+    return bp
+
+
+def register_api(app: APIFlask, *, enable_dev_endpoints: bool) -> None:
+    """Register the blueprints on ``app`` under both prefixes, the health check and the spec filter."""
+    app.register_blueprint(_health_blueprint())
+    blueprints = [accounts.bp, sync.bp, mailbox.bp]
+    if enable_dev_endpoints:
+        blueprints.append(dev.bp)
+    for bp in blueprints:
+        app.register_blueprint(bp, url_prefix=CANONICAL_PREFIX)
+        app.register_blueprint(bp, url_prefix=ALIAS_PREFIX, name=f"{bp.name}_alias")
+
+    @app.spec_processor
+    def _canonical_paths_only(spec: dict[str, Any]) -> dict[str, Any]:
+        spec["paths"] = {
+            path: item
+            for path, item in spec.get("paths", {}).items()
+            if path.startswith(CANONICAL_PREFIX) or not path.startswith(ALIAS_PREFIX)
+        }
+        return spec

@@ -35,6 +35,10 @@ class BlobStore(Protocol):
         """True when ``sha256`` is stored."""
         ...
 
+    def size(self, sha256: str) -> int:
+        """Length in bytes of ``sha256``.  Raises :class:`NotFound`."""
+        ...
+
 
 def _check_digest(sha256: str) -> str:
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
@@ -98,3 +102,10 @@ class FilesystemBlobStore:
     def exists(self, sha256: str) -> bool:
         """True when ``sha256`` is stored."""
         return self._path(sha256).exists()
+
+    def size(self, sha256: str) -> int:
+        """Length in bytes of ``sha256``.  Raises :class:`NotFound` when absent."""
+        try:
+            return self._path(sha256).stat().st_size
+        except FileNotFoundError:
+            raise NotFound("Blob not found") from None

@@ -1,0 +1,56 @@
+"""Rate limiting (seed 000/001): 50 requests per minute per user, Redis storage with in-memory fallback.
+
+The key is the authenticated user (tenant + user id); unauthenticated requests are keyed by client address.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, request
+from flask_limiter import Limiter, RateLimitExceeded
+
+from email_service.config import Settings
+
+from .auth import try_principal
+
+EXEMPT_PATHS = ("/health", "/api/v1/openapi.json", "/api/v1/docs")
+
+
+def rate_limit_key() -> str:
+    """``user:<tenant>:<user>`` for authenticated callers, ``ip:<address>`` otherwise."""
+    principal = try_principal()
+    if principal is not None:
+        return f"user:{principal.tenant_id}:{principal.user_id}"
+    return f"ip:{request.remote_addr or 'unknown'}"
+
+
+def _exempt() -> bool:
+    return request.method == "OPTIONS" or request.path.startswith(EXEMPT_PATHS)
+
+
+def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
+    """Attach Flask-Limiter with the configured default limit to every route but health, spec and preflight."""
+    storage = settings.redis_url or "memory://"
+    limiter = Limiter(
+        key_func=rate_limit_key,
+        app=app,
+        default_limits=[settings.rate_limit],
+        default_limits_exempt_when=_exempt,
+        storage_uri=storage,
+        storage_options={"socket_connect_timeout": 2, "socket_timeout": 2} if storage.startswith("redis") else {},
+        in_memory_fallback_enabled=storage != "memory://",
+        headers_enabled=True,
+        strategy="fixed-window",
+        key_prefix="email_service",
+    )
+
+    @app.errorhandler(RateLimitExceeded)
+    def _too_many(error: RateLimitExceeded) -> Any:
+        body = {
+            "error": "Rate limit exceeded",
+            "message": f"Too many requests ({error.description}). Please try again later.",
+        }
+        return body, 429  # Retry-After and X-RateLimit-* are added by the limiter's after_request hook
+
+    return limiter

@@ -1,0 +1,135 @@
+"""Folders and messages of the mirrored mailbox (issue 2 section 7)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from apiflask import APIBlueprint
+from flask import Response, url_for
+
+from email_service.models import EmailMessage
+from email_service.services import mailbox as service
+
+from .auth import current_principal, require_authentication
+from .common import AUTH_ERRORS
+from .context import service_context
+from .mailbox_schemas import FolderListOut, MessageListOut, MessageListQuery, MessageOut
+from .schemas import PaginationQuery
+
+bp = APIBlueprint("mailbox", __name__, tag="Mailbox")
+bp.before_request(require_authentication)
+
+
+def _address(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    return {"name": value.get("name", ""), "email": value.get("email", "")} if value else None
+
+
+def message_summary(message: EmailMessage) -> dict[str, Any]:
+    """Serialise the list fields of a message row."""
+    return {
+        "id": message.id,
+        "accountId": message.account_id,
+        "folderId": message.folder_id,
+        "uid": message.uid,
+        "messageId": message.message_id,
+        "threadId": message.thread_id,
+        "subject": message.subject,
+        "from_": {"name": message.from_name or "", "email": message.from_address or ""}
+        if message.from_address or message.from_name
+        else None,
+        "to": message.to_addresses,
+        "cc": message.cc_addresses,
+        "sentAt": message.sent_at,
+        "receivedAt": message.received_at,
+        "preview": message.preview,
+        "flags": message.flags,
+        "isRead": message.is_read,
+        "isFlagged": message.is_flagged,
+        "isAnswered": message.is_answered,
+        "isDraft": message.is_draft,
+        "hasAttachments": message.has_attachments,
+        "size": message.size,
+    }
+
+
+@bp.get("/accounts/<uuid:account_id>/folders")
+@bp.input(PaginationQuery, location="query")
+@bp.output(FolderListOut)
+@bp.doc(summary="Folders of the account with role, total and unread counts", responses=AUTH_ERRORS)
+def list_folders(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str, Any]:
+    folders = service.list_folders(service_context(), principal=current_principal(), account_id=account_id)
+    limit, offset = query_data["limit"], query_data["offset"]
+    return {
+        "folders": folders[offset : offset + limit],
+        "pagination": {"total": len(folders), "limit": limit, "offset": offset},
+    }
+
+
+@bp.get("/accounts/<uuid:account_id>/messages")
+@bp.input(MessageListQuery, location="query")
+@bp.output(MessageListOut)
+@bp.doc(summary="Messages of the account or of one folder, newest first", responses=AUTH_ERRORS)
+def list_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str, Any]:
+    page = service.list_messages(
+        service_context(),
+        principal=current_principal(),
+        account_id=account_id,
+        folder_id=query_data["folderId"],
+        limit=query_data["limit"],
+        offset=query_data["offset"],
+    )
+    return {
+        "messages": [message_summary(m) for m in page.items],
+        "pagination": {"total": page.total, "limit": page.limit, "offset": page.offset},
+    }
+
+
+@bp.get("/messages/<uuid:message_id>")
+@bp.output(MessageOut)
+@bp.doc(summary="One message with addresses, bodies, flags and attachments", responses=AUTH_ERRORS)
+def get_message(message_id: uuid.UUID) -> dict[str, Any]:
+    detail = service.get_message(service_context(), principal=current_principal(), message_id=message_id)
+    message = detail.message
+    body = message_summary(message)
+    body.update(
+        folderName=detail.folder_name,
+        bcc=message.bcc_addresses,
+        replyTo=message.reply_to,
+        sender=_address(message.sender),
+        inReplyTo=message.in_reply_to,
+        references=message.references,
+        textBody=message.text_body,
+        htmlBody=message.html_body,
+        defects=message.defects,
+        rawUrl=url_for(".raw_message", message_id=message.id),
+        attachments=[
+            {
+                "id": a.id,
+                "filename": a.filename,
+                "mimeType": a.mime_type,
+                "size": a.size_bytes,
+                "contentId": a.content_id,
+                "disposition": a.disposition,
+                "contentHash": a.content_hash,
+                "partId": a.part_id,
+            }
+            for a in detail.attachments
+        ],
+    )
+    return body
+
+
+@bp.get("/messages/<uuid:message_id>/raw")
+@bp.doc(
+    summary="The message as stored on the server (message/rfc822)",
+    responses={200: {"description": "RFC 5322 bytes", "content": {"message/rfc822": {"schema": {}}}},
+               **{code: "Error" for code in AUTH_ERRORS}},
+)
+def raw_message(message_id: uuid.UUID) -> Response:
+    size, chunks = service.raw_message(service_context(), principal=current_principal(), message_id=message_id)
+    response = Response(chunks, mimetype="message/rfc822", direct_passthrough=True)
+    response.headers["Content-Length"] = str(size)
+    response.headers["Content-Disposition"] = f'attachment; filename="{message_id}.eml"'
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

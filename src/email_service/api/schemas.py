@@ -1,0 +1,187 @@
+"""Request and response schemas (marshmallow): they validate input and generate the OpenAPI spec.
+
+Field names are camelCase, times integer epoch milliseconds, ids UUID strings (DESIGN.md section 5).  Validation
+messages follow seed 000 (e.g. "Port must be between 1 and 65535").
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from apiflask import Schema
+from apiflask.fields import UUID, Boolean, Dict, Email, Integer, List, Nested, String
+from apiflask.validators import Length, OneOf, Range, Regexp
+from marshmallow import ValidationError, validates_schema
+
+PROTOCOLS = ("imap", "pop3")
+ENCRYPTIONS = ("none", "tls", "starttls")
+_HOSTNAME = Regexp(
+    re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$|^\[?[0-9A-Fa-f:.]+\]?$"),
+    error="Hostname must be a DNS name or an IP address",
+)
+
+
+def _required(name: str) -> dict[str, str]:
+    return {"required": f"{name} is required", "null": f"{name} must not be null"}
+
+
+def _port(name: str, *, required: bool = False) -> Integer:
+    return Integer(
+        required=required,
+        strict=True,
+        validate=Range(1, 65535, error="Port must be between 1 and 65535"),
+        error_messages=_required(name),
+        metadata={"description": "TCP port, 1-65535"},
+    )
+
+
+class _AccountWritable(Schema):
+    accountName = String(validate=Length(1, 255), error_messages=_required("accountName"))
+    emailAddress = Email(validate=Length(3, 254), error_messages=_required("emailAddress"))
+    protocol = String(
+        validate=OneOf(PROTOCOLS, error="Protocol must be imap or pop3"), error_messages=_required("protocol")
+    )
+    hostname = String(validate=[Length(1, 253), _HOSTNAME], error_messages=_required("hostname"))
+    port = _port("port")
+    encryption = String(validate=OneOf(ENCRYPTIONS, error="Encryption must be none, tls or starttls"))
+    username = String(validate=Length(1, 255), error_messages=_required("username"))
+    password = String(validate=Length(1, 1024), load_only=True, error_messages=_required("password"))
+    isSyncEnabled = Boolean()
+    syncInterval = Integer(
+        strict=True,
+        validate=Range(60, 7 * 86400, error="syncInterval must be between 60 and 604800 seconds"),
+        metadata={"description": "Seconds between scheduled syncs"},
+    )
+    smtpHostname = String(validate=[Length(1, 253), _HOSTNAME], allow_none=True)
+    smtpPort = Integer(strict=True, validate=Range(1, 65535, error="Port must be between 1 and 65535"),
+                       allow_none=True)
+    smtpEncryption = String(validate=OneOf(ENCRYPTIONS), allow_none=True,
+                            metadata={"description": "none | tls (implicit TLS) | starttls"})
+    smtpUsername = String(validate=Length(1, 255), allow_none=True,
+                          metadata={"description": "Defaults to the IMAP/POP3 username"})
+
+
+class AccountCreateIn(_AccountWritable):
+    """POST /accounts body (seed 000 validation rules)."""
+
+    accountName = String(required=True, validate=Length(1, 255), error_messages=_required("accountName"))
+    emailAddress = Email(required=True, validate=Length(3, 254), error_messages=_required("emailAddress"))
+    protocol = String(
+        required=True,
+        validate=OneOf(PROTOCOLS, error="Protocol must be imap or pop3"),
+        error_messages=_required("protocol"),
+    )
+    hostname = String(required=True, validate=[Length(1, 253), _HOSTNAME], error_messages=_required("hostname"))
+    port = _port("port", required=True)
+    encryption = String(
+        load_default="tls", validate=OneOf(ENCRYPTIONS, error="Encryption must be none, tls or starttls")
+    )
+    username = String(required=True, validate=Length(1, 255), error_messages=_required("username"))
+    password = String(required=True, validate=Length(1, 1024), load_only=True, error_messages=_required("password"))
+    isSyncEnabled = Boolean(load_default=True)
+    syncInterval = Integer(
+        load_default=300,
+        strict=True,
+        validate=Range(60, 7 * 86400, error="syncInterval must be between 60 and 604800 seconds"),
+    )
+
+
+class AccountUpdateIn(_AccountWritable):
+    """PUT /accounts/{id} body: any subset of the writable fields, at least one."""
+
+    isEnabled = Boolean()
+
+    @validates_schema
+    def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
+        if not data:
+            raise ValidationError("At least one field must be given")
+
+
+class AccountOut(Schema):
+    """An account as the API returns it (never the password)."""
+
+    id = UUID()
+    tenantId = UUID(attribute="tenant_id")
+    userId = UUID(attribute="user_id")
+    accountName = String(attribute="account_name")
+    emailAddress = String(attribute="email_address")
+    protocol = String()
+    hostname = String()
+    port = Integer()
+    encryption = String()
+    username = String()
+    smtpHostname = String(attribute="smtp_hostname", allow_none=True)
+    smtpPort = Integer(attribute="smtp_port", allow_none=True)
+    smtpEncryption = String(attribute="smtp_encryption", allow_none=True)
+    smtpUsername = String(attribute="smtp_username", allow_none=True)
+    isSyncEnabled = Boolean(attribute="is_sync_enabled")
+    syncInterval = Integer(attribute="sync_interval")
+    lastSyncAt = Integer(attribute="last_sync_at", allow_none=True)
+    isSyncing = Boolean(attribute="is_syncing")
+    isEnabled = Boolean(attribute="is_enabled")
+    createdAt = Integer(attribute="created_at")
+    updatedAt = Integer(attribute="updated_at")
+
+
+class PaginationQuery(Schema):
+    """``limit`` (1-100, default 100) and ``offset`` (>= 0, default 0)."""
+
+    limit = Integer(load_default=100, validate=Range(1, 100, error="limit must be between 1 and 100"))
+    offset = Integer(load_default=0, validate=Range(min=0, error="offset must be 0 or more"))
+
+
+class PaginationOut(Schema):
+    """Page bounds of a list response."""
+
+    total = Integer()
+    limit = Integer()
+    offset = Integer()
+
+
+class AccountListOut(Schema):
+    """``{"accounts": [...], "pagination": {...}}`` (seed 000)."""
+
+    accounts = List(Nested(AccountOut))
+    pagination = Nested(PaginationOut)
+
+
+class DeletedOut(Schema):
+    """``{"message": "Account deleted successfully", "id": ...}`` (seed 000)."""
+
+    message = String()
+    id = UUID()
+
+
+class ErrorOut(Schema):
+    """Error body of every 4xx/5xx: ``error`` kind, ``message`` sentence, optional field ``details``."""
+
+    error = String(required=True)
+    message = String(required=True)
+    details = Dict(required=False)
+
+
+class HealthOut(Schema):
+    """``GET /health`` (seed 000) plus the database check."""
+
+    status = String()
+    service = String()
+    version = String()
+    database = String()
+
+
+class TokenIn(Schema):
+    """``POST /test/generate-token`` body (seed 001; development only)."""
+
+    tenant_id = UUID(required=True, error_messages=_required("tenant_id"))
+    user_id = UUID(required=True, error_messages=_required("user_id"))
+    role = String(load_default="user", validate=OneOf(("user", "admin")))
+    expires_in_hours = Integer(load_default=None, allow_none=True, validate=Range(1, 24 * 30))
+
+
+class TokenOut(Schema):
+    """A signed token and its lifetime in seconds."""
+
+    token = String()
+    token_type = String()
+    expires_in = Integer()

@@ -1,0 +1,75 @@
+"""Application factory: ``create_app(settings=None)`` builds the Flask app for either runtime mode."""
+
+from __future__ import annotations
+
+import logging
+
+from apiflask import APIFlask
+from flask_cors import CORS
+
+from email_service import __version__
+from email_service.api import register_api
+from email_service.api.auth import install_request_logging
+from email_service.api.context import EXTENSION_KEY
+from email_service.api.errors import install_error_handlers
+from email_service.api.limits import install_rate_limits
+from email_service.config import Settings
+from email_service.services.context import JobQueue, ServiceContext, build_context
+
+CORS_HEADERS = ["Content-Type", "Authorization", "X-Tenant-ID", "X-User-ID", "Idempotency-Key"]
+EXPOSED_HEADERS = ["Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Location"]
+
+
+def create_app(
+    settings: Settings | None = None, *, context: ServiceContext | None = None, jobs: JobQueue | None = None
+) -> APIFlask:
+    """Build the API application.
+
+    Args:
+        settings: validated settings; read from the environment when omitted.
+        context: an existing service context to share (tests, the ``serve`` command); built when omitted.
+        jobs: the job queue the API hands sync requests to (ignored when ``context`` is given).
+
+    Raises:
+        ConfigurationError: the settings are unsafe for production (see :mod:`email_service.config`).
+    """
+    settings = settings or (context.settings if context else Settings.from_env())
+    context = context or build_context(settings, jobs=jobs)
+    logging.getLogger("email_service").setLevel(settings.log_level)
+
+    app = APIFlask(
+        "email_service",
+        title="email_service API",
+        version=__version__,
+        spec_path="/api/v1/openapi.json",
+        docs_path="/api/v1/docs",
+        json_errors=True,
+    )
+    app.config.update(
+        VALIDATION_ERROR_STATUS_CODE=400,
+        VALIDATION_ERROR_DESCRIPTION="Invalid request",
+        MAX_CONTENT_LENGTH=1024 * 1024,
+        SPEC_FORMAT="json",
+        DOCS_UI="swagger-ui",
+        INFO={"description": "Multi-tenant email backend: accounts, mirrored IMAP mailboxes, messages."},
+        SECURITY_SCHEMES={
+            "BearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+        },
+        JSON_SORT_KEYS=False,
+    )
+    app.security_schemes = {"BearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+    app.extensions[EXTENSION_KEY] = context
+
+    install_error_handlers(app)
+    install_request_logging(app)
+    CORS(
+        app,
+        resources={r"/api/*": {"origins": list(settings.cors_origins)}},
+        methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+        allow_headers=CORS_HEADERS,
+        expose_headers=EXPOSED_HEADERS,
+        max_age=600,
+    )
+    install_rate_limits(app, settings)
+    register_api(app, enable_dev_endpoints=not settings.is_production)
+    return app

@@ -1,0 +1,122 @@
+"""Read use cases of the mirrored mailbox: folders, message lists, one message, raw RFC 5322 bytes.
+
+Same isolation as accounts (seed 001): the account (or the message's account) must be visible to the caller.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from email_service.errors import NotFound
+from email_service.models import EmailAccount, EmailAttachment, EmailFolder, EmailMessage
+from email_service.security.tokens import Principal
+from email_service.services.access import verify_resource_access
+from email_service.services.accounts import Page
+from email_service.services.context import ServiceContext
+
+ROLE_ORDER = {"inbox": 0, "drafts": 1, "sent": 2, "archive": 3, "spam": 4, "trash": 5, "custom": 6}
+
+
+@dataclass(frozen=True)
+class MessageDetail:
+    """A message row with its attachment rows and the name of its folder."""
+
+    message: EmailMessage
+    attachments: list[EmailAttachment]
+    folder_name: str
+
+
+def load_account(session: Session, principal: Principal, account_id: uuid.UUID) -> EmailAccount:
+    """A live account visible to ``principal``.  Raises :class:`NotFound` / :class:`Forbidden`."""
+    account = session.get(EmailAccount, account_id)
+    if account is None or account.deleted_at is not None:
+        raise NotFound("Account not found")
+    verify_resource_access(principal, account.tenant_id, account.user_id, what="Account")
+    return account
+
+
+def list_folders(ctx: ServiceContext, *, principal: Principal, account_id: uuid.UUID) -> list[EmailFolder]:
+    """Folders of an account, INBOX and the special-use roles first, then by name."""
+    with ctx.db.tenant_session(principal.tenant_id) as session:
+        load_account(session, principal, account_id)
+        folders = session.execute(
+            select(EmailFolder).where(
+                EmailFolder.tenant_id == principal.tenant_id, EmailFolder.account_id == account_id
+            )
+        ).scalars()
+        return sorted(folders, key=lambda f: (ROLE_ORDER.get(f.type, 9), f.name.lower()))
+
+
+def list_messages(
+    ctx: ServiceContext,
+    *,
+    principal: Principal,
+    account_id: uuid.UUID,
+    folder_id: uuid.UUID | None,
+    limit: int,
+    offset: int,
+) -> Page:
+    """Messages of an account (or one of its folders), newest first by INTERNALDATE, then by uid.
+
+    Raises:
+        NotFound: unknown account, or a folder that is not this account's.
+    """
+    with ctx.db.tenant_session(principal.tenant_id) as session:
+        load_account(session, principal, account_id)
+        conditions = [EmailMessage.tenant_id == principal.tenant_id, EmailMessage.account_id == account_id]
+        if folder_id is not None:
+            folder = session.get(EmailFolder, folder_id)
+            if folder is None or folder.account_id != account_id:
+                raise NotFound("Folder not found")
+            conditions.append(EmailMessage.folder_id == folder_id)
+        total = session.execute(select(func.count()).select_from(EmailMessage).where(*conditions)).scalar_one()
+        rows = session.execute(
+            select(EmailMessage)
+            .where(*conditions)
+            .order_by(EmailMessage.received_at.desc(), EmailMessage.uid.desc(), EmailMessage.id)
+            .limit(limit)
+            .offset(offset)
+        ).scalars()
+        return Page(items=list(rows), total=int(total), limit=limit, offset=offset)
+
+
+def _load_message(session: Session, principal: Principal, message_id: uuid.UUID) -> EmailMessage:
+    message = session.get(EmailMessage, message_id)
+    if message is None or message.tenant_id != principal.tenant_id:
+        raise NotFound("Message not found")
+    load_account(session, principal, message.account_id)
+    return message
+
+
+def get_message(ctx: ServiceContext, *, principal: Principal, message_id: uuid.UUID) -> MessageDetail:
+    """One message with its attachments.  Raises :class:`NotFound` / :class:`Forbidden`."""
+    with ctx.db.tenant_session(principal.tenant_id) as session:
+        message = _load_message(session, principal, message_id)
+        attachments = list(
+            session.execute(
+                select(EmailAttachment)
+                .where(EmailAttachment.message_id == message.id)
+                .order_by(EmailAttachment.part_id)
+            ).scalars()
+        )
+        folder = session.get(EmailFolder, message.folder_id)
+        return MessageDetail(message, attachments, folder.name if folder else "")
+
+
+def raw_message(ctx: ServiceContext, *, principal: Principal, message_id: uuid.UUID) -> tuple[int, Iterator[bytes]]:
+    """``(size in bytes, chunk iterator)`` of the stored RFC 5322 message.
+
+    Raises:
+        NotFound: unknown message, or its raw bytes are not in the blob store.
+    """
+    with ctx.db.tenant_session(principal.tenant_id) as session:
+        message = _load_message(session, principal, message_id)
+        digest = message.raw_sha256
+    if not digest:
+        raise NotFound("Raw message not available")
+    return ctx.blobs.size(digest), ctx.blobs.iter_chunks(digest)

@@ -1,0 +1,108 @@
+"""Sync requests and status (issue 2 section 6): ``POST/GET /accounts/{id}/sync`` and the scheduler's view.
+
+A request creates a :class:`SyncRun` in state ``queued`` and hands it to the job queue; while one is queued or
+running for the account, further requests return that run instead of piling up new ones.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from email_service.errors import Conflict
+from email_service.models import EmailAccount, SyncRun, Tenant, now_ms
+from email_service.security.tokens import Principal
+from email_service.services.accounts import audit
+from email_service.services.context import ServiceContext
+from email_service.services.mailbox import load_account
+
+ACTIVE_STATES = ("queued", "running")
+SUPPORTED_PROTOCOLS = ("imap",)
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    """What ``GET /accounts/{id}/sync`` reports: the account's flags and its latest run (if any)."""
+
+    account: EmailAccount
+    run: SyncRun | None
+
+
+def _active_run(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID) -> SyncRun | None:
+    with ctx.db.tenant_session(tenant_id) as session:
+        return session.execute(
+            select(SyncRun)
+            .where(SyncRun.account_id == account_id, SyncRun.state.in_(ACTIVE_STATES))
+            .order_by(SyncRun.created_at.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+
+
+def enqueue_sync(
+    ctx: ServiceContext, *, tenant_id: uuid.UUID, account_id: uuid.UUID, trigger: str, principal: Principal | None
+) -> tuple[SyncRun, bool]:
+    """Queue a sync unless one is active.  Returns ``(run, created)``."""
+    active = _active_run(ctx, tenant_id, account_id)
+    if active is not None:
+        return active, False
+    with ctx.db.tenant_session(tenant_id) as session:
+        run = SyncRun(id=uuid.uuid4(), tenant_id=tenant_id, account_id=account_id, state="queued", trigger=trigger)
+        session.add(run)
+        audit(session, principal, tenant_id=tenant_id, action="sync.request", resource_type="email_account",
+              resource_id=account_id, details={"trigger": trigger, "syncId": str(run.id)})
+    ctx.jobs.enqueue_sync(tenant_id=tenant_id, account_id=account_id, run_id=run.id)
+    return run, True
+
+
+def request_sync(ctx: ServiceContext, *, principal: Principal, account_id: uuid.UUID) -> tuple[SyncRun, bool]:
+    """Ask for a sync of one account now.  Returns ``(run, created)``.
+
+    Raises:
+        NotFound / Forbidden: the account is not visible to the caller.
+        Conflict: the account is disabled or its protocol is not mirrored yet.
+    """
+    with ctx.db.tenant_session(principal.tenant_id) as session:
+        account = load_account(session, principal, account_id)
+        if not account.is_enabled:
+            raise Conflict("Account is disabled")
+        if account.protocol not in SUPPORTED_PROTOCOLS:
+            raise Conflict(f"Mirroring of {account.protocol} accounts is not available yet")
+    return enqueue_sync(ctx, tenant_id=principal.tenant_id, account_id=account_id, trigger="api", principal=principal)
+
+
+def sync_status(ctx: ServiceContext, *, principal: Principal, account_id: uuid.UUID) -> SyncStatus:
+    """The account and its most recent run.  Raises :class:`NotFound` / :class:`Forbidden`."""
+    with ctx.db.tenant_session(principal.tenant_id) as session:
+        account = load_account(session, principal, account_id)
+        run = session.execute(
+            select(SyncRun).where(SyncRun.account_id == account_id).order_by(SyncRun.created_at.desc()).limit(1)
+        ).scalar_one_or_none()
+        return SyncStatus(account, run)
+
+
+def due_accounts(ctx: ServiceContext, *, now: int | None = None) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """``(tenant_id, account_id)`` of every enabled, sync-enabled account whose ``syncInterval`` has elapsed.
+
+    Walks the tenant registry and queries each tenant under its own RLS context (no bypass needed).
+    """
+    current = now if now is not None else now_ms()
+    with ctx.db.system_session() as session:
+        tenants = list(session.execute(select(Tenant.tenant_id)).scalars())
+    due: list[tuple[uuid.UUID, uuid.UUID]] = []
+    for tenant_id in tenants:
+        with ctx.db.tenant_session(tenant_id) as session:
+            rows = session.execute(
+                select(EmailAccount.id, EmailAccount.last_sync_at, EmailAccount.sync_interval).where(
+                    EmailAccount.tenant_id == tenant_id,
+                    EmailAccount.deleted_at.is_(None),
+                    EmailAccount.is_enabled.is_(True),
+                    EmailAccount.is_sync_enabled.is_(True),
+                    EmailAccount.protocol.in_(SUPPORTED_PROTOCOLS),
+                )
+            ).all()
+        for account_id, last_sync_at, interval in rows:
+            if last_sync_at is None or current - last_sync_at >= interval * 1000:
+                due.append((tenant_id, account_id))
+    return due
