@@ -106,3 +106,27 @@ def due_accounts(ctx: ServiceContext, *, now: int | None = None) -> list[tuple[u
             if last_sync_at is None or current - last_sync_at >= interval * 1000:
                 due.append((tenant_id, account_id))
     return due
+
+
+def fail_interrupted_runs(ctx: ServiceContext) -> int:
+    """Mark runs left ``queued``/``running`` by a stopped process as failed and clear ``isSyncing``.
+
+    Only for the embedded default, where one process owns every run.  Returns how many runs were closed.
+    """
+    with ctx.db.system_session() as session:
+        tenants = list(session.execute(select(Tenant.tenant_id)).scalars())
+    closed = 0
+    for tenant_id in tenants:
+        with ctx.db.tenant_session(tenant_id) as session:
+            runs = session.execute(
+                select(SyncRun).where(SyncRun.tenant_id == tenant_id, SyncRun.state.in_(ACTIVE_STATES))
+            ).scalars()
+            for run in runs:
+                run.state, run.error_kind, run.error = "failed", "Interrupted", "The service stopped during the sync"
+                run.finished_at = now_ms()
+                closed += 1
+            for account in session.execute(
+                select(EmailAccount).where(EmailAccount.tenant_id == tenant_id, EmailAccount.is_syncing.is_(True))
+            ).scalars():
+                account.is_syncing = False
+    return closed

@@ -1,1 +1,1 @@
-"""email_service.tasks"""
+"""Job shells: the in-process runner (embedded default) and, later, Celery tasks."""

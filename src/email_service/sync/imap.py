@@ -1,0 +1,287 @@
+"""IMAP mailbox mirroring (RFC 3501/9051; CONDSTORE of RFC 7162 for flag changes).
+
+Per folder, an explicit state machine persisted in ``email_folders.sync_state``::
+
+          first sync                       every later sync
+    [initial] ----fetch all UIDs----> [poll] ----new UIDs > stored uidnext, flag changes,----+
+        ^                               |  ^        expunges by UID set diff                  |
+        |                               |  +----------------------------------------------+
+        |          UIDVALIDITY changed   v
+        +-------------------------- [resync]  (drop the folder's rows, fetch everything again)
+
+Handlers are idempotent: messages are stored batch by batch in short transactions, and a batch only inserts UIDs
+not stored yet, so a crash or a dropped connection resumes without duplicates or losses (``uidnext`` is only
+advanced once the folder is complete).  INBOX goes first; newest messages first on an initial sync.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, func, select, update
+
+from email_service.errors import EmailServiceError
+from email_service.models import EmailAccount, EmailFolder, EmailMessage, SyncRun, now_ms
+from email_service.protocols.imap import ImapSession, MailboxInfo, MailboxStatus
+from email_service.services.accounts import account_password
+from email_service.services.connection_test import imap_endpoint
+from email_service.services.context import ServiceContext
+from email_service.sync.locks import account_sync_lock
+from email_service.sync.store import flag_columns, insert_batch, message_rows
+
+log = logging.getLogger("email_service.sync")
+
+
+@dataclass
+class SyncCounts:
+    """What one run changed."""
+
+    folders_synced: int = 0
+    messages_added: int = 0
+    messages_updated: int = 0
+    messages_removed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FolderRef:
+    """The identity and stored sync state of one folder row."""
+
+    id: uuid.UUID
+    name: str
+    uidvalidity: int | None
+    uidnext: int | None
+    highestmodseq: int | None
+    state: str
+
+
+class ImapMirror:
+    """Mirrors one account's mailboxes into the database during one run."""
+
+    def __init__(self, ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID, imap: ImapSession):
+        self.ctx = ctx
+        self.tenant_id = tenant_id
+        self.account_id = account_id
+        self.imap = imap
+        self.counts = SyncCounts()
+
+    def run(self) -> SyncCounts:
+        """Sync the folder list, then every selectable folder, INBOX first."""
+        for ref in self._sync_folder_list(self.imap.list_mailboxes()):
+            self._sync_folder(ref)
+            self.counts.folders_synced += 1
+        return self.counts
+
+    def _sync_folder_list(self, mailboxes: list[MailboxInfo]) -> list[FolderRef]:
+        names = {m.name for m in mailboxes}
+        with self.ctx.db.tenant_session(self.tenant_id) as session:
+            stored = {
+                f.name: f
+                for f in session.execute(
+                    select(EmailFolder).where(EmailFolder.account_id == self.account_id)
+                ).scalars()
+            }
+            for gone in set(stored) - names:
+                session.delete(stored.pop(gone))
+            for mailbox in mailboxes:
+                folder = stored.get(mailbox.name)
+                if folder is None:
+                    folder = EmailFolder(id=uuid.uuid4(), tenant_id=self.tenant_id, account_id=self.account_id,
+                                         name=mailbox.name, sync_state="initial")
+                    session.add(folder)
+                    stored[mailbox.name] = folder
+                folder.type = mailbox.role
+                folder.delimiter = mailbox.delimiter
+                folder.attributes = list(mailbox.flags)
+                folder.is_selectable = mailbox.selectable
+            ordered = sorted(
+                (stored[m.name] for m in mailboxes if m.selectable),
+                key=lambda f: (f.type != "inbox", f.name.lower()),
+            )
+            return [FolderRef(f.id, f.name, f.uidvalidity, f.uidnext, f.highestmodseq, f.sync_state) for f in ordered]
+
+    def _sync_folder(self, ref: FolderRef) -> None:
+        status = self.imap.select(ref.name, readonly=True)
+        state = ref.state
+        if ref.uidvalidity is not None and ref.uidvalidity != status.uidvalidity:
+            log.info("UIDVALIDITY of %s changed (%s -> %s): refetching", ref.name, ref.uidvalidity,
+                     status.uidvalidity)
+            state = "resync"
+            with self.ctx.db.tenant_session(self.tenant_id) as session:
+                removed = session.execute(delete(EmailMessage).where(EmailMessage.folder_id == ref.id))
+                self.counts.messages_removed += removed.rowcount or 0  # type: ignore[attr-defined]
+                session.execute(
+                    update(EmailFolder).where(EmailFolder.id == ref.id).values(
+                        uidvalidity=status.uidvalidity, uidnext=None, highestmodseq=None, sync_state="resync"
+                    )
+                )
+        server_uids = set(self.imap.all_uids()) if status.exists else set()
+        stored_uids = self._stored_uids(ref.id, status.uidvalidity)
+        if state == "poll":
+            self._sync_flags(ref, status, stored_uids & server_uids)
+        gone = stored_uids - server_uids
+        if gone:
+            self._remove(ref.id, status.uidvalidity, gone)
+        self._fetch_new(ref.id, status.uidvalidity, sorted(server_uids - stored_uids, reverse=True))
+        self._finish_folder(ref.id, status)
+
+    def _stored_uids(self, folder_id: uuid.UUID, uidvalidity: int) -> set[int]:
+        with self.ctx.db.tenant_session(self.tenant_id) as session:
+            rows = session.execute(
+                select(EmailMessage.uid).where(
+                    EmailMessage.folder_id == folder_id, EmailMessage.uidvalidity == uidvalidity
+                )
+            ).scalars()
+            return {uid for uid in rows if uid is not None}
+
+    def _fetch_new(self, folder_id: uuid.UUID, uidvalidity: int, uids: list[int]) -> None:
+        batch_size = self.ctx.settings.sync_batch_size
+        for start in range(0, len(uids), batch_size):
+            chunk = uids[start : start + batch_size]
+            messages, attachments = [], []
+            for fetched in self.imap.fetch_messages(chunk, batch_size=batch_size):
+                row, parts = message_rows(fetched, tenant_id=self.tenant_id, account_id=self.account_id,
+                                          folder_id=folder_id, uidvalidity=uidvalidity, blobs=self.ctx.blobs)
+                messages.append(row)
+                attachments.extend(parts)
+            with self.ctx.db.tenant_session(self.tenant_id) as session:
+                insert_batch(session, messages, attachments)
+            self.counts.messages_added += len(messages)
+
+    def _sync_flags(self, ref: FolderRef, status: MailboxStatus, known: set[int]) -> None:
+        if not known:
+            return
+        if ref.highestmodseq and status.highestmodseq is not None:
+            if status.highestmodseq == ref.highestmodseq:
+                return
+            changes = self.imap.fetch_flags(changedsince=ref.highestmodseq)
+        else:
+            changes = self.imap.fetch_flags(sorted(known))
+        with self.ctx.db.tenant_session(self.tenant_id) as session:
+            current = dict(
+                session.execute(
+                    select(EmailMessage.uid, EmailMessage.flags).where(
+                        EmailMessage.folder_id == ref.id, EmailMessage.uid.in_(list(changes))
+                    )
+                ).tuples()
+            )
+            for uid, (flags, modseq) in changes.items():
+                if uid in current and sorted(set(flags)) != sorted(current[uid] or []):
+                    session.execute(
+                        update(EmailMessage)
+                        .where(EmailMessage.folder_id == ref.id, EmailMessage.uid == uid)
+                        .values(modseq=modseq, updated_at=now_ms(), **flag_columns(flags))
+                    )
+                    self.counts.messages_updated += 1
+
+    def _remove(self, folder_id: uuid.UUID, uidvalidity: int, uids: set[int]) -> None:
+        with self.ctx.db.tenant_session(self.tenant_id) as session:
+            ordered = sorted(uids)
+            for start in range(0, len(ordered), 500):
+                session.execute(
+                    delete(EmailMessage).where(
+                        EmailMessage.folder_id == folder_id,
+                        EmailMessage.uidvalidity == uidvalidity,
+                        EmailMessage.uid.in_(ordered[start : start + 500]),
+                    )
+                )
+        self.counts.messages_removed += len(uids)
+
+    def _finish_folder(self, folder_id: uuid.UUID, status: MailboxStatus) -> None:
+        with self.ctx.db.tenant_session(self.tenant_id) as session:
+            total, unread = session.execute(
+                select(func.count(), func.count().filter(EmailMessage.is_read.is_(False))).where(
+                    EmailMessage.folder_id == folder_id
+                )
+            ).one()
+            session.execute(
+                update(EmailFolder).where(EmailFolder.id == folder_id).values(
+                    uidvalidity=status.uidvalidity,
+                    uidnext=status.uidnext,
+                    highestmodseq=status.highestmodseq,
+                    sync_state="poll",
+                    total_count=total,
+                    unread_count=unread,
+                    last_synced_at=now_ms(),
+                    updated_at=now_ms(),
+                )
+            )
+
+
+def _set_run(ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID, **values: object) -> None:
+    with ctx.db.tenant_session(tenant_id) as session:
+        session.execute(update(SyncRun).where(SyncRun.id == run_id).values(updated_at=now_ms(), **values))
+
+
+def _set_account(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID, **values: object) -> None:
+    with ctx.db.tenant_session(tenant_id) as session:
+        session.execute(update(EmailAccount).where(EmailAccount.id == account_id).values(**values))
+
+
+def sync_account(ctx: ServiceContext, *, tenant_id: uuid.UUID, account_id: uuid.UUID, run_id: uuid.UUID) -> str:
+    """Run one sync of an IMAP account and record its outcome on the :class:`SyncRun` row.
+
+    Returns the final run state: ``succeeded``, ``failed``, or ``skipped`` when another sync holds the account.
+    Never raises for mail-server trouble: the error kind and the server's message go to the run row.
+    """
+    with account_sync_lock(ctx.db, account_id) as taken:
+        if not taken:
+            _set_run(ctx, tenant_id, run_id, state="failed", finished_at=now_ms(), error_kind="Busy",
+                     error="Another sync of this account is running")
+            return "skipped"
+        started = now_ms()
+        _set_run(ctx, tenant_id, run_id, state="running", started_at=started)
+        _set_account(ctx, tenant_id, account_id, is_syncing=True)
+        mirror: ImapMirror | None = None
+        try:
+            with ctx.db.tenant_session(tenant_id) as session:
+                account = session.get(EmailAccount, account_id)
+                if account is None or account.deleted_at is not None or not account.is_enabled:
+                    raise EmailServiceError("Account is deleted or disabled")
+                endpoint = imap_endpoint(ctx, account, account_password(ctx, session, account))
+            with ImapSession(endpoint) as imap:
+                mirror = ImapMirror(ctx, tenant_id, account_id, imap)
+                mirror.run()
+        except EmailServiceError as exc:
+            log.warning("sync of account %s failed: %s: %s", account_id, type(exc).__name__, exc.message)
+            counts = mirror.counts if mirror else SyncCounts()
+            _finish(ctx, tenant_id, account_id, run_id, counts, error=(type(exc).__name__, exc.message))
+            return "failed"
+        except Exception:
+            log.exception("sync of account %s failed unexpectedly", account_id)
+            counts = mirror.counts if mirror else SyncCounts()
+            _finish(ctx, tenant_id, account_id, run_id, counts, error=("InternalError", "Internal error during sync"))
+            return "failed"
+        _finish(ctx, tenant_id, account_id, run_id, mirror.counts, error=None)
+        return "succeeded"
+
+
+def _finish(
+    ctx: ServiceContext,
+    tenant_id: uuid.UUID,
+    account_id: uuid.UUID,
+    run_id: uuid.UUID,
+    counts: SyncCounts,
+    *,
+    error: tuple[str, str] | None,
+) -> None:
+    finished = now_ms()
+    _set_run(
+        ctx,
+        tenant_id,
+        run_id,
+        state="failed" if error else "succeeded",
+        finished_at=finished,
+        folders_synced=counts.folders_synced,
+        messages_added=counts.messages_added,
+        messages_updated=counts.messages_updated,
+        messages_removed=counts.messages_removed,
+        error_kind=error[0] if error else None,
+        error=error[1] if error else None,
+    )
+    values: dict[str, object] = {"is_syncing": False}
+    if error is None:
+        values["last_sync_at"] = finished
+    _set_account(ctx, tenant_id, account_id, **values)

@@ -1,0 +1,202 @@
+"""Shared fixtures: one migrated database per test session (SQLite by default, PostgreSQL when
+``TEST_DATABASE_URL`` is set), the app with its real in-process job runner, HTTP clients and auth helpers.
+
+Run on PostgreSQL::
+
+    TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres uv run pytest
+
+The session creates a private database there, migrates it as the owner (``postgres``) and connects the app as
+the non-owner role ``email_service_app``, so row-level security is in force exactly as in production.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from email_service.app import create_app
+from email_service.config import Settings
+from email_service.db import upgrade_database
+from email_service.security.credentials import generate_key
+from email_service.security.tokens import create_jwt_token
+from email_service.services.context import ServiceContext, build_context
+from email_service.tasks.runner import InProcessJobRunner
+from tests.support.dovecot import dovecot, mail_user  # noqa: F401  (re-exported fixtures)
+
+APP_ROLE = "email_service_app"
+JWT_SECRET = "test-secret-" + "x" * 40
+
+
+def _postgres_database(admin_url: str) -> Iterator[tuple[str, str]]:
+    """Create a private database and the app role; yield ``(owner url, app url)``; drop the database after."""
+    base = make_url(admin_url).set(drivername="postgresql+psycopg")
+    name = f"email_service_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+        exists = connection.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": APP_ROLE}).first()
+        if not exists:
+            connection.execute(text(f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS"))
+    owner_url = base.set(database=name)
+    app_url = owner_url.set(username=APP_ROLE, password=None)
+    try:
+        yield (owner_url.render_as_string(hide_password=False), app_url.render_as_string(hide_password=False))
+    finally:
+        with admin.connect() as connection:
+            connection.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name}
+            )
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="email-service-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def database_urls(data_dir: Path) -> Iterator[tuple[str, str]]:
+    """``(migration url, app url)`` of the session's migrated database."""
+    admin_url = os.environ.get("TEST_DATABASE_URL")
+    if admin_url:
+        for owner_url, app_url in _postgres_database(admin_url):
+            upgrade_database(owner_url, app_url=app_url)
+            yield owner_url, app_url
+        return
+    url = f"sqlite:///{data_dir / 'test.db'}"
+    upgrade_database(url)
+    yield url, url
+
+
+def make_settings(data_dir: Path, database_urls: tuple[str, str], **overrides: str) -> Settings:
+    """Settings of the test app: explicit secrets, header auth on, in-memory rate limits."""
+    env = {
+        "EMAIL_SERVICE_DATA_DIR": str(data_dir),
+        "DATABASE_URL": database_urls[1],
+        "DATABASE_MIGRATION_URL": database_urls[0],
+        "JWT_SECRET_KEY": JWT_SECRET,
+        "CREDENTIAL_ENCRYPTION_KEYS": os.environ.get("TEST_CREDENTIAL_KEY") or _SESSION_KEY,
+        "AUTH_TRUST_HEADERS": "true",
+        "CORS_ORIGINS": "http://localhost:3000",
+        "SCHEDULER_ENABLED": "false",
+        "MAIL_TIMEOUT_SECONDS": "10",
+    }
+    env.update(overrides)
+    return Settings.from_env(env)
+
+
+_SESSION_KEY = generate_key()
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path, database_urls: tuple[str, str]) -> Settings:
+    return make_settings(data_dir, database_urls)
+
+
+@pytest.fixture(scope="session")
+def runner() -> Iterator[InProcessJobRunner]:
+    jobs = InProcessJobRunner(workers=2)
+    yield jobs
+    jobs.shutdown(wait=True)
+
+
+@pytest.fixture(scope="session")
+def ctx(settings: Settings, runner: InProcessJobRunner) -> Iterator[ServiceContext]:
+    context = build_context(settings, jobs=runner)
+    runner.bind(context)
+    yield context
+    context.db.dispose()
+
+
+@pytest.fixture
+def app(ctx: ServiceContext) -> Any:
+    """A fresh app (fresh in-memory rate-limit counters) over the session's context."""
+    return create_app(context=ctx)
+
+
+@pytest.fixture
+def client(app: Any) -> FlaskClient:
+    return app.test_client()
+
+
+class Caller:
+    """A tenant user (or admin) with ready-made auth headers."""
+
+    def __init__(self, ctx: ServiceContext, tenant_id: uuid.UUID | None = None, role: str = "user") -> None:
+        self.tenant_id = tenant_id or uuid.uuid4()
+        self.user_id = uuid.uuid4()
+        self.role = role
+        token = create_jwt_token(ctx.tokens, tenant_id=self.tenant_id, user_id=self.user_id, role=role)
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.header_auth = {"X-Tenant-ID": str(self.tenant_id), "X-User-ID": str(self.user_id)}
+
+    def colleague(self, ctx: ServiceContext, role: str = "user") -> Caller:
+        """Another user of the same tenant."""
+        return Caller(ctx, self.tenant_id, role)
+
+
+@pytest.fixture
+def caller(ctx: ServiceContext) -> Caller:
+    return Caller(ctx)
+
+
+@pytest.fixture
+def make_caller(ctx: ServiceContext) -> Any:
+    def factory(tenant_id: uuid.UUID | None = None, role: str = "user") -> Caller:
+        return Caller(ctx, tenant_id, role)
+
+    return factory
+
+
+def account_body(**overrides: Any) -> dict[str, Any]:
+    """A valid POST /accounts body (seed 000 example)."""
+    body: dict[str, Any] = {
+        "accountName": "Work Email",
+        "emailAddress": f"user{uuid.uuid4().hex[:8]}@company.example",
+        "protocol": "imap",
+        "hostname": "imap.company.example",
+        "port": 993,
+        "encryption": "tls",
+        "username": "user@company.example",
+        "password": "secure_password_123",
+    }
+    body.update(overrides)
+    return body
+
+
+def wait_for_sync(client: FlaskClient, account_id: str, headers: dict[str, str], timeout: float = 60) -> Any:
+    """Poll ``GET /accounts/{id}/sync`` until the latest run has finished; return its body."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(f"/api/v1/accounts/{account_id}/sync", headers=headers).get_json()
+        if body.get("state") in ("succeeded", "failed"):
+            return body
+        time.sleep(0.05)
+    raise AssertionError(f"sync of {account_id} did not finish in {timeout} s")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With ``EMAIL_SERVICE_REQUIRE_INTEGRATION=1`` (CI), a skipped integration test fails the run."""
+    if os.environ.get("EMAIL_SERVICE_REQUIRE_INTEGRATION") != "1":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = [r for r in (reporter.stats.get("skipped", []) if reporter else [])
+               if "integration" in getattr(r, "keywords", {})]
+    if skipped:
+        if reporter:
+            reporter.write_line(f"FAILED: {len(skipped)} integration test(s) skipped while they are required")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
