@@ -1,4 +1,4 @@
-"""Reusable test peers (real servers run privately on loopback) and their pytest fixtures.
+"""Reusable test peers run privately on loopback (Dovecot, TLS material) and their pytest fixtures.
 
-Import as ``support.<module>`` with ``tests/`` on ``sys.path`` (pytest puts it there for ``tests/conftest.py``).
+Import as ``tests.support.<module>``; ``tests/conftest.py`` re-exports the fixtures.
 """

@@ -1,0 +1,582 @@
+"""IMAP wire adapter over ``imapclient``: RFC 3501 / 9051, RFC 6154 SPECIAL-USE, RFC 7162 CONDSTORE/QRESYNC.
+
+:class:`ImapSession` is one authenticated connection of one account: it lists mailboxes with their roles,
+SELECTs one, and reads UIDs, messages and flags in batches.  It never decides what to store; the sync engine
+does (DESIGN.md section 7).  Everything crossing this boundary is plain ``str``/``int``/``bytes`` in frozen
+dataclasses; every failure is one of :mod:`email_service.protocols.errors` with the server's text as evidence
+and never the password.
+
+Speed: ``imapclient`` parses responses in Python, so messages are fetched many per ``UID FETCH``
+(``batch_size``) with a compact UID set (``1:200``).  UID FETCH, and LIST with RETURN, are sent through
+imapclient's underlying imaplib object (``_imap``; imapclient is pinned), because ``IMAPClient.fetch`` cannot
+take a range and LIST cannot take RETURN options.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import imaplib
+import re
+import socket
+import ssl
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import groupby
+from types import TracebackType
+from typing import Any, Self
+
+from imapclient import IMAPClient
+from imapclient.response_parser import parse_fetch_response
+
+from email_service.protocols.errors import (
+    AuthenticationFailed,
+    ConnectionFailed,
+    MailboxError,
+    ProtocolError,
+    TemporaryFailure,
+    TLSError,
+)
+from email_service.protocols.tls import client_ssl_context
+
+ENCRYPTIONS = ("none", "tls", "starttls")
+ROLES = ("inbox", "sent", "drafts", "trash", "spam", "archive", "custom")
+
+# RFC 6154 section 2 attributes -> role.  \All (a virtual "every message" view such as Gmail's All Mail) and
+# \Flagged are views, not places, so they are deliberately not roles: mirroring them as "archive" would make
+# every message appear twice and make "move to archive" ambiguous.
+_SPECIAL_USE_ROLES = {f"\\{flag}": role for flag, role in (("sent", "sent"), ("drafts", "drafts"),
+                      ("trash", "trash"), ("junk", "spam"), ("archive", "archive"))}  # fmt: skip
+# Common names (last path component, compared case-insensitively) for servers without SPECIAL-USE.
+_NAMES = {
+    "sent": "sent|sent items|sent messages|sent mail|sent-mail|sent e-mail|sent email|gesendet|"
+    "gesendete objekte|gesendete elemente|envoyés|éléments envoyés|enviados|elementos enviados|"
+    "posta inviata|verzonden items",
+    "drafts": "drafts|draft|entwürfe|brouillons|borradores|bozze|concepten",
+    "trash": "trash|deleted items|deleted messages|deleted|bin|papierkorb|gelöschte elemente|corbeille|"
+    "éléments supprimés|papelera|cestino|prullenbak",
+    "spam": "junk|spam|junk e-mail|junk email|junk mail|bulk mail|spamverdacht|courrier indésirable|"
+    "correo no deseado",
+    "archive": "archive|archives|archiv|archivio|archivo|archief",
+}
+_NAME_ROLES = {name: role for role, names in _NAMES.items() for name in names.split("|")}
+_SERVER_TEXT_LIMIT = 300
+
+
+def mailbox_role(name: str, flags: Iterable[str], delimiter: str | None = None) -> str:
+    """Role of a mailbox: ``inbox | sent | drafts | trash | spam | archive | custom``.
+
+    RFC 6154 SPECIAL-USE attributes win (``\\Sent``, ``\\Drafts``, ``\\Trash``, ``\\Junk`` -> spam,
+    ``\\Archive``; ``\\All`` and ``\\Flagged`` are ignored, see ``_SPECIAL_USE_ROLES``).  Without one,
+    the name decides: ``INBOX`` (any case, the whole name, RFC 3501 section 5.1) is the inbox; otherwise the
+    last path component (split at ``delimiter``, or at ``/`` and ``.`` when it is unknown) is matched
+    case-insensitively against common names ("Sent Items", "[Gmail]/Sent Mail", "Junk E-mail", ...).
+    """
+    for flag in flags:
+        role = _SPECIAL_USE_ROLES.get(flag.lower())
+        if role is not None:
+            return role
+    if name.upper() == "INBOX":
+        return "inbox"
+    last = re.split("[/.]", name)[-1] if delimiter is None else name.rsplit(delimiter, 1)[-1]
+    return _NAME_ROLES.get(last.strip().casefold(), "custom")
+
+
+@dataclass(frozen=True, repr=False)
+class ImapEndpoint:
+    """Where and how to log in: ``encryption`` is ``none``, ``tls`` (implicit TLS, RFC 8314) or ``starttls``.
+
+    ``ca_bundle`` is a PEM file of extra trusted CAs; ``timeout`` (seconds) bounds connect and every read.
+    The password never appears in ``repr``.  Raises ``ValueError`` for an unknown ``encryption``.
+    """
+
+    host: str
+    port: int
+    encryption: str
+    username: str
+    password: str = field(compare=False)
+    ca_bundle: str | None = None
+    timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.encryption not in ENCRYPTIONS:
+            raise ValueError(f"encryption must be one of {', '.join(ENCRYPTIONS)}, not {self.encryption!r}")
+
+    def __repr__(self) -> str:
+        return (
+            f"ImapEndpoint(host={self.host!r}, port={self.port}, encryption={self.encryption!r}, "
+            f"username={self.username!r}, password='***', ca_bundle={self.ca_bundle!r}, "
+            f"timeout={self.timeout})"
+        )
+
+
+@dataclass(frozen=True)
+class MailboxInfo:
+    """One LIST entry (RFC 3501 section 7.2.2): decoded ``name``, ``delimiter``, attribute ``flags``."""
+
+    name: str
+    delimiter: str | None
+    flags: tuple[str, ...]
+    role: str
+    selectable: bool
+
+
+@dataclass(frozen=True)
+class MailboxStatus:
+    """SELECT/EXAMINE result (RFC 3501 section 6.3.1, RFC 7162 section 3.1.2.1).
+
+    ``highestmodseq`` is ``None`` without CONDSTORE or for a NOMODSEQ mailbox.
+    """
+
+    uidvalidity: int
+    uidnext: int
+    exists: int
+    highestmodseq: int | None
+
+
+@dataclass(frozen=True)
+class FetchedMessage:
+    """One message from UID FETCH: ``raw`` is BODY[] (exact RFC 5322 bytes), ``size`` is RFC822.SIZE (octets).
+
+    ``internaldate_ms`` is INTERNALDATE as UTC epoch milliseconds; ``modseq`` is ``None`` without CONDSTORE.
+    ``\\Recent`` is never among ``flags`` (it belongs to the session, not the message).
+    """
+
+    uid: int
+    flags: tuple[str, ...]
+    internaldate_ms: int | None
+    size: int
+    modseq: int | None
+    raw: bytes
+
+
+def sequence_set(uids: Iterable[int]) -> str:
+    """RFC 3501 sequence-set for ``uids``, sorted and compressed into ranges: ``[1, 2, 3, 7] -> "1:3,7"``."""
+    runs = [[u for _, u in run] for _, run in groupby(enumerate(sorted(set(uids))), lambda p: p[1] - p[0])]
+    return ",".join(str(run[0]) if len(run) == 1 else f"{run[0]}:{run[-1]}" for run in runs)
+
+
+def _parse_sequence_set(text: str) -> list[int]:
+    """UIDs of a sequence-set without ``*`` (``"41,43:45"`` -> ``[41, 43, 44, 45]``); junk parts skipped."""
+    uids: list[int] = []
+    for low, _, high in (part.partition(":") for part in text.split(",")):
+        if low.isdigit() and (not high or high.isdigit()):
+            uids.extend(range(min(int(low), int(high or low)), max(int(low), int(high or low)) + 1))
+    return uids
+
+
+def _server_text(exc: BaseException) -> str:
+    """The server's words from an imaplib/imapclient error (``b'[CODE] text'`` reprs unwrapped)."""
+    arg: Any = exc.args[0] if exc.args else ""
+    if isinstance(arg, bytes):
+        text = arg.decode("utf-8", "replace")
+    else:
+        text = str(arg)
+        if text[:2] in ("b'", 'b"'):
+            with contextlib.suppress(ValueError, SyntaxError):
+                text = ast.literal_eval(text).decode("utf-8", "replace")
+    text = re.sub(r"^\w+ failed: ", "", text).strip()
+    return text[:_SERVER_TEXT_LIMIT]
+
+
+def _decode(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _flags(values: Iterable[Any]) -> tuple[str, ...]:
+    return tuple(flag for flag in (_decode(v) for v in values) if flag.lower() != "\\recent")
+
+
+def _modseq(value: Any) -> int | None:
+    if isinstance(value, tuple | list) and value:
+        value = value[0]
+    return int(value) if isinstance(value, int | bytes | str) and str(_decode(value)).isdigit() else None
+
+
+def _epoch_ms(value: Any) -> int | None:
+    return round(value.timestamp() * 1000) if isinstance(value, datetime) else None
+
+
+class ImapSession:
+    """One IMAP connection for one :class:`ImapEndpoint`; use as a context manager (connects, then logs out).
+
+    Not thread-safe: one session per worker.  All methods except :meth:`connect` and :meth:`close` need a
+    connected session; message methods need a mailbox selected with :meth:`select`.
+    """
+
+    def __init__(self, endpoint: ImapEndpoint) -> None:
+        self.endpoint = endpoint
+        self._client: Any = None
+        self._capabilities: frozenset[str] = frozenset()
+        self._enabled: frozenset[str] = frozenset()
+        self._selected: str | None = None
+
+    def __enter__(self) -> Self:
+        self.connect()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """Upper-case capability names after LOGIN (RFC 3501 section 7.2.1), e.g. ``{"QRESYNC", ...}``."""
+        return self._capabilities
+
+    @property
+    def condstore(self) -> bool:
+        """True when MODSEQ/CHANGEDSINCE can be used (RFC 7162 CONDSTORE enabled or implied)."""
+        return "CONDSTORE" in self._enabled or "QRESYNC" in self._enabled
+
+    @property
+    def qresync(self) -> bool:
+        """True when QRESYNC is enabled (RFC 7162 section 3.2): :meth:`vanished` works."""
+        return "QRESYNC" in self._enabled
+
+    # -- errors ---------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self, action: str, *, mailbox: str | None = None) -> Iterator[None]:
+        """Translate socket/TLS/imaplib errors raised while doing ``action`` into protocol errors."""
+        where = f"IMAP server {self.endpoint.host}:{self.endpoint.port}"
+        try:
+            yield
+        except ProtocolError:
+            raise
+        except ssl.SSLCertVerificationError as exc:
+            reason = exc.verify_message or exc.reason or "verification failed"
+            raise TLSError(f"The TLS certificate of {where} could not be verified ({reason}).") from exc
+        except ssl.SSLError as exc:
+            raise TLSError(f"The TLS handshake with {where} failed ({exc.reason or exc}).") from exc
+        except socket.gaierror as exc:
+            raise ConnectionFailed(
+                f"The host name of {where} could not be resolved ({exc.strerror})."
+            ) from exc
+        except TimeoutError as exc:
+            message = f"{where} did not answer within {self.endpoint.timeout:g} s while {action}."
+            raise ConnectionFailed(message) from exc
+        except ConnectionRefusedError as exc:
+            raise ConnectionFailed(f"{where} refused the connection.") from exc
+        except imaplib.IMAP4.abort as exc:
+            text = _server_text(exc)
+            raise ConnectionFailed(
+                f"The connection to {where} broke while {action}: {text}", server_text=text
+            ) from exc
+        except OSError as exc:
+            raise ConnectionFailed(
+                f"Network error with {where} while {action}: {exc.strerror or exc}."
+            ) from exc
+        except imaplib.IMAP4.error as exc:  # NO/BAD answers (imapclient's errors derive from it)
+            text = _server_text(exc)
+            kind = MailboxError if mailbox is not None else ProtocolError
+            raise kind(f"{where} refused {action}: {text}", server_text=text) from exc
+
+    def _require(self) -> Any:
+        if self._client is None:
+            raise ConnectionFailed("The IMAP session is not connected; call connect() first.")
+        return self._client
+
+    def _require_selected(self) -> Any:
+        client = self._require()
+        if self._selected is None:
+            raise MailboxError("No mailbox is selected; call select() first.")
+        return client
+
+    # -- connection -----------------------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Connect, secure (implicit TLS or STARTTLS), LOGIN and ENABLE CONDSTORE/QRESYNC when offered.
+
+        Certificates are verified against the system store plus ``endpoint.ca_bundle`` (RFC 8314, RFC 2595).
+        Idempotent.  Raises :class:`ConnectionFailed` (DNS, refused, timeout), :class:`TLSError` (certificate,
+        handshake, STARTTLS not offered, LOGINDISABLED), :class:`AuthenticationFailed` (credentials refused,
+        with the server's text).
+        """
+        if self._client is not None:
+            return
+        endpoint = self.endpoint
+        context = None
+        if endpoint.encryption != "none":
+            try:
+                context = client_ssl_context(endpoint.ca_bundle)
+            except (OSError, ssl.SSLError) as exc:
+                raise TLSError(f"The CA bundle {endpoint.ca_bundle!r} could not be loaded.") from exc
+        with self._errors("connecting"):
+            client = IMAPClient(
+                endpoint.host,
+                port=endpoint.port,
+                ssl=endpoint.encryption == "tls",
+                ssl_context=context,
+                timeout=endpoint.timeout,
+            )
+        try:
+            client.normalise_times = False  # keep INTERNALDATE's zone; we convert to UTC epoch ms
+            if endpoint.encryption == "starttls":
+                self._starttls(client, context)
+            self._login(client)
+            with self._errors("reading capabilities"):
+                self._capabilities = frozenset(_decode(c).upper() for c in client.capabilities())
+                self._enabled = self._enable(client)
+        except BaseException:
+            self._shutdown(client)
+            raise
+        self._client = client
+
+    def _starttls(self, client: Any, context: ssl.SSLContext | None) -> None:
+        with self._errors("starting TLS"):
+            offered = {_decode(c).upper() for c in client.capabilities()}
+            if "STARTTLS" not in offered:
+                raise TLSError(
+                    f"IMAP server {self.endpoint.host}:{self.endpoint.port} does not offer STARTTLS; "
+                    "refusing to log in without encryption."
+                )
+            client.starttls(context)
+
+    def _login(self, client: Any) -> None:
+        endpoint = self.endpoint
+        with self._errors("logging in"):
+            offered = {_decode(c).upper() for c in client.capabilities()}
+        if "LOGINDISABLED" in offered:
+            raise TLSError(
+                f"IMAP server {endpoint.host}:{endpoint.port} does not allow LOGIN without TLS "
+                "(LOGINDISABLED); use encryption 'tls' or 'starttls'."
+            )
+        with self._errors("logging in"):
+            try:
+                if (endpoint.username + endpoint.password).isascii():
+                    client.login(endpoint.username, endpoint.password)
+                elif "AUTH=PLAIN" in offered:  # RFC 4616: UTF-8 credentials
+                    client.plain_login(endpoint.username, endpoint.password)
+                else:
+                    raise AuthenticationFailed(
+                        f"The credentials for {endpoint.username!r} contain non-ASCII characters and IMAP "
+                        f"server {endpoint.host} offers no AUTH=PLAIN to send them."
+                    )
+            except imaplib.IMAP4.abort:
+                raise
+            except imaplib.IMAP4.error as exc:
+                raise self._login_refused(_server_text(exc)) from None
+
+    def _login_refused(self, text: str) -> ProtocolError:
+        """Error for a refused LOGIN, by RFC 5530 response code: credentials, TLS needed, or try later."""
+        endpoint = self.endpoint
+        if "[PRIVACYREQUIRED]" in text.upper():
+            return TLSError(
+                f"IMAP server {endpoint.host} requires TLS before LOGIN: {text}", server_text=text
+            )
+        if "[UNAVAILABLE]" in text.upper():
+            message = f"IMAP server {endpoint.host} cannot log in {endpoint.username!r} right now: {text}"
+            return TemporaryFailure(message, server_text=text)
+        message = f"IMAP server {endpoint.host} refused the login of {endpoint.username!r}: {text}"
+        return AuthenticationFailed(message, server_text=text)
+
+    def _enable(self, client: Any) -> frozenset[str]:
+        """ENABLE QRESYNC (implies CONDSTORE) or CONDSTORE (RFC 5161, RFC 7162 section 3.2.3)."""
+        caps = self._capabilities
+        wanted = [c for c in ("CONDSTORE", "QRESYNC") if c in caps]
+        if not wanted:
+            return frozenset()
+        if "ENABLE" not in caps:
+            # Without ENABLE, CONDSTORE is enabled by the first FETCH ... MODSEQ (RFC 7162 section 3.1).
+            return frozenset({"CONDSTORE"})
+        enabled = {_decode(c).upper() for c in client.enable(*wanted)}
+        if "QRESYNC" in enabled:
+            enabled.add("CONDSTORE")
+        return frozenset(enabled)
+
+    @staticmethod
+    def _shutdown(client: Any) -> None:
+        with contextlib.suppress(Exception):
+            client.logout()
+        with contextlib.suppress(Exception):
+            client.shutdown()
+
+    def close(self) -> None:
+        """LOGOUT and close the socket; never raises, idempotent."""
+        client, self._client, self._selected = self._client, None, None
+        if client is not None:
+            self._shutdown(client)
+
+    # -- mailboxes ------------------------------------------------------------------------------------------
+
+    def list_mailboxes(self) -> list[MailboxInfo]:
+        """LIST "" "*" (``RETURN (SPECIAL-USE)`` when LIST-EXTENDED and SPECIAL-USE are offered, RFC 6154).
+
+        Returns every mailbox, INBOX first, then by name.  Roles come from :func:`mailbox_role`; a role given
+        by a SPECIAL-USE attribute anywhere suppresses guesses of the same role from other mailboxes' names.
+        Raises :class:`ProtocolError` if LIST is refused, :class:`ConnectionFailed` if the connection breaks.
+        """
+        client = self._require()
+        caps = self._capabilities
+        with self._errors("listing mailboxes"):
+            if {"LIST-EXTENDED", "SPECIAL-USE"} <= caps:
+                imap = client._imap
+                typ, data = imap._simple_command("LIST", b'""', b'"*"', b"RETURN (SPECIAL-USE)")
+                client._checkok("list", typ, data)
+                typ, data = imap._untagged_response(typ, data, "LIST")
+                entries = client._proc_folder_list(data)
+            else:
+                entries = client.list_folders()
+        infos: list[MailboxInfo] = []
+        for raw_flags, raw_delimiter, name in entries:
+            flags = tuple(_decode(f) for f in raw_flags)
+            delimiter = _decode(raw_delimiter) if raw_delimiter else None
+            lowered = {f.lower() for f in flags}
+            selectable = not lowered & {"\\noselect", "\\nonexistent"}
+            role = mailbox_role(str(name), flags, delimiter)
+            infos.append(MailboxInfo(str(name), delimiter, flags, role, selectable))
+        flagged_roles = {r for info in infos if (r := mailbox_role("", info.flags)) != "custom"}
+        infos = [
+            info
+            if info.role in ("inbox", "custom")
+            or mailbox_role("", info.flags) == info.role
+            or info.role not in flagged_roles
+            else MailboxInfo(info.name, info.delimiter, info.flags, "custom", info.selectable)
+            for info in infos
+        ]
+        infos.sort(key=lambda info: (info.role != "inbox", info.name.casefold(), info.name))
+        return infos
+
+    def select(self, name: str, readonly: bool = True) -> MailboxStatus:
+        """SELECT (or EXAMINE when ``readonly``) ``name`` (RFC 3501 section 6.3.1/6.3.2).
+
+        Returns UIDVALIDITY, UIDNEXT, EXISTS and HIGHESTMODSEQ (RFC 7162; ``None`` without CONDSTORE or with
+        NOMODSEQ).  A server that omits UIDNEXT gets ``max(uid) + 1`` (1 when empty).  Raises
+        :class:`MailboxError` when the server refuses (no such mailbox, not selectable) or omits UIDVALIDITY.
+        """
+        client = self._require()
+        self._selected = None
+        with self._errors(f"selecting mailbox {name!r}", mailbox=name):
+            response = client.select_folder(name, readonly=readonly)
+        if b"UIDVALIDITY" not in response:
+            raise MailboxError(f"IMAP server {self.endpoint.host} sent no UIDVALIDITY for mailbox {name!r}.")
+        self._selected = name
+        exists = int(response.get(b"EXISTS", 0))
+        highestmodseq = response.get(b"HIGHESTMODSEQ") if b"NOMODSEQ" not in response else None
+        uidnext = response.get(b"UIDNEXT")
+        if uidnext is None:
+            uids = self.all_uids() if exists else []
+            uidnext = max(uids, default=0) + 1
+        return MailboxStatus(
+            uidvalidity=int(response[b"UIDVALIDITY"]),
+            uidnext=int(uidnext),
+            exists=exists,
+            highestmodseq=int(highestmodseq) if highestmodseq is not None else None,
+        )
+
+    # -- UIDs, messages, flags ------------------------------------------------------------------------------
+
+    def uids_from(self, min_uid: int) -> list[int]:
+        """UIDs >= ``min_uid`` in the selected mailbox, ascending (``UID SEARCH UID min_uid:*``).
+
+        ``n:*`` always matches the last message even when its UID is below ``n`` (RFC 3501 section 6.4.8), so
+        the answer is filtered.  ``min_uid`` below 1 counts as 1.
+        """
+        client = self._require_selected()
+        min_uid = max(1, min_uid)
+        with self._errors("searching UIDs", mailbox=self._selected):
+            found = client.search(["UID", f"{min_uid}:*"])
+        return sorted(uid for uid in found if uid >= min_uid)
+
+    def all_uids(self) -> list[int]:
+        """Every UID in the selected mailbox, ascending (``UID SEARCH ALL``); used to detect expunges."""
+        client = self._require_selected()
+        with self._errors("searching UIDs", mailbox=self._selected):
+            return sorted(client.search(["ALL"]))
+
+    def _uid_fetch(
+        self, uids: Sequence[int] | None, items: str, modifiers: str | None = None
+    ) -> dict[int, Any]:
+        """``UID FETCH <set> <items> [<modifiers>]`` (``uids=None``: ``1:*``) -> ``{uid: {item: value}}``."""
+        client = self._require_selected()
+        uid_set = "1:*" if uids is None else sequence_set(uids)
+        args = [uid_set, items] + ([modifiers] if modifiers else [])
+        with self._errors("fetching messages", mailbox=self._selected):
+            imap = client._imap
+            tag = imap._command("UID", "FETCH", *args)
+            typ, data = imap._command_complete("FETCH", tag)
+            client._checkok("fetch", typ, data)
+            typ, data = imap._untagged_response(typ, data, "FETCH")
+            response: dict[int, Any] = parse_fetch_response(data, False, True)
+        return response
+
+    def fetch_messages(self, uids: Sequence[int], batch_size: int = 200) -> Iterator[FetchedMessage]:
+        """Fetch whole messages: ``UID FETCH (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[] [MODSEQ])``.
+
+        ``uids`` are fetched ``batch_size`` per command and yielded in the caller's order (duplicates once);
+        UIDs no longer in the mailbox are skipped.  BODY.PEEK leaves ``\\Seen`` alone (RFC 3501 6.4.5).
+        Each batch is complete before its messages are yielded, so the caller may run other commands between.
+        Raises :class:`MailboxError` (refused) or :class:`ConnectionFailed` (broken connection).
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        items = "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[]" + (" MODSEQ)" if self.condstore else ")")
+        ordered = list(dict.fromkeys(uids))
+        for start in range(0, len(ordered), batch_size):
+            batch = ordered[start : start + batch_size]
+            response = self._uid_fetch(batch, items)
+            for uid in batch:
+                data = response.get(uid)
+                if data is None or b"RFC822.SIZE" not in data:
+                    continue
+                raw = data.get(b"BODY[]") or b""
+                yield FetchedMessage(
+                    uid=uid,
+                    flags=_flags(data.get(b"FLAGS", ())),
+                    internaldate_ms=_epoch_ms(data.get(b"INTERNALDATE")),
+                    size=int(data[b"RFC822.SIZE"]),
+                    modseq=_modseq(data.get(b"MODSEQ")),
+                    raw=bytes(raw),
+                )
+
+    def fetch_flags(
+        self, uids: Sequence[int] | None = None, changedsince: int | None = None, batch_size: int = 5000
+    ) -> dict[int, tuple[tuple[str, ...], int | None]]:
+        """Flags (and MODSEQ) of ``uids`` (all when ``None``): ``{uid: (flags, modseq)}``.
+
+        With ``changedsince`` and CONDSTORE, only messages whose MODSEQ is above it are returned (RFC 7162
+        section 3.1.4.1, ``UID FETCH ... (FLAGS MODSEQ) (CHANGEDSINCE n)``).  Without CONDSTORE
+        ``changedsince`` is ignored and every requested message is returned (a superset, still correct for
+        merging) with ``modseq`` ``None``.  ``\\Recent`` is dropped.
+        """
+        items = "(UID FLAGS MODSEQ)" if self.condstore else "(UID FLAGS)"
+        modifiers = (
+            f"(CHANGEDSINCE {int(changedsince)})" if changedsince is not None and self.condstore else None
+        )
+        if uids is None:
+            batches: list[Sequence[int] | None] = [None]
+        else:
+            wanted = sorted(set(uids))
+            batches = [wanted[i : i + batch_size] for i in range(0, len(wanted), batch_size)]
+        result: dict[int, tuple[tuple[str, ...], int | None]] = {}
+        for batch in batches:
+            response = self._uid_fetch(batch, items, modifiers)
+            allowed = None if batch is None else set(batch)
+            for uid, data in response.items():
+                if b"FLAGS" in data and (allowed is None or uid in allowed):
+                    result[uid] = (_flags(data[b"FLAGS"]), _modseq(data.get(b"MODSEQ")))
+        return result
+
+    def vanished(self, changedsince: int) -> list[int]:
+        """UIDs expunged since MODSEQ ``changedsince``, ascending (RFC 7162 section 3.2.6 and 3.2.10).
+
+        Sends ``UID FETCH 1:* (UID) (CHANGEDSINCE n VANISHED)`` and collects its ``VANISHED (EARLIER)`` answer
+        plus every unsolicited ``VANISHED`` this session received since :meth:`select`.  The server may name
+        UIDs the client never saw; ignore those.  Needs QRESYNC (:attr:`qresync`), else :class:`MailboxError`.
+        """
+        client = self._require_selected()
+        if not self.qresync:
+            raise MailboxError(
+                f"IMAP server {self.endpoint.host} has no QRESYNC; compare all_uids() instead."
+            )
+        self._uid_fetch(None, "(UID)", f"(CHANGEDSINCE {int(changedsince)} VANISHED)")
+        uids: set[int] = set()
+        for line in client._imap.untagged_responses.pop("VANISHED", []):
+            text = _decode(line).strip()
+            if text.upper().startswith("(EARLIER)"):
+                text = text[len("(EARLIER)") :].strip()
+            uids.update(_parse_sequence_set(text))
+        return sorted(uids)
