@@ -1,0 +1,1 @@
+"""Integration tests of the SMTP transport against aiosmtpd (issue 3)."""
