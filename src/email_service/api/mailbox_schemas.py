@@ -70,7 +70,6 @@ class FolderOut(Schema):
     name = String()
     delimiter = String(allow_none=True)
     role = String(attribute="type", metadata={"description": "inbox|sent|drafts|trash|spam|archive|custom"})
-    type = String(metadata={"description": "same as role (seed 003 column name)"})
     attributes = List(String())
     totalCount = Integer(attribute="total_count")
     unreadCount = Integer(attribute="unread_count")

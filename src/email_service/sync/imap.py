@@ -160,13 +160,12 @@ class ImapMirror:
         else:
             changes = self.imap.fetch_flags(sorted(known))
         with self.ctx.db.tenant_session(self.tenant_id) as session:
-            current = dict(
-                session.execute(
-                    select(EmailMessage.uid, EmailMessage.flags).where(
-                        EmailMessage.folder_id == ref.id, EmailMessage.uid.in_(list(changes))
-                    )
-                ).tuples()
+            rows = session.execute(
+                select(EmailMessage.uid, EmailMessage.flags).where(
+                    EmailMessage.folder_id == ref.id, EmailMessage.uid.in_(list(changes))
+                )
             )
+            current = {uid: flags for uid, flags in rows}
             for uid, (flags, modseq) in changes.items():
                 if uid in current and sorted(set(flags)) != sorted(current[uid] or []):
                     session.execute(

@@ -1,0 +1,216 @@
+"""Sync throughput: the service mirroring a Dovecot mailbox, against two references, in one run.
+
+Builds a private Dovecot mailbox of ``--count`` messages of about ``--size`` bytes, then times:
+
+* ``raw_fetch``: a bare ``UID FETCH 1:* (BODY.PEEK[])`` of the mailbox with imaplib (network + server ceiling);
+* ``mbsync``: isync mirroring the mailbox to a Maildir (Debian package ``isync``; skipped if not installed);
+* ``service_sqlite`` / ``service_postgresql``: a full first sync by the service (parse, blob store, rows).
+
+Prints messages/second and each rate's ratio to the raw fetch and to mbsync, and writes the figures as JSON
+(default ``bench/results/sync_throughput.json``).  Run::
+
+    uv run python bench/sync_throughput.py [--count 10000] [--size 5000] [--no-postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import imaplib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from email_service.config import Settings  # noqa: E402
+from email_service.db import upgrade_database  # noqa: E402
+from email_service.security.credentials import generate_key  # noqa: E402
+from email_service.security.tokens import Principal  # noqa: E402
+from email_service.services import accounts, sync_runs  # noqa: E402
+from email_service.services.context import build_context  # noqa: E402
+from email_service.sync.imap import sync_account  # noqa: E402
+from tests.support.dovecot import Dovecot  # noqa: E402
+
+EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+WORDS = ("mail sync server folder message client budget report meeting invoice project review team "
+         "schedule quarter update draft note thread reply forward archive attachment inbox").split()
+
+
+def generate_messages(count: int, size: int, seed: int = 7) -> Iterator[bytes]:
+    """``count`` RFC 5322 messages of about ``size`` bytes: mostly text, every 5th multipart with an attachment."""
+    rng = random.Random(seed)
+    for index in range(count):
+        message = EmailMessage()
+        message["From"] = f"Sender {index % 50} <sender{index % 50}@example.com>"
+        message["To"] = "Bench User <bench@example.com>"
+        message["Subject"] = f"Message {index}: " + " ".join(rng.choices(WORDS, k=6))
+        message["Date"] = format_datetime(EPOCH + dt.timedelta(minutes=index))
+        message["Message-ID"] = make_msgid(domain="bench.example")
+        words = max(10, (size - 600) // 7)
+        text = " ".join(rng.choices(WORDS, k=words))
+        message.set_content("\n".join(text[i : i + 72] for i in range(0, len(text), 72)))
+        if index % 5 == 0:
+            message.add_attachment(b"%PDF-1.4\n" + rng.randbytes(600), maintype="application", subtype="pdf",
+                                   filename=f"report-{index}.pdf")
+        yield bytes(message)
+
+
+def time_raw_fetch(server: Dovecot, user: str, password: str) -> tuple[float, int]:
+    client = imaplib.IMAP4(server.host, server.imap_port)
+    client.login(user, password)
+    client.select("INBOX", readonly=True)
+    started = time.perf_counter()
+    typ, data = client.uid("FETCH", "1:*", "(BODY.PEEK[])")
+    elapsed = time.perf_counter() - started
+    client.logout()
+    fetched = sum(1 for item in data if isinstance(item, tuple))
+    assert typ == "OK"
+    return elapsed, fetched
+
+
+def time_mbsync(server: Dovecot, user: str, password: str, workdir: Path) -> tuple[float, int] | None:
+    binary = shutil.which("mbsync")
+    if binary is None:
+        return None
+    target = workdir / "mbsync-maildir"
+    target.mkdir(parents=True)
+    config = workdir / "mbsyncrc"
+    config.write_text(
+        f"IMAPAccount bench\nHost {server.host}\nPort {server.imap_port}\nUser {user}\nPass {password}\n"
+        "TLSType None\nAuthMechs LOGIN\n\nIMAPStore bench-remote\nAccount bench\n\n"
+        f"MaildirStore bench-local\nPath {target}/\nInbox {target}/INBOX\n\n"
+        "Channel bench\nFar :bench-remote:\nNear :bench-local:\nPatterns INBOX\nCreate Near\nSync Pull\n"
+        "SyncState *\nFSync yes\n"
+    )
+    started = time.perf_counter()
+    subprocess.run([binary, "-c", str(config), "-q", "bench"], check=True)
+    elapsed = time.perf_counter() - started
+    return elapsed, len(list((target / "INBOX" / "cur").iterdir())) + len(list((target / "INBOX" / "new").iterdir()))
+
+
+def _postgres_urls(admin_url: str) -> tuple[str, str, str]:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    base = make_url(admin_url).set(drivername="postgresql+psycopg")
+    name = f"email_service_bench_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(base, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+        if not connection.execute(text("SELECT 1 FROM pg_roles WHERE rolname='email_service_app'")).first():
+            connection.execute(text("CREATE ROLE email_service_app LOGIN NOSUPERUSER NOBYPASSRLS"))
+    engine.dispose()
+    owner = base.set(database=name)
+    return (owner.render_as_string(hide_password=False),
+            owner.set(username="email_service_app").render_as_string(hide_password=False), name)
+
+
+def _drop_postgres(admin_url: str, name: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    engine = create_engine(make_url(admin_url).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def time_service(server: Dovecot, user: str, password: str, workdir: Path, database: str,
+                 admin_url: str) -> tuple[float, int]:
+    data_dir = workdir / f"service-{database}"
+    env = {
+        "EMAIL_SERVICE_DATA_DIR": str(data_dir),
+        "JWT_SECRET_KEY": "bench-" + "x" * 40,
+        "CREDENTIAL_ENCRYPTION_KEYS": generate_key(),
+        "SYNC_BATCH_SIZE": os.environ.get("SYNC_BATCH_SIZE", "500"),
+    }
+    dropped = None
+    if database == "postgresql":
+        owner_url, app_url, dropped = _postgres_urls(admin_url)
+        env.update(DATABASE_URL=app_url, DATABASE_MIGRATION_URL=owner_url)
+    settings = Settings.from_env(env)
+    try:
+        upgrade_database(settings.database_migration_url, app_url=settings.database_url)
+        ctx = build_context(settings)
+        principal = Principal(uuid.uuid4(), uuid.uuid4(), "user")
+        account = accounts.create_account(
+            ctx, principal=principal, password=password,
+            fields={"account_name": "bench", "email_address": "bench@example.com", "protocol": "imap",
+                    "hostname": server.host, "port": server.imap_port, "encryption": "none", "username": user},
+        )
+        run, _ = sync_runs.enqueue_sync(ctx, tenant_id=principal.tenant_id, account_id=account.id,
+                                        trigger="cli", principal=None)
+        started = time.perf_counter()
+        state = sync_account(ctx, tenant_id=principal.tenant_id, account_id=account.id, run_id=run.id)
+        elapsed = time.perf_counter() - started
+        status = sync_runs.sync_status(ctx, principal=principal, account_id=account.id)
+        assert state == "succeeded", status.run.error if status.run else state
+        added = status.run.messages_added if status.run else 0
+        ctx.db.dispose()
+        return elapsed, added
+    finally:
+        if dropped:
+            _drop_postgres(admin_url, dropped)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--size", type=int, default=5_000)
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "sync_throughput.json"))
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="email-service-bench-"))
+    results: dict[str, Any] = {"count": args.count, "approx_size": args.size, "runs": {}}
+    with Dovecot.start() as server:
+        user, password = server.new_user()
+        written = server.write_maildir(user, "INBOX", generate_messages(args.count, args.size))
+        sizes = sum(len(m) for m in generate_messages(min(args.count, 200), args.size)) / min(args.count, 200)
+        results["mean_message_bytes"] = round(sizes)
+        print(f"mailbox: {written} messages of ~{sizes:.0f} bytes")
+        measured: dict[str, tuple[float, int] | None] = {"raw_fetch": time_raw_fetch(server, user, password)}
+        measured["mbsync"] = time_mbsync(server, user, password, workdir)
+        measured["service_sqlite"] = time_service(server, user, password, workdir, "sqlite", args.postgres_url)
+        if not args.no_postgres:
+            measured["service_postgresql"] = time_service(server, user, password, workdir, "postgresql",
+                                                          args.postgres_url)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+    rates = {name: (n / t if value and (t := value[0]) else None)
+             for name, value in measured.items() for n in [value[1] if value else 0]}
+    raw, mbsync = rates.get("raw_fetch"), rates.get("mbsync")
+    print(f"\n{'run':<20}{'messages':>10}{'seconds':>10}{'msg/s':>10}{'x raw':>9}{'x mbsync':>10}")
+    for name, value in measured.items():
+        if value is None:
+            print(f"{name:<20}{'(not installed)':>49}")
+            continue
+        rate = rates[name] or 0.0
+        vs_raw = f"{rate / raw:.3f}" if raw else "-"
+        vs_mbsync = f"{rate / mbsync:.2f}" if mbsync else "-"
+        print(f"{name:<20}{value[1]:>10}{value[0]:>10.2f}{rate:>10.0f}{vs_raw:>9}{vs_mbsync:>10}")
+        results["runs"][name] = {"messages": value[1], "seconds": round(value[0], 3), "msgs_per_s": round(rate, 1),
+                                 "ratio_to_raw_fetch": round(rate / raw, 4) if raw else None,
+                                 "ratio_to_mbsync": round(rate / mbsync, 3) if mbsync else None}
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2))
+    print(f"\nwritten to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
