@@ -88,11 +88,12 @@ def time_mbsync(server: Dovecot, user: str, password: str, workdir: Path) -> tup
     target.mkdir(parents=True)
     config = workdir / "mbsyncrc"
     config.write_text(
+        "FSync yes\n\n"
         f"IMAPAccount bench\nHost {server.host}\nPort {server.imap_port}\nUser {user}\nPass {password}\n"
-        "TLSType None\nAuthMechs LOGIN\n\nIMAPStore bench-remote\nAccount bench\n\n"
+        "SSLType None\nAuthMechs LOGIN\n\nIMAPStore bench-remote\nAccount bench\n\n"
         f"MaildirStore bench-local\nPath {target}/\nInbox {target}/INBOX\n\n"
         "Channel bench\nFar :bench-remote:\nNear :bench-local:\nPatterns INBOX\nCreate Near\nSync Pull\n"
-        "SyncState *\nFSync yes\n"
+        "SyncState *\n"
     )
     started = time.perf_counter()
     subprocess.run([binary, "-c", str(config), "-q", "bench"], check=True)

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
@@ -137,18 +139,32 @@ class ImapMirror:
             return {uid for uid in rows if uid is not None}
 
     def _fetch_new(self, folder_id: uuid.UUID, uidvalidity: int, uids: list[int]) -> None:
+        """Fetch and parse batch N+1 while batch N is being inserted (one writer thread, one batch in flight).
+
+        Parsing is Python CPU work and the insert mostly waits on the database, so the two overlap; each batch
+        is its own short transaction, so an interruption loses at most the batches not yet committed.
+        """
         batch_size = self.ctx.settings.sync_batch_size
-        for start in range(0, len(uids), batch_size):
-            chunk = uids[start : start + batch_size]
-            messages, attachments = [], []
-            for fetched in self.imap.fetch_messages(chunk, batch_size=batch_size):
-                row, parts = message_rows(fetched, tenant_id=self.tenant_id, account_id=self.account_id,
-                                          folder_id=folder_id, uidvalidity=uidvalidity, blobs=self.ctx.blobs)
-                messages.append(row)
-                attachments.extend(parts)
-            with self.ctx.db.tenant_session(self.tenant_id) as session:
-                insert_batch(session, messages, attachments)
-            self.counts.messages_added += len(messages)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="email-sync-writer") as writer:
+            pending: Future[int] | None = None
+            for start in range(0, len(uids), batch_size):
+                chunk = uids[start : start + batch_size]
+                messages, attachments = [], []
+                for fetched in self.imap.fetch_messages(chunk, batch_size=batch_size):
+                    row, parts = message_rows(fetched, tenant_id=self.tenant_id, account_id=self.account_id,
+                                              folder_id=folder_id, uidvalidity=uidvalidity, blobs=self.ctx.blobs)
+                    messages.append(row)
+                    attachments.extend(parts)
+                if pending is not None:
+                    self.counts.messages_added += pending.result()
+                pending = writer.submit(self._write_batch, messages, attachments)
+            if pending is not None:
+                self.counts.messages_added += pending.result()
+
+    def _write_batch(self, messages: list[dict[str, Any]], attachments: list[dict[str, Any]]) -> int:
+        with self.ctx.db.tenant_session(self.tenant_id) as session:
+            insert_batch(session, messages, attachments)
+        return len(messages)
 
     def _sync_flags(self, ref: FolderRef, status: MailboxStatus, known: set[int]) -> None:
         if not known:
