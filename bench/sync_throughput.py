@@ -34,18 +34,43 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from email_service.config import Settings  # noqa: E402
-from email_service.db import upgrade_database  # noqa: E402
-from email_service.security.credentials import generate_key  # noqa: E402
-from email_service.security.tokens import Principal  # noqa: E402
-from email_service.services import accounts, sync_runs  # noqa: E402
-from email_service.services.context import build_context  # noqa: E402
-from email_service.sync.imap import sync_account  # noqa: E402
-from tests.support.dovecot import Dovecot  # noqa: E402
+from tests.support.dovecot import Dovecot
+
+from email_service.config import Settings
+from email_service.db import upgrade_database
+from email_service.security.credentials import generate_key
+from email_service.security.tokens import Principal
+from email_service.services import accounts, sync_runs
+from email_service.services.context import build_context
+from email_service.sync.imap import sync_account
 
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-WORDS = ("mail sync server folder message client budget report meeting invoice project review team "
-         "schedule quarter update draft note thread reply forward archive attachment inbox").split()
+WORDS = [
+    "mail",
+    "sync",
+    "server",
+    "folder",
+    "message",
+    "client",
+    "budget",
+    "report",
+    "meeting",
+    "invoice",
+    "project",
+    "review",
+    "team",
+    "schedule",
+    "quarter",
+    "update",
+    "draft",
+    "note",
+    "thread",
+    "reply",
+    "forward",
+    "archive",
+    "attachment",
+    "inbox",
+]
 
 
 def generate_messages(count: int, size: int, seed: int = 7) -> Iterator[bytes]:
@@ -62,8 +87,12 @@ def generate_messages(count: int, size: int, seed: int = 7) -> Iterator[bytes]:
         text = " ".join(rng.choices(WORDS, k=words))
         message.set_content("\n".join(text[i : i + 72] for i in range(0, len(text), 72)))
         if index % 5 == 0:
-            message.add_attachment(b"%PDF-1.4\n" + rng.randbytes(600), maintype="application", subtype="pdf",
-                                   filename=f"report-{index}.pdf")
+            message.add_attachment(
+                b"%PDF-1.4\n" + rng.randbytes(600),
+                maintype="application",
+                subtype="pdf",
+                filename=f"report-{index}.pdf",
+            )
         yield bytes(message)
 
 
@@ -114,8 +143,11 @@ def _postgres_urls(admin_url: str) -> tuple[str, str, str]:
             connection.execute(text("CREATE ROLE email_service_app LOGIN NOSUPERUSER NOBYPASSRLS"))
     engine.dispose()
     owner = base.set(database=name)
-    return (owner.render_as_string(hide_password=False),
-            owner.set(username="email_service_app").render_as_string(hide_password=False), name)
+    return (
+        owner.render_as_string(hide_password=False),
+        owner.set(username="email_service_app").render_as_string(hide_password=False),
+        name,
+    )
 
 
 def _drop_postgres(admin_url: str, name: str) -> None:
@@ -128,8 +160,9 @@ def _drop_postgres(admin_url: str, name: str) -> None:
     engine.dispose()
 
 
-def time_service(server: Dovecot, user: str, password: str, workdir: Path, database: str,
-                 admin_url: str) -> tuple[float, int]:
+def time_service(
+    server: Dovecot, user: str, password: str, workdir: Path, database: str, admin_url: str
+) -> tuple[float, int]:
     data_dir = workdir / f"service-{database}"
     env = {
         "EMAIL_SERVICE_DATA_DIR": str(data_dir),
@@ -147,12 +180,22 @@ def time_service(server: Dovecot, user: str, password: str, workdir: Path, datab
         ctx = build_context(settings)
         principal = Principal(uuid.uuid4(), uuid.uuid4(), "user")
         account = accounts.create_account(
-            ctx, principal=principal, password=password,
-            fields={"account_name": "bench", "email_address": "bench@example.com", "protocol": "imap",
-                    "hostname": server.host, "port": server.imap_port, "encryption": "none", "username": user},
+            ctx,
+            principal=principal,
+            password=password,
+            fields={
+                "account_name": "bench",
+                "email_address": "bench@example.com",
+                "protocol": "imap",
+                "hostname": server.host,
+                "port": server.imap_port,
+                "encryption": "none",
+                "username": user,
+            },
         )
-        run, _ = sync_runs.enqueue_sync(ctx, tenant_id=principal.tenant_id, account_id=account.id,
-                                        trigger="cli", principal=None)
+        run, _ = sync_runs.enqueue_sync(
+            ctx, tenant_id=principal.tenant_id, account_id=account.id, trigger="cli", principal=None
+        )
         started = time.perf_counter()
         state = sync_account(ctx, tenant_id=principal.tenant_id, account_id=account.id, run_id=run.id)
         elapsed = time.perf_counter() - started
@@ -187,12 +230,16 @@ def main() -> int:
         measured["mbsync"] = time_mbsync(server, user, password, workdir)
         measured["service_sqlite"] = time_service(server, user, password, workdir, "sqlite", args.postgres_url)
         if not args.no_postgres:
-            measured["service_postgresql"] = time_service(server, user, password, workdir, "postgresql",
-                                                          args.postgres_url)
+            measured["service_postgresql"] = time_service(
+                server, user, password, workdir, "postgresql", args.postgres_url
+            )
     shutil.rmtree(workdir, ignore_errors=True)
 
-    rates = {name: (n / t if value and (t := value[0]) else None)
-             for name, value in measured.items() for n in [value[1] if value else 0]}
+    rates = {
+        name: (n / t if value and (t := value[0]) else None)
+        for name, value in measured.items()
+        for n in [value[1] if value else 0]
+    }
     raw, mbsync = rates.get("raw_fetch"), rates.get("mbsync")
     print(f"\n{'run':<20}{'messages':>10}{'seconds':>10}{'msg/s':>10}{'x raw':>9}{'x mbsync':>10}")
     for name, value in measured.items():
@@ -203,9 +250,13 @@ def main() -> int:
         vs_raw = f"{rate / raw:.3f}" if raw else "-"
         vs_mbsync = f"{rate / mbsync:.2f}" if mbsync else "-"
         print(f"{name:<20}{value[1]:>10}{value[0]:>10.2f}{rate:>10.0f}{vs_raw:>9}{vs_mbsync:>10}")
-        results["runs"][name] = {"messages": value[1], "seconds": round(value[0], 3), "msgs_per_s": round(rate, 1),
-                                 "ratio_to_raw_fetch": round(rate / raw, 4) if raw else None,
-                                 "ratio_to_mbsync": round(rate / mbsync, 3) if mbsync else None}
+        results["runs"][name] = {
+            "messages": value[1],
+            "seconds": round(value[0], 3),
+            "msgs_per_s": round(rate, 1),
+            "ratio_to_raw_fetch": round(rate / raw, 4) if raw else None,
+            "ratio_to_mbsync": round(rate / mbsync, 3) if mbsync else None,
+        }
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2))

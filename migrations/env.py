@@ -27,9 +27,7 @@ def _grant_app_role(connection, app_role: str | None) -> None:  # type: ignore[n
     if current == app_role:
         return
     connection.execute(text(f'GRANT USAGE ON SCHEMA public TO "{app_role}"'))
-    connection.execute(
-        text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{app_role}"')
-    )
+    connection.execute(text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{app_role}"'))
     connection.execute(text(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{app_role}"'))
 
 

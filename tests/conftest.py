@@ -194,8 +194,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("EMAIL_SERVICE_REQUIRE_INTEGRATION") != "1":
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    skipped = [r for r in (reporter.stats.get("skipped", []) if reporter else [])
-               if "integration" in getattr(r, "keywords", {})]
+    skipped = [
+        r
+        for r in (reporter.stats.get("skipped", []) if reporter else [])
+        if "integration" in getattr(r, "keywords", {})
+    ]
     if skipped:
         if reporter:
             reporter.write_line(f"FAILED: {len(skipped)} integration test(s) skipped while they are required")

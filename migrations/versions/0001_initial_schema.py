@@ -159,9 +159,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_email_sync_runs")),
     )
     with op.batch_alter_table("email_sync_runs", schema=None) as batch_op:
-        batch_op.create_index(
-            "idx_email_sync_runs_account_created", ["account_id", "created_at"], unique=False
-        )
+        batch_op.create_index("idx_email_sync_runs_account_created", ["account_id", "created_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_email_sync_runs_tenant_id"), ["tenant_id"], unique=False)
 
     op.create_table(
@@ -223,9 +221,7 @@ def upgrade() -> None:
         batch_op.create_index("idx_email_messages_thread_id", ["thread_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_email_messages_tenant_id"), ["tenant_id"], unique=False)
         batch_op.create_index("uq_email_messages_account_uidl", ["account_id", "uidl"], unique=True)
-        batch_op.create_index(
-            "uq_email_messages_folder_uid", ["folder_id", "uidvalidity", "uid"], unique=True
-        )
+        batch_op.create_index("uq_email_messages_folder_uid", ["folder_id", "uidvalidity", "uid"], unique=True)
 
     op.create_table(
         "email_attachments",
@@ -342,9 +338,7 @@ def _create_expression_indexes() -> None:
         sqlite_where=sa.text("deleted_at IS NULL"),
         postgresql_where=sa.text("deleted_at IS NULL"),
     )
-    op.create_index(
-        "idx_email_messages_folder_received", "email_messages", ["folder_id", sa.text("received_at DESC")]
-    )
+    op.create_index("idx_email_messages_folder_received", "email_messages", ["folder_id", sa.text("received_at DESC")])
 
 
 def _postgresql_extras() -> None:
@@ -362,12 +356,9 @@ def _postgresql_extras() -> None:
         "CREATE INDEX idx_email_messages_text_search ON email_messages USING GIN "
         "(to_tsvector('simple', coalesce(subject, '') || ' ' || coalesce(text_body, '')))"
     )
+    op.execute("CREATE INDEX idx_email_messages_subject_trgm ON email_messages USING GIN (subject gin_trgm_ops)")
     op.execute(
-        "CREATE INDEX idx_email_messages_subject_trgm ON email_messages USING GIN (subject gin_trgm_ops)"
-    )
-    op.execute(
-        "CREATE INDEX idx_email_messages_unread ON email_messages (folder_id, received_at DESC) "
-        "WHERE NOT is_read"
+        "CREATE INDEX idx_email_messages_unread ON email_messages (folder_id, received_at DESC) WHERE NOT is_read"
     )
     op.execute("CREATE INDEX idx_email_messages_created_brin ON email_messages USING BRIN (created_at)")
     op.execute("CREATE INDEX idx_email_audit_log_created_brin ON email_audit_log USING BRIN (created_at)")

@@ -13,11 +13,18 @@ from email_service.api.auth import install_request_logging
 from email_service.api.context import EXTENSION_KEY
 from email_service.api.errors import install_error_handlers
 from email_service.api.limits import install_rate_limits
+from email_service.api.schemas import ErrorOut
 from email_service.config import Settings
 from email_service.services.context import JobQueue, ServiceContext, build_context
 
 CORS_HEADERS = ["Content-Type", "Authorization", "X-Tenant-ID", "X-User-ID", "Idempotency-Key"]
-EXPOSED_HEADERS = ["Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Location"]
+EXPOSED_HEADERS = [
+    "Retry-After",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "Location",
+]
 
 
 def create_app(
@@ -56,6 +63,8 @@ def create_app(
             "BearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
         },
         JSON_SORT_KEYS=False,
+        HTTP_ERROR_SCHEMA=ErrorOut,
+        VALIDATION_ERROR_SCHEMA=ErrorOut,
     )
     app.security_schemes = {"BearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
     app.extensions[EXTENSION_KEY] = context

@@ -1,11 +1,11 @@
 """The ``email-service`` command.
 
-    email-service serve [--host H] [--port P]     API + in-process job runner + periodic sync scheduler
-    email-service db upgrade                      Alembic migrations to head
-    email-service token --tenant T --user U [--role admin] [--hours N]
-    email-service sync ACCOUNT_ID                 one sync now, in the foreground; prints the outcome as JSON
-    email-service rotate-key                      re-encrypt every credential under the primary key
-    email-service generate-key                    print a new CREDENTIAL_ENCRYPTION_KEYS entry
+email-service serve [--host H] [--port P]     API + in-process job runner + periodic sync scheduler
+email-service db upgrade                      Alembic migrations to head
+email-service token --tenant T --user U [--role admin] [--hours N]
+email-service sync ACCOUNT_ID                 one sync now, in the foreground; prints the outcome as JSON
+email-service rotate-key                      re-encrypt every credential under the primary key
+email-service generate-key                    print a new CREDENTIAL_ENCRYPTION_KEYS entry
 """
 
 from __future__ import annotations
@@ -97,17 +97,27 @@ def _sync(settings: Settings, account_id: str) -> int:
     ctx = build_context(settings)
     account_uuid = uuid.UUID(account_id)
     tenant_id = _find_tenant(ctx, account_uuid)
-    run, _created = sync_runs.enqueue_sync(ctx, tenant_id=tenant_id, account_id=account_uuid, trigger="cli",
-                                           principal=None)
+    run, _created = sync_runs.enqueue_sync(
+        ctx, tenant_id=tenant_id, account_id=account_uuid, trigger="cli", principal=None
+    )
     state = sync_account(ctx, tenant_id=tenant_id, account_id=account_uuid, run_id=run.id)
     with ctx.db.tenant_session(tenant_id) as session:
         done = session.get(SyncRun, run.id)
         assert done is not None
-        print(json.dumps({
-            "syncId": str(done.id), "state": done.state, "foldersSynced": done.folders_synced,
-            "messagesAdded": done.messages_added, "messagesUpdated": done.messages_updated,
-            "messagesRemoved": done.messages_removed, "errorKind": done.error_kind, "error": done.error,
-        }))
+        print(
+            json.dumps(
+                {
+                    "syncId": str(done.id),
+                    "state": done.state,
+                    "foldersSynced": done.folders_synced,
+                    "messagesAdded": done.messages_added,
+                    "messagesUpdated": done.messages_updated,
+                    "messagesRemoved": done.messages_removed,
+                    "errorKind": done.error_kind,
+                    "error": done.error,
+                }
+            )
+        )
     return 0 if state == "succeeded" else 1
 
 
@@ -128,8 +138,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "token":
             config = build_context(settings).tokens
-            print(create_jwt_token(config, tenant_id=args.tenant, user_id=args.user, role=args.role,
-                                   expires_in_hours=args.hours))
+            print(
+                create_jwt_token(
+                    config,
+                    tenant_id=args.tenant,
+                    user_id=args.user,
+                    role=args.role,
+                    expires_in_hours=args.hours,
+                )
+            )
             return 0
         if args.command == "sync":
             return _sync(settings, args.account_id)

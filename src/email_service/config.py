@@ -170,9 +170,7 @@ class Settings:
 
 def _check_production(settings: Settings, env: Mapping[str, str]) -> None:
     if settings.jwt_secret_key in KNOWN_DEFAULT_SECRETS or len(settings.jwt_secret_key) < 32:
-        raise ConfigurationError(
-            "JWT_SECRET_KEY must be set to a random value of at least 32 characters in production"
-        )
+        raise ConfigurationError("JWT_SECRET_KEY must be set to a random value of at least 32 characters in production")
     if not settings.credential_keys:
         raise ConfigurationError("CREDENTIAL_ENCRYPTION_KEYS must be set in production")
     if "*" in settings.cors_origins:

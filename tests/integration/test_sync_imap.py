@@ -34,9 +34,16 @@ BROKEN_MULTIPART = (
 )
 
 
-def _message(subject: str, *, sender: str = "Alice <alice@example.com>", body: str = "hello",
-             html: str | None = None, attachment: tuple[str, bytes] | None = None,
-             message_id: str | None = None, in_reply_to: str | None = None) -> bytes:
+def _message(
+    subject: str,
+    *,
+    sender: str = "Alice <alice@example.com>",
+    body: str = "hello",
+    html: str | None = None,
+    attachment: tuple[str, bytes] | None = None,
+    message_id: str | None = None,
+    in_reply_to: str | None = None,
+) -> bytes:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = "Bob Example <bob@example.com>, carol@example.com"
@@ -61,10 +68,17 @@ def mailbox(dovecot: Dovecot, mail_user: tuple[str, str]) -> dict[str, Any]:
     """A seeded mailbox: INBOX (4 messages, one broken), Sent (1), Work/Projects (1 with a non-ASCII filename)."""
     user, _password = mail_user
     dovecot.append(user, "INBOX", _message("Plain hello", message_id="<root@example.com>"), flags=["\\Seen"])
-    dovecot.append(user, "INBOX", _message("Grüße aus Köln — ünïcödé", sender="Jürgen Groß <jg@example.de>",
-                                            html="<p>Hallo <b>Welt</b></p>", in_reply_to="<root@example.com>"))
-    dovecot.append(user, "INBOX", _message("With attachment", attachment=("report.pdf", PDF)),
-                   flags=["\\Flagged"])
+    dovecot.append(
+        user,
+        "INBOX",
+        _message(
+            "Grüße aus Köln — ünïcödé",
+            sender="Jürgen Groß <jg@example.de>",
+            html="<p>Hallo <b>Welt</b></p>",
+            in_reply_to="<root@example.com>",
+        ),
+    )
+    dovecot.append(user, "INBOX", _message("With attachment", attachment=("report.pdf", PDF)), flags=["\\Flagged"])
     dovecot.append(user, "INBOX", BROKEN_MULTIPART)
     dovecot.append(user, "Sent", _message("Sent by me", sender="Bob <bob@example.com>"), flags=["\\Seen"])
     dovecot.create_mailbox(user, "Work/Projects")
@@ -73,11 +87,21 @@ def mailbox(dovecot: Dovecot, mail_user: tuple[str, str]) -> dict[str, Any]:
 
 
 def _create_account(client: FlaskClient, caller: Caller, dovecot: Dovecot, user: str, password: str) -> str:
-    response = client.post("/api/v1/accounts", headers=caller.headers, json={
-        "accountName": "Dovecot", "emailAddress": user, "protocol": "imap",
-        "hostname": dovecot.host, "port": dovecot.imap_port, "encryption": "none",
-        "username": user, "password": password, "syncInterval": 60,
-    })
+    response = client.post(
+        "/api/v1/accounts",
+        headers=caller.headers,
+        json={
+            "accountName": "Dovecot",
+            "emailAddress": user,
+            "protocol": "imap",
+            "hostname": dovecot.host,
+            "port": dovecot.imap_port,
+            "encryption": "none",
+            "username": user,
+            "password": password,
+            "syncInterval": 60,
+        },
+    )
     assert response.status_code == 201, response.get_json()
     return str(response.get_json()["id"])
 
@@ -96,8 +120,9 @@ def _folders(client: FlaskClient, caller: Caller, account_id: str) -> dict[str, 
 
 
 def _messages(client: FlaskClient, caller: Caller, account_id: str, folder_id: str) -> list[dict[str, Any]]:
-    body = client.get(f"/api/v1/accounts/{account_id}/messages?folderId={folder_id}&limit=100",
-                      headers=caller.headers).get_json()
+    body = client.get(
+        f"/api/v1/accounts/{account_id}/messages?folderId={folder_id}&limit=100", headers=caller.headers
+    ).get_json()
     return list(body["messages"])
 
 
@@ -123,8 +148,10 @@ def test_first_sync_mirrors_folders_messages_and_fields(
     assert set(by_subject) == {"Plain hello", "Grüße aus Köln — ünïcödé", "With attachment", "broken mime"}
     german = by_subject["Grüße aus Köln — ünïcödé"]
     assert german["from"] == {"name": "Jürgen Groß", "email": "jg@example.de"}
-    assert german["to"] == [{"name": "Bob Example", "email": "bob@example.com"},
-                            {"name": "", "email": "carol@example.com"}]
+    assert german["to"] == [
+        {"name": "Bob Example", "email": "bob@example.com"},
+        {"name": "", "email": "carol@example.com"},
+    ]
     assert german["isRead"] is False and by_subject["Plain hello"]["isRead"] is True
     assert by_subject["With attachment"]["isFlagged"] is True
     assert by_subject["With attachment"]["hasAttachments"] is True
@@ -171,8 +198,12 @@ def test_incremental_sync_fetches_only_new_mail_and_applies_flags_and_expunges(
     account_id = _create_account(client, caller, dovecot, user, password)
     assert _sync(client, caller, account_id)["counts"]["messagesAdded"] == 6
     again = _sync(client, caller, account_id)
-    assert again["counts"] == {"foldersSynced": again["counts"]["foldersSynced"], "messagesAdded": 0,
-                               "messagesUpdated": 0, "messagesRemoved": 0}
+    assert again["counts"] == {
+        "foldersSynced": again["counts"]["foldersSynced"],
+        "messagesAdded": 0,
+        "messagesUpdated": 0,
+        "messagesRemoved": 0,
+    }
 
     new_uid = dovecot.append(user, "INBOX", _message("Fresh news"))
     inbox_id = _folders(client, caller, account_id)["INBOX"]["id"]
@@ -237,8 +268,13 @@ def test_connection_test_reports_folder_count(
 
 
 def test_another_user_cannot_read_the_mirror(
-    client: FlaskClient, caller: Caller, make_caller: Any, dovecot: Dovecot, mail_user: tuple[str, str],
-    mailbox: dict[str, Any], ctx: Any,
+    client: FlaskClient,
+    caller: Caller,
+    make_caller: Any,
+    dovecot: Dovecot,
+    mail_user: tuple[str, str],
+    mailbox: dict[str, Any],
+    ctx: Any,
 ) -> None:
     user, password = mail_user
     account_id = _create_account(client, caller, dovecot, user, password)
@@ -248,9 +284,13 @@ def test_another_user_cannot_read_the_mirror(
     colleague = caller.colleague(ctx)
     stranger = make_caller()
     for other, code in ((colleague, 403), (stranger, 404)):
-        for path in (f"/api/v1/accounts/{account_id}/folders", f"/api/v1/accounts/{account_id}/messages",
-                     f"/api/v1/messages/{message_id}", f"/api/v1/messages/{message_id}/raw",
-                     f"/api/v1/accounts/{account_id}/sync"):
+        for path in (
+            f"/api/v1/accounts/{account_id}/folders",
+            f"/api/v1/accounts/{account_id}/messages",
+            f"/api/v1/messages/{message_id}",
+            f"/api/v1/messages/{message_id}/raw",
+            f"/api/v1/accounts/{account_id}/sync",
+        ):
             response = client.get(path, headers=other.headers)
             assert response.status_code == code, (path, response.get_json())
             assert "subject" not in response.get_data(as_text=True)

@@ -51,7 +51,9 @@ def register_api(app: APIFlask, *, enable_dev_endpoints: bool) -> None:
         app.register_blueprint(bp, url_prefix=ALIAS_PREFIX, name=f"{bp.name}_alias")
 
     @app.spec_processor
-    def _canonical_paths_only(spec: dict[str, Any]) -> dict[str, Any]:
+    def _canonical_paths_only(spec: dict[Any, Any] | str) -> dict[Any, Any] | str:
+        if not isinstance(spec, dict):
+            return spec
         spec["paths"] = {
             path: item
             for path, item in spec.get("paths", {}).items()

@@ -57,7 +57,11 @@ def update_account(account_id: uuid.UUID, json_data: dict[str, Any]) -> Any:
     fields = snake(json_data)
     password = fields.pop("password", None)
     return service.update_account(
-        service_context(), principal=current_principal(), account_id=account_id, fields=fields, password=password
+        service_context(),
+        principal=current_principal(),
+        account_id=account_id,
+        fields=fields,
+        password=password,
     )
 
 

@@ -16,9 +16,9 @@ _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
 def require_json_body() -> None:
     """A write with a body must be ``application/json`` (415 otherwise, DESIGN.md section 5)."""
-    if request.method in ("POST", "PUT", "PATCH") and (request.content_length or request.data):
-        if not request.is_json:
-            raise UnsupportedMediaType("Content-Type must be application/json")
+    has_body = request.method in ("POST", "PUT", "PATCH") and bool(request.content_length or request.data)
+    if has_body and not request.is_json:
+        raise UnsupportedMediaType("Content-Type must be application/json")
 
 
 def snake(data: dict[str, Any]) -> dict[str, Any]:

@@ -50,8 +50,10 @@ def _field(name: Any, message: str) -> str:
 
 
 def _body(status: int, message: str, details: Any = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"error": _KINDS.get(status, "Server error" if status >= 500 else "Error"),
-                            "message": message}
+    body: dict[str, Any] = {
+        "error": _KINDS.get(status, "Server error" if status >= 500 else "Error"),
+        "message": message,
+    }
     if details:
         body["details"] = details
     return body

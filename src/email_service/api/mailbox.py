@@ -18,6 +18,19 @@ from .mailbox_schemas import FolderListOut, MessageListOut, MessageListQuery, Me
 from .schemas import PaginationQuery
 
 bp = APIBlueprint("mailbox", __name__, tag="Mailbox")
+RAW_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "RFC 5322 bytes",
+        "content": {"message/rfc822": {"schema": {"type": "string", "format": "binary"}}},
+    },
+    **{
+        code: {
+            "description": "Error",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}},
+        }
+        for code in AUTH_ERRORS
+    },
+}
 bp.before_request(require_authentication)
 
 
@@ -123,8 +136,7 @@ def get_message(message_id: uuid.UUID) -> dict[str, Any]:
 @bp.get("/messages/<uuid:message_id>/raw")
 @bp.doc(
     summary="The message as stored on the server (message/rfc822)",
-    responses={200: {"description": "RFC 5322 bytes", "content": {"message/rfc822": {"schema": {}}}},
-               **{code: "Error" for code in AUTH_ERRORS}},
+    responses=RAW_RESPONSES,
 )
 def raw_message(message_id: uuid.UUID) -> Response:
     size, chunks = service.raw_message(service_context(), principal=current_principal(), message_id=message_id)

@@ -22,7 +22,7 @@ _HOSTNAME = Regexp(
 )
 
 
-def _required(name: str) -> dict[str, str]:
+def _required(name: str) -> dict[str, str | list[Any] | dict[Any, Any]]:
     return {"required": f"{name} is required", "null": f"{name} must not be null"}
 
 
@@ -54,12 +54,17 @@ class _AccountWritable(Schema):
         metadata={"description": "Seconds between scheduled syncs"},
     )
     smtpHostname = String(validate=[Length(1, 253), _HOSTNAME], allow_none=True)
-    smtpPort = Integer(strict=True, validate=Range(1, 65535, error="Port must be between 1 and 65535"),
-                       allow_none=True)
-    smtpEncryption = String(validate=OneOf(ENCRYPTIONS), allow_none=True,
-                            metadata={"description": "none | tls (implicit TLS) | starttls"})
-    smtpUsername = String(validate=Length(1, 255), allow_none=True,
-                          metadata={"description": "Defaults to the IMAP/POP3 username"})
+    smtpPort = Integer(strict=True, validate=Range(1, 65535, error="Port must be between 1 and 65535"), allow_none=True)
+    smtpEncryption = String(
+        validate=OneOf(ENCRYPTIONS),
+        allow_none=True,
+        metadata={"description": "none | tls (implicit TLS) | starttls"},
+    )
+    smtpUsername = String(
+        validate=Length(1, 255),
+        allow_none=True,
+        metadata={"description": "Defaults to the IMAP/POP3 username"},
+    )
 
 
 class AccountCreateIn(_AccountWritable):

@@ -21,8 +21,10 @@ bp.before_request(require_authentication)
 
 @bp.post("/accounts/<uuid:account_id>/sync")
 @bp.output(SyncStartedOut, status_code=202)
-@bp.doc(summary="Start mirroring the account now (returns the running sync if one is active)",
-        responses=[*AUTH_ERRORS, 409])
+@bp.doc(
+    summary="Start mirroring the account now (returns the running sync if one is active)",
+    responses=[*AUTH_ERRORS, 409],
+)
 def start_sync(account_id: uuid.UUID) -> Any:
     run, created = sync_runs.request_sync(service_context(), principal=current_principal(), account_id=account_id)
     body = {"syncId": run.id, "accountId": account_id, "state": run.state, "created": created}
@@ -69,8 +71,10 @@ def sync_status(account_id: uuid.UUID) -> dict[str, Any]:
 
 @bp.post("/accounts/<uuid:account_id>/test")
 @bp.output(ConnectionTestOut)
-@bp.doc(summary="Log in to the account's server and report folder count or the server's error",
-        responses=AUTH_ERRORS)
+@bp.doc(
+    summary="Log in to the account's server and report folder count or the server's error",
+    responses=AUTH_ERRORS,
+)
 def test_connection(account_id: uuid.UUID) -> dict[str, Any]:
     report = connection_test.test_account_connection(
         service_context(), principal=current_principal(), account_id=account_id

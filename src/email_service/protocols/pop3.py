@@ -6,7 +6,6 @@ Only what the service needs so far: log in and report the mailbox size.  Certifi
 from __future__ import annotations
 
 import poplib
-import socket
 import ssl
 from dataclasses import dataclass, field
 
@@ -53,7 +52,7 @@ def pop3_check_login(endpoint: Pop3Endpoint) -> int:
         client = _connect(endpoint)
     except ssl.SSLError as exc:
         raise TLSError(f"TLS failure talking to {endpoint.host}:{endpoint.port}: {exc.reason or exc}") from None
-    except (OSError, socket.timeout) as exc:
+    except (TimeoutError, OSError) as exc:
         raise ConnectionFailed(f"Cannot connect to {endpoint.host}:{endpoint.port}: {exc}") from None
     try:
         try:

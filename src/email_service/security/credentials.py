@@ -95,9 +95,7 @@ class CredentialCipher:
         if version != _VERSION or cipher is None:
             raise CredentialDecryptionError(f"stored credential uses unknown key {kid!r}")
         try:
-            plain = cipher.decrypt(
-                blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], _associated_data(tenant_id, account_id)
-            )
+            plain = cipher.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], _associated_data(tenant_id, account_id))
         except InvalidTag:
             raise CredentialDecryptionError("stored credential failed authentication") from None
         return plain.decode("utf-8")

@@ -10,7 +10,11 @@ from email_service.security.tokens import Principal
 
 
 def verify_resource_access(
-    principal: Principal, resource_tenant_id: uuid.UUID, resource_user_id: uuid.UUID, *, what: str = "Resource"
+    principal: Principal,
+    resource_tenant_id: uuid.UUID,
+    resource_user_id: uuid.UUID,
+    *,
+    what: str = "Resource",
 ) -> None:
     """Allow access to a row owned by ``(resource_tenant_id, resource_user_id)``.
 

@@ -103,9 +103,7 @@ def _set_password(ctx: ServiceContext, session: Session, account: EmailAccount, 
     credential.key_id = key_id
 
 
-def create_account(
-    ctx: ServiceContext, *, principal: Principal, fields: dict[str, Any], password: str
-) -> EmailAccount:
+def create_account(ctx: ServiceContext, *, principal: Principal, fields: dict[str, Any], password: str) -> EmailAccount:
     """Create an account of the caller with its encrypted password.
 
     Args:
@@ -131,9 +129,15 @@ def create_account(
             session.add(account)
             session.flush()
             _set_password(ctx, session, account, password)
-            audit(session, principal, tenant_id=account.tenant_id, action="account.create",
-                  resource_type="email_account", resource_id=account.id,
-                  details={"emailAddress": account.email_address})
+            audit(
+                session,
+                principal,
+                tenant_id=account.tenant_id,
+                action="account.create",
+                resource_type="email_account",
+                resource_id=account.id,
+                details={"emailAddress": account.email_address},
+            )
     except IntegrityError:
         raise Conflict("Email already registered") from None
     return account
@@ -208,8 +212,15 @@ def update_account(
                 _set_password(ctx, session, account, password)
             account.updated_at = now_ms()
             changed = sorted(fields) + (["password"] if password is not None else [])
-            audit(session, principal, tenant_id=account.tenant_id, action="account.update",
-                  resource_type="email_account", resource_id=account.id, details={"fields": changed})
+            audit(
+                session,
+                principal,
+                tenant_id=account.tenant_id,
+                action="account.update",
+                resource_type="email_account",
+                resource_id=account.id,
+                details={"fields": changed},
+            )
     except IntegrityError:
         raise Conflict("Email already registered") from None
     return account
@@ -233,8 +244,14 @@ def delete_account(ctx: ServiceContext, *, principal: Principal, account_id: uui
         ).scalars():
             session.delete(credential)
         account.credential_id = None
-        audit(session, principal, tenant_id=account.tenant_id, action="account.delete",
-              resource_type="email_account", resource_id=account.id)
+        audit(
+            session,
+            principal,
+            tenant_id=account.tenant_id,
+            action="account.delete",
+            resource_type="email_account",
+            resource_id=account.id,
+        )
     return account
 
 
@@ -269,6 +286,13 @@ def rotate_credentials(ctx: ServiceContext) -> int:
                 )
                 changed += 1
             if changed > before:
-                audit(session, None, tenant_id=tenant_id, action="credentials.rotate",
-                      resource_type="email_credential", resource_id=None, details={"count": changed - before})
+                audit(
+                    session,
+                    None,
+                    tenant_id=tenant_id,
+                    action="credentials.rotate",
+                    resource_type="email_credential",
+                    resource_id=None,
+                    details={"count": changed - before},
+                )
     return changed

@@ -47,9 +47,7 @@ def imap_endpoint(ctx: ServiceContext, account: EmailAccount, password: str) -> 
     )
 
 
-def test_account_connection(
-    ctx: ServiceContext, *, principal: Principal, account_id: uuid.UUID
-) -> ConnectionReport:
+def test_account_connection(ctx: ServiceContext, *, principal: Principal, account_id: uuid.UUID) -> ConnectionReport:
     """Log in with the stored credentials.
 
     Raises:
@@ -63,8 +61,15 @@ def test_account_connection(
     try:
         if account.protocol == "pop3":
             count = pop3_check_login(
-                Pop3Endpoint(account.hostname, account.port, account.encryption, account.username, password,
-                             ctx.settings.mail_ca_bundle, float(ctx.settings.mail_timeout_seconds))
+                Pop3Endpoint(
+                    account.hostname,
+                    account.port,
+                    account.encryption,
+                    account.username,
+                    password,
+                    ctx.settings.mail_ca_bundle,
+                    float(ctx.settings.mail_timeout_seconds),
+                )
             )
             report = ConnectionReport(True, "pop3", folder_count=1, message_count=count)
         else:

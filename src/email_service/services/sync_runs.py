@@ -41,7 +41,12 @@ def _active_run(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID
 
 
 def enqueue_sync(
-    ctx: ServiceContext, *, tenant_id: uuid.UUID, account_id: uuid.UUID, trigger: str, principal: Principal | None
+    ctx: ServiceContext,
+    *,
+    tenant_id: uuid.UUID,
+    account_id: uuid.UUID,
+    trigger: str,
+    principal: Principal | None,
 ) -> tuple[SyncRun, bool]:
     """Queue a sync unless one is active.  Returns ``(run, created)``."""
     active = _active_run(ctx, tenant_id, account_id)
@@ -50,8 +55,15 @@ def enqueue_sync(
     with ctx.db.tenant_session(tenant_id) as session:
         run = SyncRun(id=uuid.uuid4(), tenant_id=tenant_id, account_id=account_id, state="queued", trigger=trigger)
         session.add(run)
-        audit(session, principal, tenant_id=tenant_id, action="sync.request", resource_type="email_account",
-              resource_id=account_id, details={"trigger": trigger, "syncId": str(run.id)})
+        audit(
+            session,
+            principal,
+            tenant_id=tenant_id,
+            action="sync.request",
+            resource_type="email_account",
+            resource_id=account_id,
+            details={"trigger": trigger, "syncId": str(run.id)},
+        )
     ctx.jobs.enqueue_sync(tenant_id=tenant_id, account_id=account_id, run_id=run.id)
     return run, True
 
@@ -122,7 +134,11 @@ def fail_interrupted_runs(ctx: ServiceContext) -> int:
                 select(SyncRun).where(SyncRun.tenant_id == tenant_id, SyncRun.state.in_(ACTIVE_STATES))
             ).scalars()
             for run in runs:
-                run.state, run.error_kind, run.error = "failed", "Interrupted", "The service stopped during the sync"
+                run.state, run.error_kind, run.error = (
+                    "failed",
+                    "Interrupted",
+                    "The service stopped during the sync",
+                )
                 run.finished_at = now_ms()
                 closed += 1
             for account in session.execute(

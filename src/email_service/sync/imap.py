@@ -81,17 +81,20 @@ class ImapMirror:
         with self.ctx.db.tenant_session(self.tenant_id) as session:
             stored = {
                 f.name: f
-                for f in session.execute(
-                    select(EmailFolder).where(EmailFolder.account_id == self.account_id)
-                ).scalars()
+                for f in session.execute(select(EmailFolder).where(EmailFolder.account_id == self.account_id)).scalars()
             }
             for gone in set(stored) - names:
                 session.delete(stored.pop(gone))
             for mailbox in mailboxes:
                 folder = stored.get(mailbox.name)
                 if folder is None:
-                    folder = EmailFolder(id=uuid.uuid4(), tenant_id=self.tenant_id, account_id=self.account_id,
-                                         name=mailbox.name, sync_state="initial")
+                    folder = EmailFolder(
+                        id=uuid.uuid4(),
+                        tenant_id=self.tenant_id,
+                        account_id=self.account_id,
+                        name=mailbox.name,
+                        sync_state="initial",
+                    )
                     session.add(folder)
                     stored[mailbox.name] = folder
                 folder.type = mailbox.role
@@ -108,16 +111,20 @@ class ImapMirror:
         status = self.imap.select(ref.name, readonly=True)
         state = ref.state
         if ref.uidvalidity is not None and ref.uidvalidity != status.uidvalidity:
-            log.info("UIDVALIDITY of %s changed (%s -> %s): refetching", ref.name, ref.uidvalidity,
-                     status.uidvalidity)
+            log.info(
+                "UIDVALIDITY of %s changed (%s -> %s): refetching",
+                ref.name,
+                ref.uidvalidity,
+                status.uidvalidity,
+            )
             state = "resync"
             with self.ctx.db.tenant_session(self.tenant_id) as session:
                 removed = session.execute(delete(EmailMessage).where(EmailMessage.folder_id == ref.id))
                 self.counts.messages_removed += removed.rowcount or 0  # type: ignore[attr-defined]
                 session.execute(
-                    update(EmailFolder).where(EmailFolder.id == ref.id).values(
-                        uidvalidity=status.uidvalidity, uidnext=None, highestmodseq=None, sync_state="resync"
-                    )
+                    update(EmailFolder)
+                    .where(EmailFolder.id == ref.id)
+                    .values(uidvalidity=status.uidvalidity, uidnext=None, highestmodseq=None, sync_state="resync")
                 )
         server_uids = set(self.imap.all_uids()) if status.exists else set()
         stored_uids = self._stored_uids(ref.id, status.uidvalidity)
@@ -151,8 +158,14 @@ class ImapMirror:
                 chunk = uids[start : start + batch_size]
                 messages, attachments = [], []
                 for fetched in self.imap.fetch_messages(chunk, batch_size=batch_size):
-                    row, parts = message_rows(fetched, tenant_id=self.tenant_id, account_id=self.account_id,
-                                              folder_id=folder_id, uidvalidity=uidvalidity, blobs=self.ctx.blobs)
+                    row, parts = message_rows(
+                        fetched,
+                        tenant_id=self.tenant_id,
+                        account_id=self.account_id,
+                        folder_id=folder_id,
+                        uidvalidity=uidvalidity,
+                        blobs=self.ctx.blobs,
+                    )
                     messages.append(row)
                     attachments.extend(parts)
                 if pending is not None:
@@ -212,7 +225,9 @@ class ImapMirror:
                 )
             ).one()
             session.execute(
-                update(EmailFolder).where(EmailFolder.id == folder_id).values(
+                update(EmailFolder)
+                .where(EmailFolder.id == folder_id)
+                .values(
                     uidvalidity=status.uidvalidity,
                     uidnext=status.uidnext,
                     highestmodseq=status.highestmodseq,
@@ -243,8 +258,15 @@ def sync_account(ctx: ServiceContext, *, tenant_id: uuid.UUID, account_id: uuid.
     """
     with account_sync_lock(ctx.db, account_id) as taken:
         if not taken:
-            _set_run(ctx, tenant_id, run_id, state="failed", finished_at=now_ms(), error_kind="Busy",
-                     error="Another sync of this account is running")
+            _set_run(
+                ctx,
+                tenant_id,
+                run_id,
+                state="failed",
+                finished_at=now_ms(),
+                error_kind="Busy",
+                error="Another sync of this account is running",
+            )
             return "skipped"
         started = now_ms()
         _set_run(ctx, tenant_id, run_id, state="running", started_at=started)
@@ -267,7 +289,14 @@ def sync_account(ctx: ServiceContext, *, tenant_id: uuid.UUID, account_id: uuid.
         except Exception:
             log.exception("sync of account %s failed unexpectedly", account_id)
             counts = mirror.counts if mirror else SyncCounts()
-            _finish(ctx, tenant_id, account_id, run_id, counts, error=("InternalError", "Internal error during sync"))
+            _finish(
+                ctx,
+                tenant_id,
+                account_id,
+                run_id,
+                counts,
+                error=("InternalError", "Internal error during sync"),
+            )
             return "failed"
         _finish(ctx, tenant_id, account_id, run_id, mirror.counts, error=None)
         return "succeeded"

@@ -24,7 +24,12 @@ from email_service.storage.blobs import BlobStore
 log = logging.getLogger("email_service.sync")
 
 #: IMAP system flags (RFC 3501 section 2.3.2) mirrored into boolean columns.
-FLAG_COLUMNS = {"\\Seen": "is_read", "\\Flagged": "is_flagged", "\\Answered": "is_answered", "\\Draft": "is_draft"}
+FLAG_COLUMNS = {
+    "\\Seen": "is_read",
+    "\\Flagged": "is_flagged",
+    "\\Answered": "is_answered",
+    "\\Draft": "is_draft",
+}
 
 
 def flag_columns(flags: Iterable[str]) -> dict[str, Any]:
@@ -85,8 +90,17 @@ def message_rows(
         **flag_columns(fetched.flags),
     }
     if parsed is None:
-        row.update(subject="", preview="", defects=["ParserCrashed"], references=[], to_addresses=[],
-                   cc_addresses=[], bcc_addresses=[], reply_to=[], has_attachments=False)
+        row.update(
+            subject="",
+            preview="",
+            defects=["ParserCrashed"],
+            references=[],
+            to_addresses=[],
+            cc_addresses=[],
+            bcc_addresses=[],
+            reply_to=[],
+            has_attachments=False,
+        )
         return row, []
     first_from = parsed.from_[0] if parsed.from_ else None
     row.update(
