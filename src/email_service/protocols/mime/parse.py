@@ -51,6 +51,10 @@ _KNOWN_CTE = frozenset({"", "7bit", "8bit", "binary", "base64", "quoted-printabl
 _UUENCODE = frozenset({"x-uuencode", "uuencode", "uue", "x-uue"})
 _CHARSET_ALIASES = {"gb2312": "gb18030", "gbk": "gb18030", "iso-8859-8-i": "iso-8859-8", "x-gbk": "gb18030"}
 _ADDRESS_HEADERS = ("from", "sender", "to", "cc", "bcc", "reply-to")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL and lone surrogates: PostgreSQL/UTF-8 refuse them
+_NOT_MIME_CHARSETS = frozenset(
+    {"unicode-escape", "raw-unicode-escape", "unicode-internal", "idna", "punycode"}
+)
 
 
 @dataclass(frozen=True)
@@ -124,15 +128,24 @@ def _codec(charset: str) -> str | None:
         b"".decode(name)  # refuses bytes-to-bytes codecs such as base64 or zip
     except (LookupError, ValueError):
         return None
-    return name
+    return None if name in _NOT_MIME_CHARSETS else name
+
+
+def storable(text: str) -> str:
+    """``text`` with NUL and lone surrogates replaced by U+FFFD (databases and UTF-8 refuse them)."""
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def decode_text(data: bytes, charset: str | None, defects: list[str]) -> str:
-    """Decode ``data`` labelled ``charset``; never raises.
+    """Decode ``data`` labelled ``charset``; never raises; the result is :func:`storable`.
 
     No label or US-ASCII: UTF-8, else Latin-1.  Unknown label: UTF-8 with U+FFFD (``UnknownCharset``).  Bytes
     invalid in the label: UTF-8 if they are valid UTF-8, else the label with U+FFFD (``CharsetDecodeError``).
     """
+    return storable(_decode_bytes(data, charset, defects))
+
+
+def _decode_bytes(data: bytes, charset: str | None, defects: list[str]) -> str:
     codec = _codec(charset) if charset else "ascii"
     if codec is None:
         defects.append("UnknownCharset")
@@ -212,8 +225,8 @@ def decode_words(text: str, defects: list[str]) -> str:
 
 
 def header_text(value: str, defects: list[str]) -> str:
-    """A raw compat32 header value as text: unfolded, 8-bit recovered, encoded words decoded."""
-    return decode_words(_eight_bit(_unfold(value), defects), defects)
+    """A raw compat32 header value as :func:`storable` text: unfolded, 8-bit recovered, words decoded."""
+    return storable(decode_words(_eight_bit(_unfold(value), defects), defects))
 
 
 # -- header fields -------------------------------------------------------------------------------------------
@@ -225,7 +238,7 @@ def _addresses(values: list[str], defects: list[str]) -> tuple[Address, ...]:
     for name, addr_spec in getaddresses(texts):
         if not addr_spec:
             continue
-        found.append(Address(decode_words(name, defects).strip(), addr_spec))
+        found.append(Address(storable(decode_words(name, defects).strip()), storable(addr_spec)))
     return tuple(found)
 
 
@@ -236,7 +249,7 @@ def _message_ids(value: str | None) -> list[str]:
     text = _unfold(value)
     bracketed = _ANGLE_ID.findall(text)
     ids = bracketed if bracketed else text.split()
-    return list(dict.fromkeys(cleaned for raw in ids if (cleaned := "".join(raw.split()))))
+    return list(dict.fromkeys(storable(cleaned) for raw in ids if (cleaned := "".join(raw.split()))))
 
 
 def _date_ms(value: str | None) -> int | None:
@@ -311,7 +324,7 @@ def _filename(part: Message, defects: list[str]) -> str | None:
         return None
     if filename is None:
         return None
-    filename = decode_words(_unfold(filename), defects).strip()
+    filename = storable(decode_words(_unfold(filename), defects).strip())
     return filename or None
 
 
@@ -353,7 +366,7 @@ def _attachment(part_id: str, part: Message, defects: list[str]) -> tuple[Attach
     info = AttachmentInfo(
         part_id=part_id,
         filename=_filename(part, defects),
-        content_type=part.get_content_type(),
+        content_type=storable(part.get_content_type()),
         size=len(data),
         content_id=_content_id(part),
         disposition=disposition,
