@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -35,6 +36,11 @@ from email_service.tasks.runner import InProcessJobRunner
 from tests.support.dovecot import dovecot, mail_user  # noqa: F401  (re-exported fixtures)
 
 APP_ROLE = "email_service_app"
+
+# CI explores the same Hypothesis examples every run (no flakes from a new random draw); locally it varies.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, deadline=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 JWT_SECRET = "test-secret-" + "x" * 40
 
 
