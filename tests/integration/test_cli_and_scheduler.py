@@ -1,0 +1,190 @@
+"""The ``email-service`` command and the periodic scheduler (issue 2 section 1 and 6).
+
+``serve`` is started as a real process on the embedded default (nothing but a data folder), exactly as the README
+tells a new user; ``sync`` and ``token`` run through :func:`email_service.cli.main`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from email_service.cli import main
+from email_service.config import Settings
+from email_service.models import EmailAccount
+from email_service.security.tokens import decode_jwt_token
+from email_service.services.context import ServiceContext
+from email_service.tasks.runner import InProcessJobRunner
+from tests.conftest import Caller, wait_for_sync
+from tests.support.dovecot import Dovecot
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.status, json.loads(response.read())
+
+
+def test_serve_starts_on_the_embedded_default_with_nothing_configured(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "JWT_", "CREDENTIAL_", "TEST_"))}
+    env["EMAIL_SERVICE_DATA_DIR"] = str(tmp_path / "instance")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "email_service.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, body = _get(f"http://127.0.0.1:{port}/health")
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    output = process.stdout.read().decode() if process.stdout and process.poll() is not None else ""
+                    raise AssertionError(f"serve did not answer: {output}") from None
+                time.sleep(0.2)
+        assert status == 200 and body["status"] == "healthy" and body["database"] == "ok"
+        assert (tmp_path / "instance" / "email_service.db").exists()
+        assert (tmp_path / "instance" / "secrets.json").stat().st_mode & 0o777 == 0o600
+        headers = {"X-Tenant-ID": str(uuid.uuid4()), "X-User-ID": str(uuid.uuid4())}
+        status, listing = _get(f"http://127.0.0.1:{port}/api/v1/accounts", headers)
+        assert status == 200 and listing == {"accounts": [], "pagination": {"total": 0, "limit": 100, "offset": 0}}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_token_command_mints_a_token_the_service_accepts(
+    settings: Settings, ctx: ServiceContext, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JWT_SECRET_KEY", settings.jwt_secret_key)
+    monkeypatch.setenv("EMAIL_SERVICE_DATA_DIR", str(settings.data_dir))
+    tenant, user = uuid.uuid4(), uuid.uuid4()
+    assert main(["token", "--tenant", str(tenant), "--user", str(user), "--role", "admin"]) == 0
+    principal = decode_jwt_token(ctx.tokens, capsys.readouterr().out.strip())
+    assert (principal.tenant_id, principal.user_id, principal.role) == (tenant, user, "admin")
+    assert main(["token", "--tenant", "not-a-uuid", "--user", str(user)]) == 2
+
+
+def _create(client: FlaskClient, caller: Caller, dovecot: Dovecot, user: str, password: str) -> str:
+    response = client.post(
+        "/api/v1/accounts",
+        headers=caller.headers,
+        json={
+            "accountName": "cli",
+            "emailAddress": user,
+            "protocol": "imap",
+            "hostname": dovecot.host,
+            "port": dovecot.imap_port,
+            "encryption": "none",
+            "username": user,
+            "password": password,
+        },
+    )
+    assert response.status_code == 201, response.get_json()
+    return str(response.get_json()["id"])
+
+
+def test_sync_command_runs_one_sync_and_reports_it(
+    client: FlaskClient,
+    caller: Caller,
+    dovecot: Dovecot,
+    mail_user: tuple[str, str],
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    user, password = mail_user
+    dovecot.append(user, "INBOX", b"From: a@example.com\r\nSubject: cli\r\n\r\nbody\r\n")
+    account_id = _create(client, caller, dovecot, user, password)
+    for name, value in {
+        "EMAIL_SERVICE_DATA_DIR": str(settings.data_dir),
+        "DATABASE_URL": settings.database_url,
+        "DATABASE_MIGRATION_URL": settings.database_migration_url,
+        "JWT_SECRET_KEY": settings.jwt_secret_key,
+        "CREDENTIAL_ENCRYPTION_KEYS": ",".join(settings.credential_keys),
+    }.items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    assert main(["sync", account_id]) == 0
+    outcome = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert outcome["state"] == "succeeded" and outcome["messagesAdded"] == 1
+    status = client.get(f"/api/v1/accounts/{account_id}/sync", headers=caller.headers).get_json()
+    assert status["syncId"] == outcome["syncId"] and status["trigger"] == "cli"
+    assert main(["sync", str(uuid.uuid4())]) == 2
+
+
+def test_scheduler_queues_due_accounts_only(
+    client: FlaskClient,
+    caller: Caller,
+    dovecot: Dovecot,
+    mail_user: tuple[str, str],
+    ctx: ServiceContext,
+    runner: InProcessJobRunner,
+) -> None:
+    user, password = mail_user
+    account_id = _create(client, caller, dovecot, user, password)
+    assert runner.schedule_due() >= 1  # never synced: due at once
+    status = wait_for_sync(client, account_id, caller.headers)
+    assert status["state"] == "succeeded" and status["trigger"] == "scheduler"
+    assert status["lastSyncAt"] is not None and status["isSyncing"] is False
+
+    before = status["syncId"]
+    runner.schedule_due()  # synced a moment ago, interval 300 s: not due
+    assert client.get(f"/api/v1/accounts/{account_id}/sync", headers=caller.headers).get_json()["syncId"] == before
+
+    with ctx.db.tenant_session(caller.tenant_id) as session:
+        account = session.get(EmailAccount, uuid.UUID(account_id))
+        assert account is not None
+        account.last_sync_at = (account.last_sync_at or 0) - 301_000
+    runner.schedule_due()
+    status = wait_for_sync(client, account_id, caller.headers)
+    assert status["syncId"] != before and status["trigger"] == "scheduler"
+
+    client.put(f"/api/v1/accounts/{account_id}", headers=caller.headers, json={"isSyncEnabled": False})
+    with ctx.db.tenant_session(caller.tenant_id) as session:
+        account = session.get(EmailAccount, uuid.UUID(account_id))
+        assert account is not None
+        account.last_sync_at = 0
+    latest = status["syncId"]
+    runner.schedule_due()
+    assert client.get(f"/api/v1/accounts/{account_id}/sync", headers=caller.headers).get_json()["syncId"] == latest
+
+
+def test_a_second_sync_request_while_one_is_active_returns_the_same_run(
+    client: FlaskClient, caller: Caller, dovecot: Dovecot, mail_user: tuple[str, str]
+) -> None:
+    user, password = mail_user
+    dovecot.write_maildir(user, "INBOX", (f"Subject: m{i}\n\nbody {i}\n".encode() for i in range(300)))
+    account_id = _create(client, caller, dovecot, user, password)
+    first = client.post(f"/api/v1/accounts/{account_id}/sync", headers=caller.headers).get_json()
+    second = client.post(f"/api/v1/accounts/{account_id}/sync", headers=caller.headers).get_json()
+    if second["created"] is False:
+        assert second["syncId"] == first["syncId"]
+    status = wait_for_sync(client, account_id, caller.headers)
+    assert status["state"] == "succeeded"
+    folders = client.get(f"/api/v1/accounts/{account_id}/folders", headers=caller.headers).get_json()["folders"]
+    inbox = next(f for f in folders if f["role"] == "inbox")
+    assert inbox["totalCount"] == 300
