@@ -14,16 +14,13 @@ take a range and LIST cannot take RETURN options.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import imaplib
-import re
 import socket
 import ssl
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import groupby
 from types import TracebackType
 from typing import Any, Self
 
@@ -38,49 +35,28 @@ from email_service.protocols.errors import (
     TemporaryFailure,
     TLSError,
 )
+from email_service.protocols.imap_syntax import (
+    ROLES,
+    mailbox_role,
+    parse_sequence_set,
+    sequence_set,
+    server_text,
+)
 from email_service.protocols.tls import client_ssl_context
 
+__all__ = [
+    "ENCRYPTIONS",
+    "ROLES",
+    "FetchedMessage",
+    "ImapEndpoint",
+    "ImapSession",
+    "MailboxInfo",
+    "MailboxStatus",
+    "mailbox_role",
+    "sequence_set",
+]
+
 ENCRYPTIONS = ("none", "tls", "starttls")
-ROLES = ("inbox", "sent", "drafts", "trash", "spam", "archive", "custom")
-
-# RFC 6154 section 2 attributes -> role.  \All (a virtual "every message" view such as Gmail's All Mail) and
-# \Flagged are views, not places, so they are deliberately not roles: mirroring them as "archive" would make
-# every message appear twice and make "move to archive" ambiguous.
-_SPECIAL_USE_ROLES = {f"\\{flag}": role for flag, role in (("sent", "sent"), ("drafts", "drafts"),
-                      ("trash", "trash"), ("junk", "spam"), ("archive", "archive"))}  # fmt: skip
-# Common names (last path component, compared case-insensitively) for servers without SPECIAL-USE.
-_NAMES = {
-    "sent": "sent|sent items|sent messages|sent mail|sent-mail|sent e-mail|sent email|gesendet|"
-    "gesendete objekte|gesendete elemente|envoyés|éléments envoyés|enviados|elementos enviados|"
-    "posta inviata|verzonden items",
-    "drafts": "drafts|draft|entwürfe|brouillons|borradores|bozze|concepten",
-    "trash": "trash|deleted items|deleted messages|deleted|bin|papierkorb|gelöschte elemente|corbeille|"
-    "éléments supprimés|papelera|cestino|prullenbak",
-    "spam": "junk|spam|junk e-mail|junk email|junk mail|bulk mail|spamverdacht|courrier indésirable|"
-    "correo no deseado",
-    "archive": "archive|archives|archiv|archivio|archivo|archief",
-}
-_NAME_ROLES = {name: role for role, names in _NAMES.items() for name in names.split("|")}
-_SERVER_TEXT_LIMIT = 300
-
-
-def mailbox_role(name: str, flags: Iterable[str], delimiter: str | None = None) -> str:
-    """Role of a mailbox: ``inbox | sent | drafts | trash | spam | archive | custom``.
-
-    RFC 6154 SPECIAL-USE attributes win (``\\Sent``, ``\\Drafts``, ``\\Trash``, ``\\Junk`` -> spam,
-    ``\\Archive``; ``\\All`` and ``\\Flagged`` are ignored, see ``_SPECIAL_USE_ROLES``).  Without one,
-    the name decides: ``INBOX`` (any case, the whole name, RFC 3501 section 5.1) is the inbox; otherwise the
-    last path component (split at ``delimiter``, or at ``/`` and ``.`` when it is unknown) is matched
-    case-insensitively against common names ("Sent Items", "[Gmail]/Sent Mail", "Junk E-mail", ...).
-    """
-    for flag in flags:
-        role = _SPECIAL_USE_ROLES.get(flag.lower())
-        if role is not None:
-            return role
-    if name.upper() == "INBOX":
-        return "inbox"
-    last = re.split("[/.]", name)[-1] if delimiter is None else name.rsplit(delimiter, 1)[-1]
-    return _NAME_ROLES.get(last.strip().casefold(), "custom")
 
 
 @dataclass(frozen=True, repr=False)
@@ -151,33 +127,24 @@ class FetchedMessage:
     raw: bytes
 
 
-def sequence_set(uids: Iterable[int]) -> str:
-    """RFC 3501 sequence-set for ``uids``, sorted and compressed into ranges: ``[1, 2, 3, 7] -> "1:3,7"``."""
-    runs = [[u for _, u in run] for _, run in groupby(enumerate(sorted(set(uids))), lambda p: p[1] - p[0])]
-    return ",".join(str(run[0]) if len(run) == 1 else f"{run[0]}:{run[-1]}" for run in runs)
-
-
-def _parse_sequence_set(text: str) -> list[int]:
-    """UIDs of a sequence-set without ``*`` (``"41,43:45"`` -> ``[41, 43, 44, 45]``); junk parts skipped."""
-    uids: list[int] = []
-    for low, _, high in (part.partition(":") for part in text.split(",")):
-        if low.isdigit() and (not high or high.isdigit()):
-            uids.extend(range(min(int(low), int(high or low)), max(int(low), int(high or low)) + 1))
-    return uids
-
-
-def _server_text(exc: BaseException) -> str:
-    """The server's words from an imaplib/imapclient error (``b'[CODE] text'`` reprs unwrapped)."""
-    arg: Any = exc.args[0] if exc.args else ""
-    if isinstance(arg, bytes):
-        text = arg.decode("utf-8", "replace")
-    else:
-        text = str(arg)
-        if text[:2] in ("b'", 'b"'):
-            with contextlib.suppress(ValueError, SyntaxError):
-                text = ast.literal_eval(text).decode("utf-8", "replace")
-    text = re.sub(r"^\w+ failed: ", "", text).strip()
-    return text[:_SERVER_TEXT_LIMIT]
+def _transport_error(exc: BaseException, where: str, action: str, timeout: float) -> ConnectionFailed:
+    """The :class:`ConnectionFailed` (or :class:`TLSError`) for a socket, TLS or protocol-stream failure."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = exc.verify_message or exc.reason or "verification failed"
+        return TLSError(f"The TLS certificate of {where} could not be verified ({reason}).")
+    if isinstance(exc, ssl.SSLError):
+        return TLSError(f"The TLS handshake with {where} failed ({exc.reason or exc}).")
+    if isinstance(exc, socket.gaierror):
+        return ConnectionFailed(f"The host name of {where} could not be resolved ({exc.strerror}).")
+    if isinstance(exc, TimeoutError):
+        return ConnectionFailed(f"{where} did not answer within {timeout:g} s while {action}.")
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectionFailed(f"{where} refused the connection.")
+    if isinstance(exc, imaplib.IMAP4.abort):
+        text = server_text(exc)
+        return ConnectionFailed(f"The connection to {where} broke while {action}: {text}", server_text=text)
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return ConnectionFailed(f"Network error with {where} while {action}: {reason}.")
 
 
 def _decode(value: Any) -> str:
@@ -240,37 +207,20 @@ class ImapSession:
 
     @contextlib.contextmanager
     def _errors(self, action: str, *, mailbox: str | None = None) -> Iterator[None]:
-        """Translate socket/TLS/imaplib errors raised while doing ``action`` into protocol errors."""
+        """Translate errors raised while doing ``action``: transport failures drop the connection (the caller
+        reconnects); NO/BAD answers become :class:`MailboxError` (with ``mailbox``) or :class:`ProtocolError`."""
         where = f"IMAP server {self.endpoint.host}:{self.endpoint.port}"
         try:
             yield
         except ProtocolError:
             raise
-        except ssl.SSLCertVerificationError as exc:
-            reason = exc.verify_message or exc.reason or "verification failed"
-            raise TLSError(f"The TLS certificate of {where} could not be verified ({reason}).") from exc
-        except ssl.SSLError as exc:
-            raise TLSError(f"The TLS handshake with {where} failed ({exc.reason or exc}).") from exc
-        except socket.gaierror as exc:
-            raise ConnectionFailed(
-                f"The host name of {where} could not be resolved ({exc.strerror})."
-            ) from exc
-        except TimeoutError as exc:
-            message = f"{where} did not answer within {self.endpoint.timeout:g} s while {action}."
-            raise ConnectionFailed(message) from exc
-        except ConnectionRefusedError as exc:
-            raise ConnectionFailed(f"{where} refused the connection.") from exc
-        except imaplib.IMAP4.abort as exc:
-            text = _server_text(exc)
-            raise ConnectionFailed(
-                f"The connection to {where} broke while {action}: {text}", server_text=text
-            ) from exc
-        except OSError as exc:
-            raise ConnectionFailed(
-                f"Network error with {where} while {action}: {exc.strerror or exc}."
-            ) from exc
+        except (imaplib.IMAP4.abort, OSError) as exc:
+            client, self._client, self._selected = self._client, None, None
+            if client is not None:
+                self._shutdown(client)
+            raise _transport_error(exc, where, action, self.endpoint.timeout) from exc
         except imaplib.IMAP4.error as exc:  # NO/BAD answers (imapclient's errors derive from it)
-            text = _server_text(exc)
+            text = server_text(exc)
             kind = MailboxError if mailbox is not None else ProtocolError
             raise kind(f"{where} refused {action}: {text}", server_text=text) from exc
 
@@ -358,15 +308,13 @@ class ImapSession:
             except imaplib.IMAP4.abort:
                 raise
             except imaplib.IMAP4.error as exc:
-                raise self._login_refused(_server_text(exc)) from None
+                raise self._login_refused(server_text(exc)) from None
 
     def _login_refused(self, text: str) -> ProtocolError:
         """Error for a refused LOGIN, by RFC 5530 response code: credentials, TLS needed, or try later."""
         endpoint = self.endpoint
         if "[PRIVACYREQUIRED]" in text.upper():
-            return TLSError(
-                f"IMAP server {endpoint.host} requires TLS before LOGIN: {text}", server_text=text
-            )
+            return TLSError(f"IMAP server {endpoint.host} requires TLS before LOGIN: {text}", server_text=text)
         if "[UNAVAILABLE]" in text.upper():
             message = f"IMAP server {endpoint.host} cannot log in {endpoint.username!r} right now: {text}"
             return TemporaryFailure(message, server_text=text)
@@ -420,23 +368,16 @@ class ImapSession:
                 entries = client._proc_folder_list(data)
             else:
                 entries = client.list_folders()
+        listed = [(str(name), _decode(delim) if delim else None, tuple(_decode(f) for f in flags))
+                  for flags, delim, name in entries]  # fmt: skip
+        flagged_roles = {mailbox_role("", flags) for _, _, flags in listed} - {"custom"}
         infos: list[MailboxInfo] = []
-        for raw_flags, raw_delimiter, name in entries:
-            flags = tuple(_decode(f) for f in raw_flags)
-            delimiter = _decode(raw_delimiter) if raw_delimiter else None
-            lowered = {f.lower() for f in flags}
-            selectable = not lowered & {"\\noselect", "\\nonexistent"}
-            role = mailbox_role(str(name), flags, delimiter)
-            infos.append(MailboxInfo(str(name), delimiter, flags, role, selectable))
-        flagged_roles = {r for info in infos if (r := mailbox_role("", info.flags)) != "custom"}
-        infos = [
-            info
-            if info.role in ("inbox", "custom")
-            or mailbox_role("", info.flags) == info.role
-            or info.role not in flagged_roles
-            else MailboxInfo(info.name, info.delimiter, info.flags, "custom", info.selectable)
-            for info in infos
-        ]
+        for name, delimiter, flags in listed:
+            role = mailbox_role(name, flags, delimiter)
+            if role in flagged_roles and role != mailbox_role("", flags):
+                role = "custom"  # a name guess loses to the server's SPECIAL-USE attribute elsewhere
+            selectable = not {f.lower() for f in flags} & {"\\noselect", "\\nonexistent"}
+            infos.append(MailboxInfo(name, delimiter, flags, role, selectable))
         infos.sort(key=lambda info: (info.role != "inbox", info.name.casefold(), info.name))
         return infos
 
@@ -487,9 +428,7 @@ class ImapSession:
         with self._errors("searching UIDs", mailbox=self._selected):
             return sorted(client.search(["ALL"]))
 
-    def _uid_fetch(
-        self, uids: Sequence[int] | None, items: str, modifiers: str | None = None
-    ) -> dict[int, Any]:
+    def _uid_fetch(self, uids: Sequence[int] | None, items: str, modifiers: str | None = None) -> dict[int, Any]:
         """``UID FETCH <set> <items> [<modifiers>]`` (``uids=None``: ``1:*``) -> ``{uid: {item: value}}``."""
         client = self._require_selected()
         uid_set = "1:*" if uids is None else sequence_set(uids)
@@ -543,9 +482,7 @@ class ImapSession:
         merging) with ``modseq`` ``None``.  ``\\Recent`` is dropped.
         """
         items = "(UID FLAGS MODSEQ)" if self.condstore else "(UID FLAGS)"
-        modifiers = (
-            f"(CHANGEDSINCE {int(changedsince)})" if changedsince is not None and self.condstore else None
-        )
+        modifiers = f"(CHANGEDSINCE {int(changedsince)})" if changedsince is not None and self.condstore else None
         if uids is None:
             batches: list[Sequence[int] | None] = [None]
         else:
@@ -569,14 +506,12 @@ class ImapSession:
         """
         client = self._require_selected()
         if not self.qresync:
-            raise MailboxError(
-                f"IMAP server {self.endpoint.host} has no QRESYNC; compare all_uids() instead."
-            )
+            raise MailboxError(f"IMAP server {self.endpoint.host} has no QRESYNC; compare all_uids() instead.")
         self._uid_fetch(None, "(UID)", f"(CHANGEDSINCE {int(changedsince)} VANISHED)")
         uids: set[int] = set()
         for line in client._imap.untagged_responses.pop("VANISHED", []):
             text = _decode(line).strip()
             if text.upper().startswith("(EARLIER)"):
                 text = text[len("(EARLIER)") :].strip()
-            uids.update(_parse_sequence_set(text))
+            uids.update(parse_sequence_set(text))
         return sorted(uids)
