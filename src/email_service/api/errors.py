@@ -45,8 +45,9 @@ def _first_message(detail: Any) -> str | None:
 
 
 def _field(name: Any, message: str) -> str:
+    """Prefix the field name unless the sentence already names it ("Port must be ..." names ``port``)."""
     text = str(message)
-    return text if str(name) in text else f"{name}: {text}"
+    return text if str(name).lower() in text.lower() else f"{name}: {text}"
 
 
 def _body(status: int, message: str, details: Any = None) -> dict[str, Any]:
