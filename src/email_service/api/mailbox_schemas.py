@@ -6,7 +6,7 @@ from apiflask import Schema
 from apiflask.fields import UUID, Boolean, Integer, List, Nested, String
 from apiflask.validators import Range
 
-from .schemas import PaginationOut
+from .schemas import PaginationOut, offset_field
 
 
 class SyncStartedOut(Schema):
@@ -153,8 +153,8 @@ class MessageListOut(Schema):
 
 
 class MessageListQuery(Schema):
-    """``folderId`` (optional), ``limit`` 1-100 (default 50), ``offset`` >= 0."""
+    """``folderId`` (optional), ``limit`` 1-100 (default 50), ``offset`` 0 to 2**31-1."""
 
     folderId = UUID(load_default=None, allow_none=True)
     limit = Integer(load_default=50, validate=Range(1, 100, error="limit must be between 1 and 100"))
-    offset = Integer(load_default=0, validate=Range(min=0, error="offset must be 0 or more"))
+    offset = offset_field()

@@ -129,11 +129,21 @@ class AccountOut(Schema):
     updatedAt = Integer(attribute="updated_at")
 
 
+#: Largest ``offset`` accepted: a 32-bit bound, so that the database never sees an integer it cannot hold.
+MAX_OFFSET = 2**31 - 1
+
+
+def offset_field() -> Integer:
+    """``offset`` query parameter: 0 to :data:`MAX_OFFSET`, default 0."""
+    message = f"offset must be between 0 and {MAX_OFFSET}"
+    return Integer(load_default=0, validate=Range(0, MAX_OFFSET, error=message))
+
+
 class PaginationQuery(Schema):
-    """``limit`` (1-100, default 100) and ``offset`` (>= 0, default 0)."""
+    """``limit`` (1-100, default 100) and ``offset`` (0 to 2**31-1, default 0)."""
 
     limit = Integer(load_default=100, validate=Range(1, 100, error="limit must be between 1 and 100"))
-    offset = Integer(load_default=0, validate=Range(min=0, error="offset must be 0 or more"))
+    offset = offset_field()
 
 
 class PaginationOut(Schema):
