@@ -42,9 +42,7 @@ def write_tls_files(tls_dir: Path, hosts: tuple[str, ...] = ("localhost", "127.0
         .not_valid_before(now - dt.timedelta(days=1))
         .not_valid_after(now + dt.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
         .add_extension(ca_ski, critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -73,8 +71,6 @@ def write_tls_files(tls_dir: Path, hosts: tuple[str, ...] = ("localhost", "127.0
     files = TLSFiles(tls_dir / "ca.pem", tls_dir / "server.pem", tls_dir / "server.key")
     files.ca_cert.write_bytes(ca_cert.public_bytes(pem))
     files.cert.write_bytes(cert.public_bytes(pem) + ca_cert.public_bytes(pem))
-    files.key.write_bytes(
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    files.key.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     files.key.chmod(0o600)
     return files

@@ -146,9 +146,7 @@ def dovecot_binary() -> str | None:
 def _free_ports(count: int) -> list[int]:
     """``count`` distinct free TCP ports on loopback (held open together so they differ)."""
     with contextlib.ExitStack() as stack:
-        sockets = [
-            stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)
-        ]
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
         for sock in sockets:
             sock.bind((HOST, 0))
         return [sock.getsockname()[1] for sock in sockets]
@@ -191,9 +189,7 @@ class Dovecot:
         """
         binary = dovecot_binary()
         if binary is None:
-            raise RuntimeError(
-                "dovecot is not installed (apt-get install dovecot-imapd dovecot-pop3d dovecot-lmtpd)"
-            )
+            raise RuntimeError("dovecot is not installed (apt-get install dovecot-imapd dovecot-pop3d dovecot-lmtpd)")
         owns_dir = base_dir is None
         if base_dir is None:
             base_dir = Path(tempfile.mkdtemp(prefix="email-service-dovecot-", dir="/tmp"))
@@ -414,6 +410,14 @@ class Dovecot:
         if new == old:
             raise RuntimeError(f"UIDVALIDITY of {mailbox!r} did not change (still {old})")
         return new
+
+    def kick(self, username: str) -> None:
+        """Disconnect every session of ``username`` (``doveadm kick``): a server-side connection drop."""
+        doveadm = shutil.which("doveadm") or "/usr/bin/doveadm"
+        command = [doveadm, "-c", str(self.config_path), "kick", username]
+        result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=30)
+        if result.returncode != 0:
+            raise RuntimeError(f"doveadm kick failed: {result.stderr.strip() or result.stdout.strip()}")
 
     # -- fast bulk seeding ----------------------------------------------------------------------------------
 

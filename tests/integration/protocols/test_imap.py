@@ -20,11 +20,7 @@ EndpointFactory = Callable[..., ImapEndpoint]
 def _raw(number: int, extra: bytes = b"") -> bytes:
     return (
         b"From: Alice <alice@example.com>\r\nTo: bob@example.net\r\n"
-        b"Subject: message "
-        + str(number).encode()
-        + b"\r\nMessage-ID: <m"
-        + str(number).encode()
-        + b"@example.com>"
+        b"Subject: message " + str(number).encode() + b"\r\nMessage-ID: <m" + str(number).encode() + b"@example.com>"
         b"\r\n\r\nBody " + str(number).encode() + b"\r\n" + extra
     )
 
@@ -95,24 +91,18 @@ def test_untrusted_certificate_is_tls_error(imap_endpoint: EndpointFactory, encr
         ImapSession(imap_endpoint(encryption, trust=False)).connect()
 
 
-def test_implicit_tls_against_plain_port_is_tls_error(
-    dovecot: Dovecot, imap_endpoint: EndpointFactory
-) -> None:
+def test_implicit_tls_against_plain_port_is_tls_error(dovecot: Dovecot, imap_endpoint: EndpointFactory) -> None:
     with pytest.raises(TLSError, match="handshake"):
         ImapSession(imap_endpoint("tls", port=dovecot.imap_port)).connect()
 
 
-def test_starttls_not_offered_is_refused(
-    imap_endpoint: EndpointFactory, scripted_imap: Callable[..., int]
-) -> None:
+def test_starttls_not_offered_is_refused(imap_endpoint: EndpointFactory, scripted_imap: Callable[..., int]) -> None:
     port = scripted_imap("IMAP4rev1 AUTH=PLAIN")
     with pytest.raises(TLSError, match="does not offer STARTTLS"):
         ImapSession(imap_endpoint("starttls", port=port)).connect()
 
 
-def test_logindisabled_is_tls_error(
-    imap_endpoint: EndpointFactory, scripted_imap: Callable[..., int]
-) -> None:
+def test_logindisabled_is_tls_error(imap_endpoint: EndpointFactory, scripted_imap: Callable[..., int]) -> None:
     port = scripted_imap("IMAP4rev1 LOGINDISABLED")
     with pytest.raises(TLSError, match="LOGINDISABLED"):
         ImapSession(imap_endpoint("none", port=port)).connect()
@@ -303,6 +293,23 @@ def test_write_maildir_bulk_seeding_round_trips(
         fetched = list(session.fetch_messages(session.all_uids(), batch_size=20))
     assert sorted(m.raw for m in fetched) == sorted(raws)
     assert all(m.flags == ("\\Seen",) for m in fetched)
+
+
+def test_server_side_disconnect_drops_the_session(
+    dovecot: Dovecot, mail_user: tuple[str, str], imap_endpoint: EndpointFactory
+) -> None:
+    uid = dovecot.append(mail_user[0], "INBOX", _raw(1))
+    session = ImapSession(imap_endpoint())
+    with session:
+        session.select("INBOX")
+        dovecot.kick(mail_user[0])
+        with pytest.raises(ConnectionFailed, match=r"broke|Network error"):
+            session.fetch_flags()
+        with pytest.raises(ConnectionFailed, match="not connected"):
+            session.list_mailboxes()
+        session.connect()  # the caller reconnects and carries on
+        session.select("INBOX")
+        assert [m.uid for m in session.fetch_messages([uid])] == [uid]
 
 
 def test_methods_need_connect_and_select(imap_endpoint: EndpointFactory) -> None:

@@ -52,9 +52,7 @@ _UUENCODE = frozenset({"x-uuencode", "uuencode", "uue", "x-uue"})
 _CHARSET_ALIASES = {"gb2312": "gb18030", "gbk": "gb18030", "iso-8859-8-i": "iso-8859-8", "x-gbk": "gb18030"}
 _ADDRESS_HEADERS = ("from", "sender", "to", "cc", "bcc", "reply-to")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL and lone surrogates: PostgreSQL/UTF-8 refuse them
-_NOT_MIME_CHARSETS = frozenset(
-    {"unicode-escape", "raw-unicode-escape", "unicode-internal", "idna", "punycode"}
-)
+_NOT_MIME_CHARSETS = frozenset({"unicode-escape", "raw-unicode-escape", "unicode-internal", "idna", "punycode"})
 
 
 @dataclass(frozen=True)
