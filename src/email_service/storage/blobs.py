@@ -1,14 +1,15 @@
 """Content-addressed blob store (DESIGN.md section 9): bytes are kept under their SHA-256 hex digest.
 
-The filesystem store lays blobs out as ``<root>/<aa>/<bb>/<sha256>``; writes go to a temporary file and are renamed
-into place, so a reader never sees a partial blob and a second ``put`` of the same bytes writes nothing.
+The filesystem store lays blobs out as ``<root>/<aa>/<sha256>`` (256 fan-out folders, as git does); writes go to a
+temporary file and are renamed into place, so a reader never sees a partial blob and a second ``put`` of the same
+bytes writes nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -19,8 +20,8 @@ from email_service.errors import NotFound
 class BlobStore(Protocol):
     """What the services need from a blob store."""
 
-    def put(self, data: bytes) -> str:
-        """Store ``data``; return its sha256 hex digest (idempotent)."""
+    def put(self, data: bytes, *, sha256: str | None = None) -> str:
+        """Store ``data``; return its sha256 hex digest (idempotent).  ``sha256`` skips hashing when known."""
         ...
 
     def get(self, sha256: str) -> bytes:
@@ -57,28 +58,35 @@ class FilesystemBlobStore:
     def __init__(self, root: Path, *, fsync: bool = False) -> None:
         self.root = Path(root)
         self.fsync = fsync
+        self._made: set[str] = set()
 
     def _path(self, sha256: str) -> Path:
         digest = _check_digest(sha256)
-        return self.root / digest[:2] / digest[2:4] / digest
+        return self.root / digest[:2] / digest
 
-    def put(self, data: bytes) -> str:
-        """Store ``data`` and return its sha256; nothing is written when it is already there."""
-        digest = hashlib.sha256(data).hexdigest()
+    def put(self, data: bytes, *, sha256: str | None = None) -> str:
+        """Store ``data`` and return its sha256; nothing is written when it is already there.
+
+        Args:
+            sha256: the digest of ``data`` when the caller already computed it (not re-checked).
+        """
+        digest = sha256 or hashlib.sha256(data).hexdigest()
         path = self._path(digest)
         if path.exists():
             return digest
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        if digest[:2] not in self._made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(digest[:2])
+        tmp = path.parent / f".tmp-{digest}-{threading.get_ident()}"
         try:
-            with os.fdopen(fd, "wb") as handle:
+            with tmp.open("wb") as handle:
                 handle.write(data)
                 if self.fsync:
                     handle.flush()
                     os.fsync(handle.fileno())
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
         return digest
 

@@ -156,6 +156,7 @@ class ImapMirror:
             pending: Future[int] | None = None
             for start in range(0, len(uids), batch_size):
                 chunk = uids[start : start + batch_size]
+                raws: list[tuple[str, bytes]] = []
                 messages, attachments = [], []
                 for fetched in self.imap.fetch_messages(chunk, batch_size=batch_size):
                     row, parts = message_rows(
@@ -164,19 +165,21 @@ class ImapMirror:
                         account_id=self.account_id,
                         folder_id=folder_id,
                         uidvalidity=uidvalidity,
-                        blobs=self.ctx.blobs,
                     )
+                    raws.append((row["raw_sha256"], fetched.raw))
                     messages.append(row)
                     attachments.extend(parts)
                 if pending is not None:
                     self.counts.messages_added += pending.result()
-                pending = writer.submit(self._write_batch, messages, attachments)
+                pending = writer.submit(self._write_batch, raws, messages, attachments)
             if pending is not None:
                 self.counts.messages_added += pending.result()
 
-    def _write_batch(self, messages: list[dict[str, Any]], attachments: list[dict[str, Any]]) -> int:
+    def _write_batch(
+        self, raws: list[tuple[str, bytes]], messages: list[dict[str, Any]], attachments: list[dict[str, Any]]
+    ) -> int:
         with self.ctx.db.tenant_session(self.tenant_id) as session:
-            insert_batch(session, messages, attachments)
+            insert_batch(session, self.ctx.blobs, raws, messages, attachments)
         return len(messages)
 
     def _sync_flags(self, ref: FolderRef, status: MailboxStatus, known: set[int]) -> None:

@@ -7,6 +7,7 @@ the parser finds defective is stored with its defects, never skipped.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Iterable
@@ -64,13 +65,12 @@ def message_rows(
     account_id: uuid.UUID,
     folder_id: uuid.UUID,
     uidvalidity: int,
-    blobs: BlobStore,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The ``email_messages`` row and its ``email_attachments`` rows for one fetched message.
 
-    The raw RFC 5322 bytes are written to the blob store first (content-addressed, idempotent).
+    ``raw_sha256`` names the raw bytes; the caller stores them with :func:`insert_batch` before the rows.
     """
-    digest = blobs.put(fetched.raw)
+    digest = hashlib.sha256(fetched.raw).hexdigest()
     parsed = _safe_parse(fetched.raw)
     message_id = uuid.uuid4()
     now = now_ms()
@@ -143,8 +143,21 @@ def message_rows(
     return row, attachments
 
 
-def insert_batch(session: Session, messages: list[dict[str, Any]], attachments: list[dict[str, Any]]) -> None:
-    """Bulk insert (executemany / insertmanyvalues) of one batch of messages and their attachments."""
+def insert_batch(
+    session: Session,
+    blobs: BlobStore,
+    raws: list[tuple[str, bytes]],
+    messages: list[dict[str, Any]],
+    attachments: list[dict[str, Any]],
+) -> None:
+    """Store the raw messages ``(sha256, bytes)`` in the blob store, then bulk insert (executemany /
+    insertmanyvalues) one batch of message rows and their attachment rows.
+
+    Blobs go first so that a committed row always has its raw bytes; a blob without a row (crash between the two)
+    is harmless and reused by the next attempt.
+    """
+    for digest, raw in raws:
+        blobs.put(raw, sha256=digest)
     if messages:
         session.execute(insert(EmailMessage), messages)
     if attachments:
