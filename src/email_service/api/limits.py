@@ -30,13 +30,15 @@ def _exempt() -> bool:
 
 
 def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
-    """Attach Flask-Limiter with the configured default limit to every route but health, spec and preflight."""
+    """Attach Flask-Limiter: the configured limit per user, shared by every route but health, spec and preflight."""
     storage = settings.redis_url or "memory://"
     limiter = Limiter(
         key_func=rate_limit_key,
         app=app,
-        default_limits=[settings.rate_limit],
-        default_limits_exempt_when=_exempt,
+        # One counter per user across every route ("50 requests/minute per user"); default_limits would keep
+        # a separate counter per route and let a user make 50 requests to each.
+        application_limits=[settings.rate_limit],
+        application_limits_exempt_when=_exempt,
         storage_uri=storage,
         storage_options={"socket_connect_timeout": 2, "socket_timeout": 2} if storage.startswith("redis") else {},
         in_memory_fallback_enabled=storage != "memory://",
