@@ -31,7 +31,7 @@ from email_service.services.accounts import account_password
 from email_service.services.connection_test import imap_endpoint
 from email_service.services.context import ServiceContext
 from email_service.sync.locks import account_sync_lock
-from email_service.sync.store import flag_columns, insert_batch, message_rows
+from email_service.sync.store import flag_columns, insert_rows, message_rows
 
 log = logging.getLogger("email_service.sync")
 
@@ -146,17 +146,19 @@ class ImapMirror:
             return {uid for uid in rows if uid is not None}
 
     def _fetch_new(self, folder_id: uuid.UUID, uidvalidity: int, uids: list[int]) -> None:
-        """Fetch and parse batch N+1 while batch N is being inserted (one writer thread, one batch in flight).
+        """Fetch and parse batch N+1 while batch N is being stored (one batch in flight).
 
-        Parsing is Python CPU work and the insert mostly waits on the database, so the two overlap; each batch
-        is its own short transaction, so an interruption loses at most the batches not yet committed.
+        Parsing and the raw-blob writes run on this thread; the row insert, which mostly waits on the database,
+        runs on the writer thread.  (Blob writes on a second thread were slower: many short syscalls each wait
+        for the GIL held by the parser.)  Each batch is its own short transaction, submitted only after its blobs
+        are on disk, so an interruption loses at most the uncommitted batches and a committed row always has its
+        raw bytes.
         """
         batch_size = self.ctx.settings.sync_batch_size
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="email-sync-writer") as writer:
             pending: Future[int] | None = None
             for start in range(0, len(uids), batch_size):
                 chunk = uids[start : start + batch_size]
-                raws: list[tuple[str, bytes]] = []
                 messages, attachments = [], []
                 for fetched in self.imap.fetch_messages(chunk, batch_size=batch_size):
                     row, parts = message_rows(
@@ -166,20 +168,18 @@ class ImapMirror:
                         folder_id=folder_id,
                         uidvalidity=uidvalidity,
                     )
-                    raws.append((row["raw_sha256"], fetched.raw))
+                    self.ctx.blobs.put(fetched.raw, sha256=row["raw_sha256"])
                     messages.append(row)
                     attachments.extend(parts)
                 if pending is not None:
                     self.counts.messages_added += pending.result()
-                pending = writer.submit(self._write_batch, raws, messages, attachments)
+                pending = writer.submit(self._write_batch, messages, attachments)
             if pending is not None:
                 self.counts.messages_added += pending.result()
 
-    def _write_batch(
-        self, raws: list[tuple[str, bytes]], messages: list[dict[str, Any]], attachments: list[dict[str, Any]]
-    ) -> int:
+    def _write_batch(self, messages: list[dict[str, Any]], attachments: list[dict[str, Any]]) -> int:
         with self.ctx.db.tenant_session(self.tenant_id) as session:
-            insert_batch(session, self.ctx.blobs, raws, messages, attachments)
+            insert_rows(session, messages, attachments)
         return len(messages)
 
     def _sync_flags(self, ref: FolderRef, status: MailboxStatus, known: set[int]) -> None:

@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 from email_service.models import EmailAttachment, EmailMessage, now_ms
 from email_service.protocols.imap import FetchedMessage
 from email_service.protocols.mime.parse import Address, ParsedMessage, parse_message
-from email_service.storage.blobs import BlobStore
 
 log = logging.getLogger("email_service.sync")
 
@@ -68,7 +67,7 @@ def message_rows(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The ``email_messages`` row and its ``email_attachments`` rows for one fetched message.
 
-    ``raw_sha256`` names the raw bytes; the caller stores them with :func:`insert_batch` before the rows.
+    ``raw_sha256`` names the raw bytes; the caller puts them in the blob store before inserting the rows.
     """
     digest = hashlib.sha256(fetched.raw).hexdigest()
     parsed = _safe_parse(fetched.raw)
@@ -143,21 +142,8 @@ def message_rows(
     return row, attachments
 
 
-def insert_batch(
-    session: Session,
-    blobs: BlobStore,
-    raws: list[tuple[str, bytes]],
-    messages: list[dict[str, Any]],
-    attachments: list[dict[str, Any]],
-) -> None:
-    """Store the raw messages ``(sha256, bytes)`` in the blob store, then bulk insert (executemany /
-    insertmanyvalues) one batch of message rows and their attachment rows.
-
-    Blobs go first so that a committed row always has its raw bytes; a blob without a row (crash between the two)
-    is harmless and reused by the next attempt.
-    """
-    for digest, raw in raws:
-        blobs.put(raw, sha256=digest)
+def insert_rows(session: Session, messages: list[dict[str, Any]], attachments: list[dict[str, Any]]) -> None:
+    """Bulk insert (executemany / insertmanyvalues) one batch of message rows and their attachment rows."""
     if messages:
         session.execute(insert(EmailMessage), messages)
     if attachments:
