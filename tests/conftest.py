@@ -209,3 +209,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if reporter:
             reporter.write_line(f"FAILED: {len(skipped)} integration test(s) skipped while they are required")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def create_imap_account(
+    client: FlaskClient, caller: Caller, host: str, port: int, username: str, password: str, **extra: Any
+) -> str:
+    """Register an IMAP account on a test server (plain IMAP, STARTTLS not required); return its id."""
+    body = {
+        "accountName": "Dovecot",
+        "emailAddress": username,
+        "protocol": "imap",
+        "hostname": host,
+        "port": port,
+        "encryption": "none",
+        "username": username,
+        "password": password,
+        **extra,
+    }
+    response = client.post("/api/v1/accounts", headers=caller.headers, json=body)
+    assert response.status_code == 201, response.get_json()
+    return str(response.get_json()["id"])

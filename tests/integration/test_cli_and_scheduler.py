@@ -26,7 +26,7 @@ from email_service.models import EmailAccount
 from email_service.security.tokens import decode_jwt_token
 from email_service.services.context import ServiceContext
 from email_service.tasks.runner import InProcessJobRunner
-from tests.conftest import Caller, wait_for_sync
+from tests.conftest import Caller, create_imap_account, wait_for_sync
 from tests.support.dovecot import Dovecot
 
 pytestmark = pytest.mark.integration
@@ -89,22 +89,7 @@ def test_token_command_mints_a_token_the_service_accepts(
 
 
 def _create(client: FlaskClient, caller: Caller, dovecot: Dovecot, user: str, password: str) -> str:
-    response = client.post(
-        "/api/v1/accounts",
-        headers=caller.headers,
-        json={
-            "accountName": "cli",
-            "emailAddress": user,
-            "protocol": "imap",
-            "hostname": dovecot.host,
-            "port": dovecot.imap_port,
-            "encryption": "none",
-            "username": user,
-            "password": password,
-        },
-    )
-    assert response.status_code == 201, response.get_json()
-    return str(response.get_json()["id"])
+    return create_imap_account(client, caller, dovecot.host, dovecot.imap_port, user, password)
 
 
 def test_sync_command_runs_one_sync_and_reports_it(

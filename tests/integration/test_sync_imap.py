@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from tests.conftest import Caller, wait_for_sync
+from tests.conftest import Caller, create_imap_account, wait_for_sync
 from tests.support.dovecot import Dovecot
 
 pytestmark = pytest.mark.integration
@@ -87,23 +87,7 @@ def mailbox(dovecot: Dovecot, mail_user: tuple[str, str]) -> dict[str, Any]:
 
 
 def _create_account(client: FlaskClient, caller: Caller, dovecot: Dovecot, user: str, password: str) -> str:
-    response = client.post(
-        "/api/v1/accounts",
-        headers=caller.headers,
-        json={
-            "accountName": "Dovecot",
-            "emailAddress": user,
-            "protocol": "imap",
-            "hostname": dovecot.host,
-            "port": dovecot.imap_port,
-            "encryption": "none",
-            "username": user,
-            "password": password,
-            "syncInterval": 60,
-        },
-    )
-    assert response.status_code == 201, response.get_json()
-    return str(response.get_json()["id"])
+    return create_imap_account(client, caller, dovecot.host, dovecot.imap_port, user, password, syncInterval=60)
 
 
 def _sync(client: FlaskClient, caller: Caller, account_id: str) -> dict[str, Any]:

@@ -143,7 +143,13 @@ def create_account(ctx: ServiceContext, *, principal: Principal, fields: dict[st
     return account
 
 
-def _load(session: Session, principal: Principal, account_id: uuid.UUID) -> EmailAccount:
+def load_account(session: Session, principal: Principal, account_id: uuid.UUID) -> EmailAccount:
+    """A live account visible to ``principal`` in the open ``session``.
+
+    Raises:
+        NotFound: no such live account in the caller's tenant.
+        Forbidden: another user's account and the caller is not an admin.
+    """
     account = session.get(EmailAccount, account_id)
     if account is None or account.deleted_at is not None:
         raise NotFound("Account not found")
@@ -159,7 +165,7 @@ def get_account(ctx: ServiceContext, *, principal: Principal, account_id: uuid.U
         Forbidden: another user's account and the caller is not an admin.
     """
     with ctx.db.tenant_session(principal.tenant_id) as session:
-        return _load(session, principal, account_id)
+        return load_account(session, principal, account_id)
 
 
 def list_accounts(
@@ -202,7 +208,7 @@ def update_account(
             check_mail_host(fields[host_field], ctx.settings)
     try:
         with ctx.db.tenant_session(principal.tenant_id) as session:
-            account = _load(session, principal, account_id)
+            account = load_account(session, principal, account_id)
             if "email_address" in fields and _live_duplicate(session, account, fields["email_address"]):
                 raise Conflict("Email already registered")
             for name in ACCOUNT_FIELDS:
@@ -233,7 +239,7 @@ def delete_account(ctx: ServiceContext, *, principal: Principal, account_id: uui
         NotFound / Forbidden: as :func:`get_account`.
     """
     with ctx.db.tenant_session(principal.tenant_id) as session:
-        account = _load(session, principal, account_id)
+        account = load_account(session, principal, account_id)
         now = now_ms()
         account.deleted_at = now
         account.is_enabled = False

@@ -15,10 +15,9 @@ from email_service.protocols.errors import ProtocolError
 from email_service.protocols.imap import ImapEndpoint, ImapSession
 from email_service.protocols.pop3 import Pop3Endpoint, pop3_check_login
 from email_service.security.tokens import Principal
-from email_service.services.accounts import account_password
+from email_service.services.accounts import account_password, load_account
 from email_service.services.context import ServiceContext
 from email_service.services.hosts import check_mail_host
-from email_service.services.mailbox import load_account
 
 
 @dataclass(frozen=True)

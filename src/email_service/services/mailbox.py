@@ -13,10 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from email_service.errors import NotFound
-from email_service.models import EmailAccount, EmailAttachment, EmailFolder, EmailMessage
+from email_service.models import EmailAttachment, EmailFolder, EmailMessage
 from email_service.security.tokens import Principal
-from email_service.services.access import verify_resource_access
-from email_service.services.accounts import Page
+from email_service.services.accounts import Page, load_account
 from email_service.services.context import ServiceContext
 
 ROLE_ORDER = {"inbox": 0, "drafts": 1, "sent": 2, "archive": 3, "spam": 4, "trash": 5, "custom": 6}
@@ -29,15 +28,6 @@ class MessageDetail:
     message: EmailMessage
     attachments: list[EmailAttachment]
     folder_name: str
-
-
-def load_account(session: Session, principal: Principal, account_id: uuid.UUID) -> EmailAccount:
-    """A live account visible to ``principal``.  Raises :class:`NotFound` / :class:`Forbidden`."""
-    account = session.get(EmailAccount, account_id)
-    if account is None or account.deleted_at is not None:
-        raise NotFound("Account not found")
-    verify_resource_access(principal, account.tenant_id, account.user_id, what="Account")
-    return account
 
 
 def list_folders(ctx: ServiceContext, *, principal: Principal, account_id: uuid.UUID) -> list[EmailFolder]:

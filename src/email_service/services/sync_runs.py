@@ -14,9 +14,8 @@ from sqlalchemy import select
 from email_service.errors import Conflict
 from email_service.models import EmailAccount, SyncRun, Tenant, now_ms
 from email_service.security.tokens import Principal
-from email_service.services.accounts import audit
+from email_service.services.accounts import audit, load_account
 from email_service.services.context import ServiceContext
-from email_service.services.mailbox import load_account
 
 ACTIVE_STATES = ("queued", "running")
 SUPPORTED_PROTOCOLS = ("imap",)
