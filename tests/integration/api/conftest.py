@@ -1,0 +1,134 @@
+"""Helpers of the HTTP API tests: accounts created through the API, mailbox rows written straight to the
+database (so isolation can be checked without a mail server), and apps built with other settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from apiflask import APIFlask
+from flask.testing import FlaskClient
+
+from email_service.app import create_app
+from email_service.models import EmailAttachment, EmailFolder, EmailMessage
+from email_service.services.context import ServiceContext, build_context
+from tests.conftest import Caller, account_body, make_settings
+
+RAW_MESSAGE = (
+    b"From: Alice <alice@example.com>\r\nTo: Bob <bob@example.com>\r\nSubject: Quarterly numbers\r\n"
+    b"Message-ID: <q1@example.com>\r\nDate: Sun, 01 Mar 2026 12:00:00 +0000\r\n\r\nConfidential body text\r\n"
+)
+#: Values of the seeded mailbox that must never leak to a caller without access.
+SECRET_SUBJECT = "Quarterly numbers"
+SECRET_BODY = "Confidential body text"
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    """An account created through the API plus one folder, one message and one attachment row."""
+
+    owner: Caller
+    account: dict[str, Any]
+    folder_id: uuid.UUID
+    message_id: uuid.UUID
+
+    @property
+    def account_id(self) -> str:
+        return str(self.account["id"])
+
+
+def create_account(client: FlaskClient, caller: Caller, **overrides: Any) -> dict[str, Any]:
+    """POST /api/v1/accounts as ``caller``; asserts 201 and returns the body."""
+    response = client.post("/api/v1/accounts", headers=caller.headers, json=account_body(**overrides))
+    assert response.status_code == 201, response.get_json()
+    body: dict[str, Any] = response.get_json()
+    return body
+
+
+def seed_mailbox(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
+    """Write an INBOX, one message (raw bytes in the blob store) and one attachment row; ``(folder, message)``."""
+    digest = ctx.blobs.put(RAW_MESSAGE)
+    folder_id, message_id = uuid.uuid4(), uuid.uuid4()
+    with ctx.db.tenant_session(tenant_id) as session:
+        session.add(
+            EmailFolder(
+                id=folder_id,
+                tenant_id=tenant_id,
+                account_id=account_id,
+                name="INBOX",
+                type="inbox",
+                attributes=[],
+                total_count=1,
+                unread_count=1,
+            )
+        )
+        session.flush()
+        session.add(
+            EmailMessage(
+                id=message_id,
+                tenant_id=tenant_id,
+                account_id=account_id,
+                folder_id=folder_id,
+                uid=1,
+                uidvalidity=1,
+                message_id="q1@example.com",
+                subject=SECRET_SUBJECT,
+                from_name="Alice",
+                from_address="alice@example.com",
+                to_addresses=[{"name": "Bob", "email": "bob@example.com"}],
+                text_body=SECRET_BODY,
+                preview=SECRET_BODY,
+                received_at=1_772_366_400_000,
+                size=len(RAW_MESSAGE),
+                raw_sha256=digest,
+                has_attachments=True,
+            )
+        )
+        session.flush()
+        session.add(
+            EmailAttachment(
+                tenant_id=tenant_id,
+                account_id=account_id,
+                message_id=message_id,
+                part_id="2",
+                filename="numbers.pdf",
+                mime_type="application/pdf",
+                size_bytes=10,
+            )
+        )
+    return folder_id, message_id
+
+
+@pytest.fixture
+def make_mailbox(client: FlaskClient, ctx: ServiceContext) -> Callable[[Caller], Mailbox]:
+    """``make(owner)`` -> a :class:`Mailbox` of a new account of ``owner``."""
+
+    def make(owner: Caller) -> Mailbox:
+        # A closed local port: connection tests and syncs of this account fail at once, without DNS.
+        account = create_account(client, owner, hostname="127.0.0.1", port=1, encryption="none")
+        folder_id, message_id = seed_mailbox(ctx, owner.tenant_id, uuid.UUID(account["id"]))
+        return Mailbox(owner, account, folder_id, message_id)
+
+    return make
+
+
+@pytest.fixture
+def app_with(data_dir: Path, database_urls: tuple[str, str], ctx: ServiceContext) -> Callable[..., APIFlask]:
+    """``app_with(**env)`` -> an app over the session's database with settings changed by ``env``.
+
+    The app's context is built from those settings as in production (token rules, header trust, limits, CORS),
+    but shares the session's database pool and job runner.
+    """
+
+    def build(**env: str) -> APIFlask:
+        settings = make_settings(data_dir, database_urls, **env)
+        fresh = build_context(settings, jobs=ctx.jobs)
+        fresh.db.dispose()
+        return create_app(context=dataclasses.replace(fresh, db=ctx.db))
+
+    return build
