@@ -1,0 +1,199 @@
+"""PostgreSQL row-level security (DESIGN.md section 6, seed 003), checked as the application's own database role:
+a transaction bound to one tenant neither sees nor writes another tenant's rows, and a transaction bound to no
+tenant sees nothing.  Skipped on SQLite, which has no RLS (run with ``TEST_DATABASE_URL``).
+
+Not marked ``integration``: CI requires integration tests not to skip, and these cannot run on SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from email_service.models import (
+    TENANT_TABLES,
+    AuditLog,
+    EmailAccount,
+    EmailAttachment,
+    EmailCredential,
+    EmailFolder,
+    EmailMessage,
+    SyncRun,
+)
+from email_service.services.context import ServiceContext
+from tests.conftest import Caller
+from tests.integration.api.conftest import Mailbox
+
+if not os.environ.get("TEST_DATABASE_URL"):
+    pytest.skip("row-level security exists on PostgreSQL only: set TEST_DATABASE_URL", allow_module_level=True)
+
+APP_ROLE = "email_service_app"
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A tenant with at least one row in every tenant table."""
+
+    caller: Caller
+    mailbox: Mailbox
+    run_id: uuid.UUID
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.caller.tenant_id
+
+
+@pytest.fixture
+def make_tenant(
+    ctx: ServiceContext, make_mailbox: Callable[[Caller], Mailbox], make_caller: Callable[..., Caller]
+) -> Callable[[], Tenant]:
+    def make() -> Tenant:
+        caller = make_caller()
+        mailbox = make_mailbox(caller)  # account, credential, audit entry, folder, message, attachment
+        run_id = uuid.uuid4()
+        with ctx.db.tenant_session(caller.tenant_id) as session:
+            session.add(
+                SyncRun(
+                    id=run_id,
+                    tenant_id=caller.tenant_id,
+                    account_id=uuid.UUID(mailbox.account_id),
+                    state="succeeded",
+                    trigger="api",
+                )
+            )
+        return Tenant(caller, mailbox, run_id)
+
+    return make
+
+
+def _new_row(table: str, tenant: Tenant) -> Any:
+    """A valid row of ``table`` carrying ``tenant``'s id (and referencing its rows)."""
+    tid, account = tenant.id, uuid.UUID(tenant.mailbox.account_id)
+    rows: dict[str, Callable[[], Any]] = {
+        "email_accounts": lambda: EmailAccount(
+            tenant_id=tid,
+            user_id=uuid.uuid4(),
+            account_name="x",
+            email_address=f"{uuid.uuid4().hex}@x.example",
+            protocol="imap",
+            hostname="imap.x.example",
+            port=993,
+            encryption="tls",
+            username="x",
+        ),
+        "email_credentials": lambda: EmailCredential(
+            tenant_id=tid, account_id=account, ciphertext="v1:x:y", key_id="x"
+        ),
+        "email_folders": lambda: EmailFolder(tenant_id=tid, account_id=account, name=f"F{uuid.uuid4().hex}"),
+        "email_messages": lambda: EmailMessage(
+            tenant_id=tid, account_id=account, folder_id=tenant.mailbox.folder_id, uid=99, uidvalidity=7
+        ),
+        "email_attachments": lambda: EmailAttachment(
+            tenant_id=tid, account_id=account, message_id=tenant.mailbox.message_id
+        ),
+        "email_sync_runs": lambda: SyncRun(tenant_id=tid, account_id=account),
+        "email_audit_log": lambda: AuditLog(tenant_id=tid, action="forged", resource_type="email_account"),
+    }
+    assert set(rows) == set(TENANT_TABLES), "every tenant table needs a row factory here"
+    return rows[table]()
+
+
+def test_the_app_connects_as_a_role_that_rls_applies_to(ctx: ServiceContext) -> None:
+    with ctx.db.system_session() as session:
+        user, superuser, bypass = session.execute(
+            text("SELECT current_user, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+        ).one()
+        assert (user, superuser, bypass) == (APP_ROLE, False, False)
+        for table in TENANT_TABLES:
+            owner = session.execute(
+                text("SELECT tableowner FROM pg_tables WHERE tablename = :t"), {"t": table}
+            ).scalar_one()
+            assert owner != APP_ROLE, f"{table} must not be owned by the app role"
+
+
+@pytest.mark.parametrize("table", TENANT_TABLES)
+def test_every_tenant_table_forces_row_level_security(ctx: ServiceContext, table: str) -> None:
+    with ctx.db.system_session() as session:
+        enabled, forced = session.execute(
+            text("SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = :t AND relkind = 'r'"),
+            {"t": table},
+        ).one()
+        policies = session.execute(
+            text("SELECT count(*) FROM pg_policies WHERE tablename = :t"), {"t": table}
+        ).scalar_one()
+    assert (enabled, forced) == (True, True)
+    assert policies >= 1
+
+
+@pytest.mark.parametrize("table", TENANT_TABLES)
+def test_a_tenant_transaction_sees_only_its_own_rows(
+    ctx: ServiceContext, make_tenant: Callable[[], Tenant], table: str
+) -> None:
+    first, second = make_tenant(), make_tenant()
+    for me, other in ((first, second), (second, first)):
+        with ctx.db.tenant_session(me.id) as session:
+            tenants = set(session.execute(text(f"SELECT DISTINCT tenant_id FROM {table}")).scalars())  # noqa: S608
+            assert tenants == {me.id}, "unfiltered SELECT shows this tenant's rows only"
+            hidden = session.execute(
+                text(f"SELECT count(*) FROM {table} WHERE tenant_id = :o"),  # noqa: S608
+                {"o": other.id},
+            ).scalar_one()
+            assert hidden == 0
+            changed = session.execute(
+                text(f"UPDATE {table} SET updated_at = 0 WHERE tenant_id = :o"),  # noqa: S608
+                {"o": other.id},
+            )
+            assert changed.rowcount == 0  # type: ignore[attr-defined]
+            removed = session.execute(text(f"DELETE FROM {table} WHERE tenant_id = :o"), {"o": other.id})  # noqa: S608
+            assert removed.rowcount == 0  # type: ignore[attr-defined]
+    with ctx.db.tenant_session(second.id) as session:
+        stamps = (
+            session.execute(
+                text(f"SELECT updated_at FROM {table} WHERE tenant_id = :t"),  # noqa: S608
+                {"t": second.id},
+            )
+            .scalars()
+            .all()
+        )
+    assert stamps and 0 not in stamps, "the other tenant's rows are intact"
+
+
+@pytest.mark.parametrize("table", TENANT_TABLES)
+def test_a_tenant_transaction_cannot_write_rows_of_another_tenant(
+    ctx: ServiceContext, make_tenant: Callable[[], Tenant], table: str
+) -> None:
+    mine, theirs = make_tenant(), make_tenant()
+    with pytest.raises(DBAPIError, match="row-level security"), ctx.db.tenant_session(mine.id) as session:
+        session.add(_new_row(table, theirs))
+        session.flush()
+    with pytest.raises(DBAPIError, match="row-level security"), ctx.db.tenant_session(mine.id) as session:
+        session.execute(
+            text(f"UPDATE {table} SET tenant_id = :o WHERE tenant_id = :me"),  # noqa: S608
+            {"o": theirs.id, "me": mine.id},
+        )
+    with ctx.db.tenant_session(mine.id) as session:
+        session.add(_new_row(table, mine))  # the same row for its own tenant is fine
+        session.flush()
+        assert session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() >= 2  # noqa: S608
+
+
+@pytest.mark.parametrize("table", TENANT_TABLES)
+def test_a_transaction_without_a_tenant_sees_and_writes_nothing(
+    ctx: ServiceContext, make_tenant: Callable[[], Tenant], table: str
+) -> None:
+    tenant = make_tenant()
+    with ctx.db.system_session() as session:
+        assert session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() == 0  # noqa: S608
+    with ctx.db.system_session() as session:
+        session.execute(text("SELECT set_config('app.current_tenant_id', '', true)"))
+        assert session.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() == 0  # noqa: S608
+    with pytest.raises(DBAPIError, match="row-level security"), ctx.db.system_session() as session:
+        session.add(_new_row(table, tenant))
+        session.flush()
