@@ -18,7 +18,7 @@ def check_mail_host(hostname: str, settings: Settings) -> None:
     Raises:
         InvalidInput: the host resolves to a forbidden address.
     """
-    host = hostname.strip().lower().rstrip(".")
+    host = hostname.strip().lower().rstrip(".").removeprefix("[").removesuffix("]")
     if settings.allow_private_mail_hosts or host in settings.mail_host_allowlist:
         return
     try:
