@@ -231,6 +231,8 @@ def header_text(value: str, defects: list[str]) -> str:
 
 
 def _addresses(values: list[str], defects: list[str]) -> tuple[Address, ...]:
+    if not values:
+        return ()
     texts = [_eight_bit(_unfold(value), defects) for value in values]
     found: list[Address] = []
     for name, addr_spec in getaddresses(texts):
@@ -274,7 +276,7 @@ def _headers(message: Message) -> dict[str, list[str]]:
 
 
 def _is_container(part: Message) -> bool:
-    return part.get_content_maintype() == "multipart" and isinstance(part.get_payload(), list)
+    return isinstance(part.get_payload(), list) and part.get_content_maintype() == "multipart"
 
 
 def _leaves(message: Message, defects: list[str]) -> Iterator[tuple[str, Message]]:
@@ -358,29 +360,40 @@ def _disposition(part: Message) -> str | None:
     return _unfold(raw).split(";", 1)[0].strip().lower() or None
 
 
-def _attachment(part_id: str, part: Message, defects: list[str]) -> tuple[AttachmentInfo, bytes]:
-    data = _payload_bytes(part, defects)
-    disposition = "attachment" if _disposition(part) == "attachment" else "inline"
-    info = AttachmentInfo(
-        part_id=part_id,
-        filename=_filename(part, defects),
-        content_type=storable(part.get_content_type()),
-        size=len(data),
-        content_id=_content_id(part),
-        disposition=disposition,
-        sha256=hashlib.sha256(data).hexdigest(),
-    )
-    return info, data
+@dataclass(frozen=True)
+class _Leaf:
+    """What decides a leaf's fate, read once: lowercase content type, disposition type, decoded filename."""
 
+    part_id: str
+    part: Message
+    content_type: str
+    disposition: str | None
+    filename: str | None
 
-def _body_kind(part: Message, defects: list[str]) -> str | None:
-    """``plain`` / ``html`` when the leaf can be a body (no filename, not ``attachment``), else ``None``."""
-    if _disposition(part) == "attachment" or _filename(part, defects) is not None:
-        return None
-    content_type = part.get_content_type()
-    if content_type == "text/plain" or part.get_content_maintype() == "multipart":  # unparsed multipart
-        return "plain"
-    return "html" if content_type == "text/html" else None
+    @classmethod
+    def read(cls, part_id: str, part: Message, defects: list[str]) -> _Leaf:
+        return cls(part_id, part, part.get_content_type(), _disposition(part), _filename(part, defects))
+
+    def body_kind(self) -> str | None:
+        """``plain`` / ``html`` when this leaf can be a body (no filename, not ``attachment``), else ``None``."""
+        if self.disposition == "attachment" or self.filename is not None:
+            return None
+        if self.content_type == "text/plain" or self.content_type.startswith("multipart/"):  # unparsed multipart
+            return "plain"
+        return "html" if self.content_type == "text/html" else None
+
+    def attachment(self, defects: list[str]) -> tuple[AttachmentInfo, bytes]:
+        data = _payload_bytes(self.part, defects)
+        info = AttachmentInfo(
+            part_id=self.part_id,
+            filename=self.filename,
+            content_type=storable(self.content_type),
+            size=len(data),
+            content_id=_content_id(self.part),
+            disposition="attachment" if self.disposition == "attachment" else "inline",
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
+        return info, data
 
 
 def _text(part: Message, defects: list[str]) -> str:
@@ -427,13 +440,14 @@ def _parse(raw: bytes) -> ParsedMessage:
     html_body: str | None = None
     attachments: list[AttachmentInfo] = []
     for part_id, part in _leaves(message, defects):
-        kind = _body_kind(part, defects)
+        leaf = _Leaf.read(part_id, part, defects)
+        kind = leaf.body_kind()
         if kind == "plain" and text_body is None:
             text_body = _text(part, defects)
         elif kind == "html" and html_body is None:
             html_body = _text(part, defects)
         else:
-            attachments.append(_attachment(part_id, part, defects)[0])
+            attachments.append(leaf.attachment(defects)[0])
     subject = first("subject")
     references = _message_ids(first("references"))
     message_ids = _message_ids(first("message-id"))
@@ -488,7 +502,7 @@ def attachment_bytes(raw: bytes, part_id: str) -> tuple[AttachmentInfo, bytes]:
         message = _PARSER.parsebytes(raw)
         for found_id, part in _leaves(message, defects):
             if found_id == part_id:
-                return _attachment(found_id, part, defects)
+                return _Leaf.read(found_id, part, defects).attachment(defects)
     except RecursionError as exc:
         raise KeyError(f"no MIME part {part_id!r}: the message cannot be parsed") from exc
     raise KeyError(f"no MIME part {part_id!r} in this message")
