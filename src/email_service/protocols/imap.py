@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
+import re
 import socket
 import ssl
 from collections.abc import Iterable, Iterator, Sequence
@@ -43,6 +44,9 @@ from email_service.protocols.imap_syntax import (
     server_text,
 )
 from email_service.protocols.tls import client_ssl_context
+
+_ESEARCH_ALL = re.compile(r"\bALL\s+([0-9:,]+)", re.IGNORECASE)
+_PLAIN_SEARCH_LIMIT = 100_000  # messages; a SEARCH line of 100,000 UIDs stays well under imaplib's 1 MB
 
 __all__ = [
     "ENCRYPTIONS",
@@ -178,6 +182,7 @@ class ImapSession:
         self._capabilities: frozenset[str] = frozenset()
         self._enabled: frozenset[str] = frozenset()
         self._selected: str | None = None
+        self._exists = 0
 
     def __enter__(self) -> Self:
         self.connect()
@@ -395,7 +400,7 @@ class ImapSession:
         if b"UIDVALIDITY" not in response:
             raise MailboxError(f"IMAP server {self.endpoint.host} sent no UIDVALIDITY for mailbox {name!r}.")
         self._selected = name
-        exists = int(response.get(b"EXISTS", 0))
+        exists = self._exists = int(response.get(b"EXISTS", 0))
         highestmodseq = response.get(b"HIGHESTMODSEQ") if b"NOMODSEQ" not in response else None
         uidnext = response.get(b"UIDNEXT")
         if uidnext is None:
@@ -416,22 +421,40 @@ class ImapSession:
         ``n:*`` always matches the last message even when its UID is below ``n`` (RFC 3501 section 6.4.8), so
         the answer is filtered.  ``min_uid`` below 1 counts as 1.
         """
-        client = self._require_selected()
         min_uid = max(1, min_uid)
-        with self._errors("searching UIDs", mailbox=self._selected):
-            found = client.search(["UID", f"{min_uid}:*"])
-        return sorted(uid for uid in found if uid >= min_uid)
+        return [uid for uid in self._search_uids(f"UID {min_uid}:*", f"{min_uid}:*") if uid >= min_uid]
 
     def all_uids(self) -> list[int]:
         """Every UID in the selected mailbox, ascending (``UID SEARCH ALL``); used to detect expunges."""
+        return self._search_uids("ALL", "1:*")
+
+    def _search_uids(self, criteria: str, uid_set: str) -> list[int]:
+        """UIDs matching ``criteria`` (which must select the same messages as ``uid_set``), ascending.
+
+        With ESEARCH (RFC 4731) the answer is a compact sequence-set.  A plain SEARCH answer is one line, and
+        imaplib refuses lines over 1 MB (~150,000 UIDs), so big mailboxes without ESEARCH use ``UID FETCH
+        <uid_set> (UID)`` instead, one short line per message.
+        """
         client = self._require_selected()
         with self._errors("searching UIDs", mailbox=self._selected):
-            return sorted(client.search(["ALL"]))
+            if "ESEARCH" in self._capabilities:
+                imap = client._imap
+                imap.untagged_responses.pop("ESEARCH", None)
+                typ, data = imap._simple_command("UID", "SEARCH", "RETURN", "(ALL)", criteria)
+                client._checkok("search", typ, data)
+                lines = imap.untagged_responses.pop("ESEARCH", [])
+                found = {uid for line in lines for match in _ESEARCH_ALL.finditer(_decode(line))
+                         for uid in parse_sequence_set(match.group(1))}  # fmt: skip
+                return sorted(found)
+            if self._exists <= _PLAIN_SEARCH_LIMIT:
+                return sorted(client.search(criteria))
+        return sorted(self._uid_fetch(uid_set, "(UID)"))
 
-    def _uid_fetch(self, uids: Sequence[int] | None, items: str, modifiers: str | None = None) -> dict[int, Any]:
-        """``UID FETCH <set> <items> [<modifiers>]`` (``uids=None``: ``1:*``) -> ``{uid: {item: value}}``."""
+    def _uid_fetch(self, uids: Sequence[int] | str | None, items: str, modifiers: str | None = None) -> dict[int, Any]:
+        """``UID FETCH <set> <items> [<modifiers>]`` -> ``{uid: {item: value}}``; ``uids`` is a list, a
+        sequence-set text, or ``None`` for ``1:*``."""
         client = self._require_selected()
-        uid_set = "1:*" if uids is None else sequence_set(uids)
+        uid_set = "1:*" if uids is None else uids if isinstance(uids, str) else sequence_set(uids)
         args = [uid_set, items] + ([modifiers] if modifiers else [])
         with self._errors("fetching messages", mailbox=self._selected):
             imap = client._imap

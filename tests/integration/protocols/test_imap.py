@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
+from email_service.protocols import imap as imap_module
 from email_service.protocols.errors import AuthenticationFailed, ConnectionFailed, MailboxError, TLSError
 from email_service.protocols.imap import ImapEndpoint, ImapSession
 from tests.support.dovecot import Dovecot
@@ -220,6 +221,30 @@ def test_uids_from_filters_the_star_quirk(
         assert session.uids_from(4) == []  # "4:*" matches UID 3, the last message
         assert session.uids_from(10) == []
         assert session.all_uids() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("path", ["esearch", "plain-search", "uid-fetch"])
+def test_uid_listing_paths_agree(
+    dovecot: Dovecot,
+    mail_user: tuple[str, str],
+    imap_endpoint: EndpointFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    path: str,
+) -> None:
+    user = mail_user[0]
+    dovecot.write_maildir(user, "INBOX", [_raw(n) for n in range(30)])
+    for uid in (3, 4, 5, 17, 30):
+        dovecot.expunge(user, "INBOX", uid)
+    with ImapSession(imap_endpoint()) as session:
+        session.select("INBOX")
+        expected = [uid for uid in range(1, 31) if uid not in (3, 4, 5, 17, 30)]
+        if path != "esearch":  # servers without RFC 4731 ESEARCH (Gmail, many others)
+            monkeypatch.setattr(session, "_capabilities", session.capabilities - {"ESEARCH"})
+        if path == "uid-fetch":  # a mailbox too big for one SEARCH line
+            monkeypatch.setattr(imap_module, "_PLAIN_SEARCH_LIMIT", 0)
+        assert session.all_uids() == expected
+        assert session.uids_from(17) == [uid for uid in expected if uid >= 17]
+        assert session.uids_from(30) == []  # "30:*" matches UID 29, the last one
 
 
 def test_empty_mailbox_answers_empty(imap_endpoint: EndpointFactory) -> None:
