@@ -17,11 +17,9 @@ from __future__ import annotations
 import contextlib
 import imaplib
 import re
-import socket
 import ssl
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -38,10 +36,15 @@ from email_service.protocols.errors import (
 )
 from email_service.protocols.imap_syntax import (
     ROLES,
+    decode_atom,
+    epoch_ms,
+    flag_strings,
     mailbox_role,
+    modseq_value,
     parse_sequence_set,
     sequence_set,
     server_text,
+    transport_error,
 )
 from email_service.protocols.tls import client_ssl_context
 
@@ -131,44 +134,6 @@ class FetchedMessage:
     raw: bytes
 
 
-def _transport_error(exc: BaseException, where: str, action: str, timeout: float) -> ConnectionFailed:
-    """The :class:`ConnectionFailed` (or :class:`TLSError`) for a socket, TLS or protocol-stream failure."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        reason = exc.verify_message or exc.reason or "verification failed"
-        return TLSError(f"The TLS certificate of {where} could not be verified ({reason}).")
-    if isinstance(exc, ssl.SSLError):
-        return TLSError(f"The TLS handshake with {where} failed ({exc.reason or exc}).")
-    if isinstance(exc, socket.gaierror):
-        return ConnectionFailed(f"The host name of {where} could not be resolved ({exc.strerror}).")
-    if isinstance(exc, TimeoutError):
-        return ConnectionFailed(f"{where} did not answer within {timeout:g} s while {action}.")
-    if isinstance(exc, ConnectionRefusedError):
-        return ConnectionFailed(f"{where} refused the connection.")
-    if isinstance(exc, imaplib.IMAP4.abort):
-        text = server_text(exc)
-        return ConnectionFailed(f"The connection to {where} broke while {action}: {text}", server_text=text)
-    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    return ConnectionFailed(f"Network error with {where} while {action}: {reason}.")
-
-
-def _decode(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _flags(values: Iterable[Any]) -> tuple[str, ...]:
-    return tuple(flag for flag in (_decode(v) for v in values) if flag.lower() != "\\recent")
-
-
-def _modseq(value: Any) -> int | None:
-    if isinstance(value, tuple | list) and value:
-        value = value[0]
-    return int(value) if isinstance(value, int | bytes | str) and str(_decode(value)).isdigit() else None
-
-
-def _epoch_ms(value: Any) -> int | None:
-    return round(value.timestamp() * 1000) if isinstance(value, datetime) else None
-
-
 class ImapSession:
     """One IMAP connection for one :class:`ImapEndpoint`; use as a context manager (connects, then logs out).
 
@@ -223,7 +188,7 @@ class ImapSession:
             client, self._client, self._selected = self._client, None, None
             if client is not None:
                 self._shutdown(client)
-            raise _transport_error(exc, where, action, self.endpoint.timeout) from exc
+            raise transport_error(exc, where, action, self.endpoint.timeout) from exc
         except imaplib.IMAP4.error as exc:  # NO/BAD answers (imapclient's errors derive from it)
             text = server_text(exc)
             kind = MailboxError if mailbox is not None else ProtocolError
@@ -273,7 +238,7 @@ class ImapSession:
                 self._starttls(client, context)
             self._login(client)
             with self._errors("reading capabilities"):
-                self._capabilities = frozenset(_decode(c).upper() for c in client.capabilities())
+                self._capabilities = frozenset(decode_atom(c).upper() for c in client.capabilities())
                 self._enabled = self._enable(client)
         except BaseException:
             self._shutdown(client)
@@ -282,7 +247,7 @@ class ImapSession:
 
     def _starttls(self, client: Any, context: ssl.SSLContext | None) -> None:
         with self._errors("starting TLS"):
-            offered = {_decode(c).upper() for c in client.capabilities()}
+            offered = {decode_atom(c).upper() for c in client.capabilities()}
             if "STARTTLS" not in offered:
                 raise TLSError(
                     f"IMAP server {self.endpoint.host}:{self.endpoint.port} does not offer STARTTLS; "
@@ -293,7 +258,7 @@ class ImapSession:
     def _login(self, client: Any) -> None:
         endpoint = self.endpoint
         with self._errors("logging in"):
-            offered = {_decode(c).upper() for c in client.capabilities()}
+            offered = {decode_atom(c).upper() for c in client.capabilities()}
         if "LOGINDISABLED" in offered:
             raise TLSError(
                 f"IMAP server {endpoint.host}:{endpoint.port} does not allow LOGIN without TLS "
@@ -335,7 +300,7 @@ class ImapSession:
         if "ENABLE" not in caps:
             # Without ENABLE, CONDSTORE is enabled by the first FETCH ... MODSEQ (RFC 7162 section 3.1).
             return frozenset({"CONDSTORE"})
-        enabled = {_decode(c).upper() for c in client.enable(*wanted)}
+        enabled = {decode_atom(c).upper() for c in client.enable(*wanted)}
         if "QRESYNC" in enabled:
             enabled.add("CONDSTORE")
         return frozenset(enabled)
@@ -373,7 +338,7 @@ class ImapSession:
                 entries = client._proc_folder_list(data)
             else:
                 entries = client.list_folders()
-        listed = [(str(name), _decode(delim) if delim else None, tuple(_decode(f) for f in flags))
+        listed = [(str(name), decode_atom(delim) if delim else None, tuple(decode_atom(f) for f in flags))
                   for flags, delim, name in entries]  # fmt: skip
         flagged_roles = {mailbox_role("", flags) for _, _, flags in listed} - {"custom"}
         infos: list[MailboxInfo] = []
@@ -443,7 +408,7 @@ class ImapSession:
                 typ, data = imap._simple_command("UID", "SEARCH", "RETURN", "(ALL)", criteria)
                 client._checkok("search", typ, data)
                 lines = imap.untagged_responses.pop("ESEARCH", [])
-                found = {uid for line in lines for match in _ESEARCH_ALL.finditer(_decode(line))
+                found = {uid for line in lines for match in _ESEARCH_ALL.finditer(decode_atom(line))
                          for uid in parse_sequence_set(match.group(1))}  # fmt: skip
                 return sorted(found)
             if self._exists <= _PLAIN_SEARCH_LIMIT:
@@ -487,10 +452,10 @@ class ImapSession:
                 raw = data.get(b"BODY[]") or b""
                 yield FetchedMessage(
                     uid=uid,
-                    flags=_flags(data.get(b"FLAGS", ())),
-                    internaldate_ms=_epoch_ms(data.get(b"INTERNALDATE")),
+                    flags=flag_strings(data.get(b"FLAGS", ())),
+                    internaldate_ms=epoch_ms(data.get(b"INTERNALDATE")),
                     size=int(data[b"RFC822.SIZE"]),
-                    modseq=_modseq(data.get(b"MODSEQ")),
+                    modseq=modseq_value(data.get(b"MODSEQ")),
                     raw=bytes(raw),
                 )
 
@@ -517,7 +482,7 @@ class ImapSession:
             allowed = None if batch is None else set(batch)
             for uid, data in response.items():
                 if b"FLAGS" in data and (allowed is None or uid in allowed):
-                    result[uid] = (_flags(data[b"FLAGS"]), _modseq(data.get(b"MODSEQ")))
+                    result[uid] = (flag_strings(data[b"FLAGS"]), modseq_value(data.get(b"MODSEQ")))
         return result
 
     def vanished(self, changedsince: int) -> list[int]:
@@ -533,7 +498,7 @@ class ImapSession:
         self._uid_fetch(None, "(UID)", f"(CHANGEDSINCE {int(changedsince)} VANISHED)")
         uids: set[int] = set()
         for line in client._imap.untagged_responses.pop("VANISHED", []):
-            text = _decode(line).strip()
+            text = decode_atom(line).strip()
             if text.upper().startswith("(EARLIER)"):
                 text = text[len("(EARLIER)") :].strip()
             uids.update(parse_sequence_set(text))

@@ -1,4 +1,5 @@
-"""IMAP syntax helpers without I/O: mailbox roles (RFC 6154), sequence sets (RFC 3501 section 9), server text.
+"""IMAP helpers without I/O: mailbox roles (RFC 6154), sequence sets (RFC 3501 section 9), response values,
+and the translation of transport failures into :mod:`email_service.protocols.errors`.
 
 Split out of :mod:`email_service.protocols.imap` (which re-exports ``mailbox_role`` and ``sequence_set``).
 """
@@ -7,10 +8,16 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import imaplib
 import re
+import socket
+import ssl
 from collections.abc import Iterable
+from datetime import datetime
 from itertools import groupby
 from typing import Any
+
+from email_service.protocols.errors import ConnectionFailed, TLSError
 
 ROLES = ("inbox", "sent", "drafts", "trash", "spam", "archive", "custom")
 
@@ -80,3 +87,45 @@ def server_text(exc: BaseException) -> str:
                 text = ast.literal_eval(text).decode("utf-8", "replace")
     text = re.sub(r"^\w+ failed: ", "", text).strip()
     return text[:_SERVER_TEXT_LIMIT]
+
+
+def transport_error(exc: BaseException, where: str, action: str, timeout: float) -> ConnectionFailed:
+    """The :class:`ConnectionFailed` (or :class:`TLSError`) for a socket, TLS or protocol-stream failure."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = exc.verify_message or exc.reason or "verification failed"
+        return TLSError(f"The TLS certificate of {where} could not be verified ({reason}).")
+    if isinstance(exc, ssl.SSLError):
+        return TLSError(f"The TLS handshake with {where} failed ({exc.reason or exc}).")
+    if isinstance(exc, socket.gaierror):
+        return ConnectionFailed(f"The host name of {where} could not be resolved ({exc.strerror}).")
+    if isinstance(exc, TimeoutError):
+        return ConnectionFailed(f"{where} did not answer within {timeout:g} s while {action}.")
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectionFailed(f"{where} refused the connection.")
+    if isinstance(exc, imaplib.IMAP4.abort):
+        text = server_text(exc)
+        return ConnectionFailed(f"The connection to {where} broke while {action}: {text}", server_text=text)
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return ConnectionFailed(f"Network error with {where} while {action}: {reason}.")
+
+
+def decode_atom(value: Any) -> str:
+    """An IMAP atom/string from imapclient (bytes or str) as str."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def flag_strings(values: Iterable[Any]) -> tuple[str, ...]:
+    """FLAGS as str, without the session-only ``\\Recent`` (RFC 3501 section 2.3.2)."""
+    return tuple(flag for flag in (decode_atom(v) for v in values) if flag.lower() != "\\recent")
+
+
+def modseq_value(value: Any) -> int | None:
+    """A MODSEQ fetch item (``(12,)`` from imapclient) as int, or None (RFC 7162 section 3.1.4)."""
+    if isinstance(value, tuple | list) and value:
+        value = value[0]
+    return int(value) if isinstance(value, int | bytes | str) and str(decode_atom(value)).isdigit() else None
+
+
+def epoch_ms(value: Any) -> int | None:
+    """An aware INTERNALDATE datetime as UTC epoch milliseconds, or None."""
+    return round(value.timestamp() * 1000) if isinstance(value, datetime) else None
