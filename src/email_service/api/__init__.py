@@ -59,4 +59,21 @@ def register_api(app: APIFlask, *, enable_dev_endpoints: bool) -> None:
             for path, item in spec.get("paths", {}).items()
             if path.startswith(CANONICAL_PREFIX) or not path.startswith(ALIAS_PREFIX)
         }
+        _document_input_rules(spec)
         return spec
+
+
+def _document_input_rules(spec: dict[Any, Any]) -> None:
+    """Add the input rules apiflask leaves out of the document: every JSON body is required (an empty POST or PUT
+    is a 400), path ids are UUIDs (routes use the ``uuid`` converter; anything else is a 404), and a PUT of an
+    account changes at least one field."""
+    for item in spec.get("paths", {}).values():
+        for operation in item.values():
+            if "requestBody" in operation:
+                operation["requestBody"]["required"] = True
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "path" and parameter["name"].endswith("_id"):
+                    parameter["schema"] = {"type": "string", "format": "uuid"}
+    update = spec.get("components", {}).get("schemas", {}).get("AccountUpdateIn")
+    if update is not None:
+        update["minProperties"] = 1
