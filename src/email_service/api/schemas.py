@@ -26,10 +26,22 @@ def _required(name: str) -> dict[str, str | list[Any] | dict[Any, Any]]:
     return {"required": f"{name} is required", "null": f"{name} must not be null"}
 
 
+class WholeNumber(Integer):
+    """A JSON body integer: ``993`` or ``993.0`` (the same JSON number, and an ``integer`` to JSON Schema and so
+    to the OpenAPI document), never ``1.5``, ``"993"`` or ``true``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, **kwargs)
+
+    def _validated(self, value: Any) -> int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return super()._validated(value)
+
+
 def _port(name: str, *, required: bool = False) -> Integer:
-    return Integer(
+    return WholeNumber(
         required=required,
-        strict=True,
         validate=Range(1, 65535, error="Port must be between 1 and 65535"),
         error_messages=_required(name),
         metadata={"description": "TCP port, 1-65535"},
@@ -48,13 +60,12 @@ class _AccountWritable(Schema):
     username = String(validate=Length(1, 255), error_messages=_required("username"))
     password = String(validate=Length(1, 1024), load_only=True, error_messages=_required("password"))
     isSyncEnabled = Boolean()
-    syncInterval = Integer(
-        strict=True,
+    syncInterval = WholeNumber(
         validate=Range(60, 7 * 86400, error="syncInterval must be between 60 and 604800 seconds"),
         metadata={"description": "Seconds between scheduled syncs"},
     )
     smtpHostname = String(validate=[Length(1, 253), _HOSTNAME], allow_none=True)
-    smtpPort = Integer(strict=True, validate=Range(1, 65535, error="Port must be between 1 and 65535"), allow_none=True)
+    smtpPort = WholeNumber(validate=Range(1, 65535, error="Port must be between 1 and 65535"), allow_none=True)
     smtpEncryption = String(
         validate=OneOf(ENCRYPTIONS),
         allow_none=True,
@@ -85,9 +96,8 @@ class AccountCreateIn(_AccountWritable):
     username = String(required=True, validate=Length(1, 255), error_messages=_required("username"))
     password = String(required=True, validate=Length(1, 1024), load_only=True, error_messages=_required("password"))
     isSyncEnabled = Boolean(load_default=True)
-    syncInterval = Integer(
+    syncInterval = WholeNumber(
         load_default=300,
-        strict=True,
         validate=Range(60, 7 * 86400, error="syncInterval must be between 60 and 604800 seconds"),
     )
 
@@ -191,7 +201,7 @@ class TokenIn(Schema):
     tenant_id = UUID(required=True, error_messages=_required("tenant_id"))
     user_id = UUID(required=True, error_messages=_required("user_id"))
     role = String(load_default="user", validate=OneOf(("user", "admin")))
-    expires_in_hours = Integer(load_default=None, allow_none=True, validate=Range(1, 24 * 30))
+    expires_in_hours = WholeNumber(load_default=None, allow_none=True, validate=Range(1, 24 * 30))
 
 
 class TokenOut(Schema):
