@@ -49,6 +49,17 @@ def _port(name: str, *, required: bool = False) -> Integer:
 
 
 class _AccountWritable(Schema):
+    @validates_schema
+    def _no_nul_characters(self, data: dict[str, Any], **_: Any) -> None:
+        """Refuse NUL in stored text: PostgreSQL text cannot hold it (it was a 500 there, and stored on SQLite)."""
+        errors = {
+            self.fields[name].data_key or name: ["must not contain NUL characters"]
+            for name, value in data.items()
+            if name != "password" and isinstance(value, str) and "\x00" in value
+        }
+        if errors:
+            raise ValidationError(errors)
+
     accountName = String(validate=Length(1, 255), error_messages=_required("accountName"))
     emailAddress = Email(validate=Length(3, 254), error_messages=_required("emailAddress"))
     protocol = String(
