@@ -134,6 +134,8 @@ def test_missing_required_field_is_rejected(client: FlaskClient, caller: Caller,
         ({"isSyncEnabled": "maybe"}, "isSyncEnabled", None),
         ({"accountName": ""}, "accountName", None),
         ({"nickname": "x"}, "nickname", None),
+        ({"accountName": "Work\x00Email"}, "accountName", None),
+        ({"username": "user\x00"}, "username", None),
     ],
 )
 def test_invalid_field_is_rejected(
@@ -143,9 +145,11 @@ def test_invalid_field_is_rejected(
     assert_invalid(response, mentions=mentions, message=message)
 
 
-def test_port_bounds_are_accepted(client: FlaskClient, caller: Caller) -> None:
+def test_port_bounds_and_integral_numbers_are_accepted(client: FlaskClient, caller: Caller) -> None:
     assert create_account(client, caller, port=1)["port"] == 1
     assert create_account(client, caller, port=65535)["port"] == 65535
+    same_number = create_account(client, caller, port=993.0, syncInterval=600.0)
+    assert (same_number["port"], same_number["syncInterval"]) == (993, 600)
 
 
 def test_duplicate_address_of_the_same_user_conflicts_case_insensitively(client: FlaskClient, caller: Caller) -> None:
@@ -241,6 +245,7 @@ def test_update_validation_and_missing_account(client: FlaskClient, caller: Call
     )
     assert_invalid(client.put(url, headers=caller.headers, json={}))
     assert_invalid(client.put(url, headers=caller.headers, json={"accountName": None}), mentions="accountName")
+    assert_invalid(client.put(url, headers=caller.headers, json={"smtpUsername": "x\x00"}), mentions="smtpUsername")
     assert_invalid(client.put(url, headers=caller.headers, json={"tenantId": str(uuid.uuid4())}), mentions="tenantId")
     assert client.get(url, headers=caller.headers).get_json()["tenantId"] == str(caller.tenant_id)
     missing = client.put(f"/api/v1/accounts/{uuid.uuid4()}", headers=caller.headers, json={"accountName": "x"})

@@ -219,6 +219,10 @@ def test_generated_token_works(client: FlaskClient, ctx: ServiceContext, caller:
     assert alias.status_code == 200
     bad = client.post("/api/v1/test/generate-token", json={"tenant_id": "x", "user_id": str(caller.user_id)})
     assert bad.status_code == 400 and bad.get_json()["error"] == "Invalid request"
+    ids = {"tenant_id": str(caller.tenant_id), "user_id": str(caller.user_id)}
+    assert client.post("/api/v1/test/generate-token", json={**ids, "expires_in_hours": 1.5}).status_code == 400
+    two_hours = client.post("/api/v1/test/generate-token", json={**ids, "expires_in_hours": 2})
+    assert two_hours.get_json()["expires_in"] == 7200
     root = client.post(
         "/api/v1/test/generate-token",
         json={"tenant_id": str(caller.tenant_id), "user_id": str(caller.user_id), "role": "root"},
