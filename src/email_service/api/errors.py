@@ -85,11 +85,13 @@ def install_error_handlers(app: APIFlask) -> None:
         return body, error.status
 
     @app.errorhandler(HTTPException)
-    def _werkzeug_error(error: HTTPException) -> tuple[dict[str, Any], int]:
+    def _werkzeug_error(error: HTTPException) -> tuple[dict[str, Any], int, list[tuple[str, str]]]:
         status = error.code or 500
         if status >= 500:
-            return _body(500, "Internal server error"), 500
-        return _body(status, error.description or _KINDS.get(status, "Error")), status
+            return _body(500, "Internal server error"), 500, []
+        # Keep the exception's own headers (405 must carry Allow, RFC 9110 section 15.5.6), not its HTML type.
+        headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
+        return _body(status, error.description or _KINDS.get(status, "Error")), status, headers
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> tuple[dict[str, Any], int]:
