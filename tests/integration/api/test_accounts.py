@@ -287,6 +287,14 @@ def test_wrong_content_type_is_unsupported(client: FlaskClient, caller: Caller, 
     assert client.get("/api/v1/accounts", headers=caller.headers).get_json()["pagination"]["total"] == 1
 
 
+def test_unsupported_method_is_405_with_the_allowed_methods(client: FlaskClient, caller: Caller) -> None:
+    account_id = create_account(client, caller)["id"]
+    response = client.patch(f"/api/v1/accounts/{account_id}", headers=caller.headers, json={"accountName": "x"})
+    assert response.status_code == 405 and response.mimetype == "application/json"
+    assert response.get_json()["error"] == "Method not allowed"
+    assert {"GET", "PUT", "DELETE"} <= {m.strip() for m in response.headers["Allow"].split(",")}
+
+
 def test_health_needs_no_auth(client: FlaskClient) -> None:
     response = client.get("/health")
     assert response.status_code == 200
