@@ -22,6 +22,11 @@ _HOSTNAME = Regexp(
 )
 
 
+#: PostgreSQL text cannot hold U+0000 (it was a 500 there, and stored on SQLite); as a validator it also becomes
+#: the field's ``pattern`` in the OpenAPI document.
+_NO_NUL = Regexp(re.compile(r"^[^\x00]*$"), error="must not contain NUL characters")
+
+
 def _required(name: str) -> dict[str, str | list[Any] | dict[Any, Any]]:
     return {"required": f"{name} is required", "null": f"{name} must not be null"}
 
@@ -49,18 +54,7 @@ def _port(name: str, *, required: bool = False) -> Integer:
 
 
 class _AccountWritable(Schema):
-    @validates_schema
-    def _no_nul_characters(self, data: dict[str, Any], **_: Any) -> None:
-        """Refuse NUL in stored text: PostgreSQL text cannot hold it (it was a 500 there, and stored on SQLite)."""
-        errors = {
-            self.fields[name].data_key or name: ["must not contain NUL characters"]
-            for name, value in data.items()
-            if name != "password" and isinstance(value, str) and "\x00" in value
-        }
-        if errors:
-            raise ValidationError(errors)
-
-    accountName = String(validate=Length(1, 255), error_messages=_required("accountName"))
+    accountName = String(validate=[Length(1, 255), _NO_NUL], error_messages=_required("accountName"))
     emailAddress = Email(validate=Length(3, 254), error_messages=_required("emailAddress"))
     protocol = String(
         validate=OneOf(PROTOCOLS, error="Protocol must be imap or pop3"), error_messages=_required("protocol")
@@ -68,7 +62,7 @@ class _AccountWritable(Schema):
     hostname = String(validate=[Length(1, 253), _HOSTNAME], error_messages=_required("hostname"))
     port = _port("port")
     encryption = String(validate=OneOf(ENCRYPTIONS, error="Encryption must be none, tls or starttls"))
-    username = String(validate=Length(1, 255), error_messages=_required("username"))
+    username = String(validate=[Length(1, 255), _NO_NUL], error_messages=_required("username"))
     password = String(validate=Length(1, 1024), load_only=True, error_messages=_required("password"))
     isSyncEnabled = Boolean()
     syncInterval = WholeNumber(
@@ -83,7 +77,7 @@ class _AccountWritable(Schema):
         metadata={"description": "none | tls (implicit TLS) | starttls"},
     )
     smtpUsername = String(
-        validate=Length(1, 255),
+        validate=[Length(1, 255), _NO_NUL],
         allow_none=True,
         metadata={"description": "Defaults to the IMAP/POP3 username"},
     )
@@ -92,7 +86,7 @@ class _AccountWritable(Schema):
 class AccountCreateIn(_AccountWritable):
     """POST /accounts body (seed 000 validation rules)."""
 
-    accountName = String(required=True, validate=Length(1, 255), error_messages=_required("accountName"))
+    accountName = String(required=True, validate=[Length(1, 255), _NO_NUL], error_messages=_required("accountName"))
     emailAddress = Email(required=True, validate=Length(3, 254), error_messages=_required("emailAddress"))
     protocol = String(
         required=True,
@@ -104,7 +98,7 @@ class AccountCreateIn(_AccountWritable):
     encryption = String(
         load_default="tls", validate=OneOf(ENCRYPTIONS, error="Encryption must be none, tls or starttls")
     )
-    username = String(required=True, validate=Length(1, 255), error_messages=_required("username"))
+    username = String(required=True, validate=[Length(1, 255), _NO_NUL], error_messages=_required("username"))
     password = String(required=True, validate=Length(1, 1024), load_only=True, error_messages=_required("password"))
     isSyncEnabled = Boolean(load_default=True)
     syncInterval = WholeNumber(
