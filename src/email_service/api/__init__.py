@@ -19,6 +19,8 @@ from .schemas import HealthOut
 
 CANONICAL_PREFIX = "/api/v1"
 ALIAS_PREFIX = "/api"
+#: Operations that need no credentials (everything else answers 401 without them).
+OPEN_PATHS = frozenset({"/health", f"{CANONICAL_PREFIX}/test/generate-token"})
 
 
 def _health_blueprint() -> APIBlueprint:
@@ -65,10 +67,12 @@ def register_api(app: APIFlask, *, enable_dev_endpoints: bool) -> None:
 
 def _document_input_rules(spec: dict[Any, Any]) -> None:
     """Add the input rules apiflask leaves out of the document: every JSON body is required (an empty POST or PUT
-    is a 400), path ids are UUIDs (routes use the ``uuid`` converter; anything else is a 404), and a PUT of an
-    account changes at least one field."""
-    for item in spec.get("paths", {}).values():
+    is a 400), path ids are UUIDs (routes use the ``uuid`` converter; anything else is a 404), a PUT of an
+    account changes at least one field, and every operation but the open ones needs the bearer token."""
+    for path, item in spec.get("paths", {}).items():
         for operation in item.values():
+            if path not in OPEN_PATHS:
+                operation["security"] = [{"BearerAuth": []}]
             if "requestBody" in operation:
                 operation["requestBody"]["required"] = True
             for parameter in operation.get("parameters", []):
