@@ -187,7 +187,7 @@ class ImapSession:
         except (imaplib.IMAP4.abort, OSError) as exc:
             client, self._client, self._selected = self._client, None, None
             if client is not None:
-                self._shutdown(client)
+                self._shutdown(client, graceful=False)
             raise transport_error(exc, where, action, self.endpoint.timeout) from exc
         except imaplib.IMAP4.error as exc:  # NO/BAD answers (imapclient's errors derive from it)
             text = server_text(exc)
@@ -240,8 +240,8 @@ class ImapSession:
             with self._errors("reading capabilities"):
                 self._capabilities = frozenset(decode_atom(c).upper() for c in client.capabilities())
                 self._enabled = self._enable(client)
-        except BaseException:
-            self._shutdown(client)
+        except BaseException as exc:
+            self._shutdown(client, graceful=not isinstance(exc, ConnectionFailed))
             raise
         self._client = client
 
@@ -300,15 +300,22 @@ class ImapSession:
         if "ENABLE" not in caps:
             # Without ENABLE, CONDSTORE is enabled by the first FETCH ... MODSEQ (RFC 7162 section 3.1).
             return frozenset({"CONDSTORE"})
-        enabled = {decode_atom(c).upper() for c in client.enable(*wanted)}
+        try:
+            enabled = {decode_atom(c).upper() for c in client.enable(*wanted)}
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error:  # a refused ENABLE is not fatal: go on without CONDSTORE/QRESYNC
+            return frozenset()
         if "QRESYNC" in enabled:
             enabled.add("CONDSTORE")
         return frozenset(enabled)
 
     @staticmethod
-    def _shutdown(client: Any) -> None:
-        with contextlib.suppress(Exception):
-            client.logout()
+    def _shutdown(client: Any, *, graceful: bool = True) -> None:
+        """LOGOUT (unless the connection is known broken: that could wait a whole timeout) and close."""
+        if graceful:
+            with contextlib.suppress(Exception):
+                client.logout()
         with contextlib.suppress(Exception):
             client.shutdown()
 

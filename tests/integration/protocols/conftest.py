@@ -11,6 +11,7 @@ import contextlib
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -46,47 +47,62 @@ def imap_endpoint(dovecot: Dovecot, mail_user: tuple[str, str]) -> EndpointFacto
     return make
 
 
-def _serve_script(listener: socket.socket, capabilities: str, greet: bool) -> None:
-    with contextlib.suppress(OSError):
-        connection, _ = listener.accept()
-        with connection, connection.makefile("rwb") as stream:
-            if not greet:
-                stream.read()  # say nothing until the client gives up
-                return
-            stream.write(f"* OK [CAPABILITY {capabilities}] scripted peer ready\r\n".encode())
-            stream.flush()
-            for line in stream:
-                tag, _, command = line.decode().strip().partition(" ")
-                verb = command.split(" ")[0].upper()
-                if verb == "CAPABILITY":
-                    stream.write(f"* CAPABILITY {capabilities}\r\n{tag} OK done\r\n".encode())
-                elif verb == "LOGOUT":
-                    stream.write(f"* BYE bye\r\n{tag} OK done\r\n".encode())
+class ScriptedPeer:
+    """A one-connection scripted IMAP server: ``port``, and ``verbs`` it received in order.
+
+    It answers CAPABILITY and LOGOUT; LOGIN gets OK when ``accept_login`` else ``NO [PRIVACYREQUIRED]``;
+    any other command gets no answer at all (a server that hangs); ``greet=False`` never says hello.
+    """
+
+    def __init__(self, capabilities: str, *, greet: bool, accept_login: bool) -> None:
+        self.capabilities, self.greet, self.accept_login = capabilities, greet, accept_login
+        self.verbs: list[str] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            connection, _ = self.listener.accept()
+            with connection, connection.makefile("rwb") as stream:
+                if self.greet:
+                    stream.write(f"* OK [CAPABILITY {self.capabilities}] scripted peer ready\r\n".encode())
                     stream.flush()
-                    return
-                else:
-                    stream.write(f"{tag} NO [PRIVACYREQUIRED] scripted peer refuses {verb}\r\n".encode())
-                stream.flush()
+                for line in stream:
+                    if self._answer(stream, line.decode(errors="replace").strip()):
+                        return
+
+    def _answer(self, stream: Any, line: str) -> bool:
+        tag, _, command = line.partition(" ")
+        verb = command.split(" ")[0].upper()
+        self.verbs.append(verb)
+        if verb == "CAPABILITY":
+            stream.write(f"* CAPABILITY {self.capabilities}\r\n{tag} OK done\r\n".encode())
+        elif verb == "LOGOUT":
+            stream.write(f"* BYE bye\r\n{tag} OK done\r\n".encode())
+        elif verb == "LOGIN":
+            reply = "OK logged in" if self.accept_login else "NO [PRIVACYREQUIRED] scripted peer refuses LOGIN"
+            stream.write(f"{tag} {reply}\r\n".encode())
+        stream.flush()
+        return verb == "LOGOUT"
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        self.thread.join(timeout=5)
 
 
 @pytest.fixture
-def scripted_imap() -> Iterator[Callable[..., int]]:
-    """``start(capabilities="IMAP4rev1", greet=True) -> port`` of a one-connection scripted IMAP peer."""
-    listeners: list[socket.socket] = []
-    threads: list[threading.Thread] = []
+def scripted_imap() -> Iterator[Callable[..., ScriptedPeer]]:
+    """``start(capabilities="IMAP4rev1", greet=True, accept_login=False) -> ScriptedPeer``."""
+    peers: list[ScriptedPeer] = []
 
-    def start(capabilities: str = "IMAP4rev1", *, greet: bool = True) -> int:
-        listener = socket.create_server(("127.0.0.1", 0))
-        listeners.append(listener)
-        thread = threading.Thread(target=_serve_script, args=(listener, capabilities, greet), daemon=True)
-        thread.start()
-        threads.append(thread)
-        return int(listener.getsockname()[1])
+    def start(capabilities: str = "IMAP4rev1", *, greet: bool = True, accept_login: bool = False) -> ScriptedPeer:
+        peers.append(ScriptedPeer(capabilities, greet=greet, accept_login=accept_login))
+        return peers[-1]
 
     yield start
-    for listener in listeners:
-        with contextlib.suppress(OSError):
-            listener.shutdown(socket.SHUT_RDWR)
-        listener.close()
-    for thread in threads:
-        thread.join(timeout=5)
+    for peer in peers:
+        peer.close()

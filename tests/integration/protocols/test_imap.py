@@ -11,6 +11,7 @@ import pytest
 from email_service.protocols import imap as imap_module
 from email_service.protocols.errors import AuthenticationFailed, ConnectionFailed, MailboxError, TLSError
 from email_service.protocols.imap import ImapEndpoint, ImapSession
+from tests.integration.protocols.conftest import ScriptedPeer
 from tests.support.dovecot import Dovecot
 
 pytestmark = pytest.mark.integration
@@ -79,11 +80,26 @@ def test_unresolvable_host_is_connection_failed(imap_endpoint: EndpointFactory) 
 
 
 def test_silent_server_times_out_as_connection_failed(
-    imap_endpoint: EndpointFactory, scripted_imap: Callable[..., int]
+    imap_endpoint: EndpointFactory, scripted_imap: Callable[..., ScriptedPeer]
 ) -> None:
-    port = scripted_imap(greet=False)
+    peer = scripted_imap(greet=False)
     with pytest.raises(ConnectionFailed, match=r"did not answer within 0\.5 s"):
-        ImapSession(imap_endpoint("none", port=port, timeout=0.5)).connect()
+        ImapSession(imap_endpoint("none", port=peer.port, timeout=0.5)).connect()
+
+
+def test_hanging_server_mid_session_is_dropped_without_logout(
+    imap_endpoint: EndpointFactory, scripted_imap: Callable[..., ScriptedPeer]
+) -> None:
+    peer = scripted_imap("IMAP4rev1", accept_login=True)
+    session = ImapSession(imap_endpoint("none", port=peer.port, timeout=0.5))
+    session.connect()
+    with pytest.raises(ConnectionFailed, match=r"did not answer within 0\.5 s while selecting"):
+        session.select("INBOX")
+    with pytest.raises(ConnectionFailed, match="not connected"):
+        session.all_uids()
+    session.close()
+    peer.close()
+    assert peer.verbs[-1] == "EXAMINE"  # no LOGOUT sent into a connection known to hang
 
 
 @pytest.mark.parametrize("encryption", ["starttls", "tls"])
@@ -97,16 +113,29 @@ def test_implicit_tls_against_plain_port_is_tls_error(dovecot: Dovecot, imap_end
         ImapSession(imap_endpoint("tls", port=dovecot.imap_port)).connect()
 
 
-def test_starttls_not_offered_is_refused(imap_endpoint: EndpointFactory, scripted_imap: Callable[..., int]) -> None:
-    port = scripted_imap("IMAP4rev1 AUTH=PLAIN")
+def test_starttls_not_offered_is_refused(
+    imap_endpoint: EndpointFactory, scripted_imap: Callable[..., ScriptedPeer]
+) -> None:
+    peer = scripted_imap("IMAP4rev1 AUTH=PLAIN")
     with pytest.raises(TLSError, match="does not offer STARTTLS"):
-        ImapSession(imap_endpoint("starttls", port=port)).connect()
+        ImapSession(imap_endpoint("starttls", port=peer.port)).connect()
+    assert "LOGIN" not in peer.verbs
 
 
-def test_logindisabled_is_tls_error(imap_endpoint: EndpointFactory, scripted_imap: Callable[..., int]) -> None:
-    port = scripted_imap("IMAP4rev1 LOGINDISABLED")
+def test_logindisabled_is_tls_error(imap_endpoint: EndpointFactory, scripted_imap: Callable[..., ScriptedPeer]) -> None:
+    peer = scripted_imap("IMAP4rev1 LOGINDISABLED")
     with pytest.raises(TLSError, match="LOGINDISABLED"):
-        ImapSession(imap_endpoint("none", port=port)).connect()
+        ImapSession(imap_endpoint("none", port=peer.port)).connect()
+    assert "LOGIN" not in peer.verbs
+
+
+def test_privacyrequired_login_refusal_is_tls_error(
+    imap_endpoint: EndpointFactory, scripted_imap: Callable[..., ScriptedPeer]
+) -> None:
+    peer = scripted_imap("IMAP4rev1")
+    with pytest.raises(TLSError, match="requires TLS before LOGIN") as caught:
+        ImapSession(imap_endpoint("none", port=peer.port)).connect()
+    assert caught.value.server_text is not None and "PRIVACYREQUIRED" in caught.value.server_text
 
 
 # -- mailboxes -----------------------------------------------------------------------------------------------
