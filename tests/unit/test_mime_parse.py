@@ -411,3 +411,19 @@ def test_output_is_storable() -> None:
     assert pairs(message.from_) == [("x\ufffdy", "a\ufffd@b")]
     assert message.text_body == "\ufffd nul\ufffd\n"
     assert "UnknownCharset" in message.defects
+
+
+def test_inline_text_footer_is_kept_but_not_a_paperclip() -> None:
+    message = EmailMessage(policy=email.policy.SMTP)
+    message["Subject"] = "list post"
+    message.make_mixed()
+    body, footer = EmailMessage(policy=email.policy.SMTP), EmailMessage(policy=email.policy.SMTP)
+    body.set_content("The post.")
+    footer.set_content("-- \nUnsubscribe: https://lists.example/\n", disposition="inline")
+    message.attach(body)
+    message.attach(footer)
+    parsed_back = parse_message(message.as_bytes())
+    assert parsed_back.text_body == "The post.\n"
+    (part,) = parsed_back.attachments
+    assert (part.part_id, part.content_type, part.disposition, part.filename) == ("2", "text/plain", "inline", None)
+    assert not parsed_back.has_attachments

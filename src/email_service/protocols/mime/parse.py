@@ -90,7 +90,8 @@ class ParsedMessage:
     ``date_ms`` is the Date header as UTC epoch milliseconds (``None`` if missing or unparseable).
     ``preview`` is the first ``PREVIEW_LENGTH`` characters of the text body, whitespace collapsed (of the HTML
     body stripped of tags when there is no text body).  ``has_attachments`` is true when some attachment is
-    not an inline part referenced by Content-ID (i.e. something a reader would call an attachment).
+    what a reader calls one: not an inline part referenced by Content-ID, nor an inline text part without a
+    filename (a mailing-list footer).
     ``defects`` are unique class names, e.g. ``StartBoundaryNotFoundDefect``, ``UnknownCharset``.
     """
 
@@ -410,6 +411,12 @@ def _preview(text_body: str | None, html_body: str | None) -> str:
     return " ".join(source.split())[:PREVIEW_LENGTH]
 
 
+def _counts_as_attachment(info: AttachmentInfo) -> bool:
+    if info.disposition == "attachment":
+        return True
+    return info.content_id is None and (info.filename is not None or not info.content_type.startswith("text/"))
+
+
 def _collect_defects(message: Message, own: list[str]) -> tuple[str, ...]:
     names: list[str] = []
     stack = [message]
@@ -468,7 +475,7 @@ def _parse(raw: bytes) -> ParsedMessage:
         html_body=html_body,
         preview=_preview(text_body, html_body),
         attachments=tuple(attachments),
-        has_attachments=any(a.disposition == "attachment" or a.content_id is None for a in attachments),
+        has_attachments=any(_counts_as_attachment(a) for a in attachments),
         defects=_collect_defects(message, defects),
     )
 
