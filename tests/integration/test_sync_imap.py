@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from email_service.protocols.imap import ImapSession
 from tests.conftest import Caller, create_imap_account, wait_for_sync
 from tests.support.dovecot import Dovecot
 
@@ -280,3 +281,30 @@ def test_another_user_cannot_read_the_mirror(
             assert "subject" not in response.get_data(as_text=True)
     admin = caller.colleague(ctx, role="admin")
     assert client.get(f"/api/v1/messages/{message_id}", headers=admin.headers).status_code == 200
+
+
+def test_on_a_qresync_server_polls_never_list_every_uid(
+    client: FlaskClient,
+    caller: Caller,
+    dovecot: Dovecot,
+    mail_user: tuple[str, str],
+    mailbox: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    user, password = mail_user
+    account_id = _create_account(client, caller, dovecot, user, password)
+    _sync(client, caller, account_id)
+    inbox_id = _folders(client, caller, account_id)["INBOX"]["id"]
+    first_uid = min(m["uid"] for m in _messages(client, caller, account_id, inbox_id))
+    dovecot.expunge(user, "INBOX", first_uid)
+    new_uid = dovecot.append(user, "INBOX", _message("After the first sync"))
+
+    def no_full_listing(self: ImapSession) -> list[int]:
+        raise AssertionError("a poll on a QRESYNC server must use VANISHED and UID ranges")
+
+    monkeypatch.setattr(ImapSession, "all_uids", no_full_listing)
+    status = _sync(client, caller, account_id)
+    assert status["state"] == "succeeded", status
+    assert (status["counts"]["messagesAdded"], status["counts"]["messagesRemoved"]) == (1, 1)
+    uids = {m["uid"] for m in _messages(client, caller, account_id, inbox_id)}
+    assert new_uid in uids and first_uid not in uids

@@ -1,13 +1,15 @@
-"""IMAP mailbox mirroring (RFC 3501/9051; CONDSTORE of RFC 7162 for flag changes).
+"""IMAP mailbox mirroring (RFC 3501/9051; CONDSTORE and QRESYNC of RFC 7162).
 
 Per folder, an explicit state machine persisted in ``email_folders.sync_state``::
 
-          first sync                       every later sync
-    [initial] ----fetch all UIDs----> [poll] ----new UIDs > stored uidnext, flag changes,----+
-        ^                               |  ^        expunges by UID set diff                  |
-        |                               |  +----------------------------------------------+
-        |          UIDVALIDITY changed   v
-        +-------------------------- [resync]  (drop the folder's rows, fetch everything again)
+    [initial] --every UID fetched, newest first--> [poll] <-------------------------------------+
+                                                     |  new UIDs >= stored uidnext; flag changes |
+                                                     |  (CHANGEDSINCE highestmodseq); expunges   |
+                                                     |  (VANISHED, else UID set diff) -----------+
+                                                     |
+                                                     | UIDVALIDITY changed: drop the folder's rows
+                                                     v
+                                                 [resync] --every UID fetched--> [poll]
 
 Handlers are idempotent: messages are stored batch by batch in short transactions, and a batch only inserts UIDs
 not stored yet, so a crash or a dropped connection resumes without duplicates or losses (``uidnext`` is only
@@ -126,15 +128,35 @@ class ImapMirror:
                     .where(EmailFolder.id == ref.id)
                     .values(uidvalidity=status.uidvalidity, uidnext=None, highestmodseq=None, sync_state="resync")
                 )
-        server_uids = set(self.imap.all_uids()) if status.exists else set()
         stored_uids = self._stored_uids(ref.id, status.uidvalidity)
+        if state == "poll" and self.imap.qresync and ref.highestmodseq and ref.uidnext:
+            gone, new = self._changes_by_qresync(ref, status, stored_uids)
+        else:
+            server_uids = set(self.imap.all_uids()) if status.exists else set()
+            gone, new = stored_uids - server_uids, server_uids - stored_uids
         if state == "poll":
-            self._sync_flags(ref, status, stored_uids & server_uids)
-        gone = stored_uids - server_uids
+            self._sync_flags(ref, status, stored_uids - gone)
         if gone:
             self._remove(ref.id, status.uidvalidity, gone)
-        self._fetch_new(ref.id, status.uidvalidity, sorted(server_uids - stored_uids, reverse=True))
+        self._fetch_new(ref.id, status.uidvalidity, sorted(new, reverse=True))
         self._finish_folder(ref.id, status)
+
+    def _changes_by_qresync(
+        self, ref: FolderRef, status: MailboxStatus, stored_uids: set[int]
+    ) -> tuple[set[int], set[int]]:
+        """``(expunged, new)`` UIDs without listing the whole mailbox (RFC 7162 section 3.2.10).
+
+        Expunges come from ``VANISHED (EARLIER)`` since the stored HIGHESTMODSEQ (unchanged HIGHESTMODSEQ: nothing
+        was expunged); new mail is ``UID SEARCH UID <stored uidnext>:*``.
+        """
+        assert ref.highestmodseq is not None and ref.uidnext is not None
+        gone: set[int] = set()
+        if status.highestmodseq != ref.highestmodseq:
+            gone = set(self.imap.vanished(ref.highestmodseq)) & stored_uids
+        new: set[int] = set()
+        if status.uidnext != ref.uidnext:
+            new = set(self.imap.uids_from(ref.uidnext)) - stored_uids
+        return gone, new
 
     def _stored_uids(self, folder_id: uuid.UUID, uidvalidity: int) -> set[int]:
         with self.ctx.db.tenant_session(self.tenant_id) as session:
