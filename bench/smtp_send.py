@@ -184,10 +184,7 @@ def summarise(count: int, seconds: dict[str, float], details: dict[str, int]) ->
 
 
 def print_table(results: dict[str, Any], port: int) -> None:
-    print(
-        f"SMTP send, {results['count']} messages of {results['message_bytes']} bytes, "
-        f"aiosmtpd Sink on {HOST}:{port}"
-    )
+    print(f"SMTP send, {results['count']} messages of {results['message_bytes']} bytes, aiosmtpd Sink on {HOST}:{port}")
     print(f"{'mode':<18} {'seconds':>9} {'msgs/s':>9} {'x unpooled':>11} {'x raw':>7}")
     for name, run in results["runs"].items():
         print(
@@ -202,13 +199,9 @@ def print_table(results: dict[str, Any], port: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=1000, help="messages per mode (default 1000)")
-    parser.add_argument(
-        "--size", type=int, default=5000, help="approximate body size in bytes (default 5000)"
-    )
+    parser.add_argument("--size", type=int, default=5000, help="approximate body size in bytes (default 5000)")
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "smtp_send.json"))
     args = parser.parse_args()
 

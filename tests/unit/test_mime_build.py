@@ -190,17 +190,11 @@ def test_custom_headers() -> None:
             custom_headers={"X-Priority": "1", "X-Note": "naïve", "References": "<r@example.com>"},
         )
     )
-    assert (
-        parsed["X-Priority"] == "1"
-        and parsed["X-Note"] == "naïve"
-        and parsed["References"] == "<r@example.com>"
-    )
+    assert parsed["X-Priority"] == "1" and parsed["X-Note"] == "naïve" and parsed["References"] == "<r@example.com>"
     assert b"X-Note: =?utf-8?" in raw
 
 
-@pytest.mark.parametrize(
-    "name", [*sorted(PROTECTED_HEADERS), "Content-Type", "content-transfer-encoding", "Resent-To"]
-)
+@pytest.mark.parametrize("name", [*sorted(PROTECTED_HEADERS), "Content-Type", "content-transfer-encoding", "Resent-To"])
 def test_protected_headers_are_refused(name: str) -> None:
     with pytest.raises(ValueError, match=name):
         _build(text_body="t", custom_headers={name: "x@example.com"})
@@ -248,9 +242,7 @@ def test_injection_and_bad_values_in_fixed_headers(kwargs: dict[str, Any]) -> No
 
 def test_bodies_are_7bit_safe() -> None:
     long_line = "ä" * 2000
-    raw, parsed = _round_trip(
-        _build(text_body=f"Grüße\n{long_line}\n", html_body="<p>" + "x" * 3000 + "</p>")
-    )
+    raw, parsed = _round_trip(_build(text_body=f"Grüße\n{long_line}\n", html_body="<p>" + "x" * 3000 + "</p>"))
     assert raw.isascii()
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998
     plain = parsed.get_body(("plain",))
@@ -282,15 +274,11 @@ def test_attachment_from_dict_forms() -> None:
     wrapped = base64.encodebytes(b"hello world" * 20).decode()  # with line breaks
     part = attachment_from_dict({"filename": "a.txt", "data": wrapped})
     assert part.content == b"hello world" * 20 and part.content_type == "text/plain"
-    part = attachment_from_dict(
-        {"filename": "x", "content": bytearray(b"ab"), "contentType": "Image/PNG; x=y"}
-    )
+    part = attachment_from_dict({"filename": "x", "content": bytearray(b"ab"), "contentType": "Image/PNG; x=y"})
     assert part.content == b"ab" and part.content_type == "image/png"
     part = attachment_from_dict({"content": b"c", "contentId": "<cid@example.com>"})
     assert part.filename is None and part.content_id == "cid@example.com" and part.is_related
-    assert (
-        attachment_from_dict({"filename": "noext", "content": b""}).content_type == "application/octet-stream"
-    )
+    assert attachment_from_dict({"filename": "noext", "content": b""}).content_type == "application/octet-stream"
     assert "secret" not in repr(AttachmentPart("a", "text/plain", b"secret"))
 
 
@@ -302,9 +290,7 @@ def test_parse_mailbox() -> None:
 
 
 _HEADER_TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), max_size=120)
-_BODY_TEXT = st.text(
-    st.characters(blacklist_categories=("Cs", "Cc"), whitelist_characters="\n"), max_size=400
-)
+_BODY_TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc"), whitelist_characters="\n"), max_size=400)
 
 
 @settings(max_examples=150, deadline=None)
@@ -315,9 +301,7 @@ _BODY_TEXT = st.text(
     body=_BODY_TEXT,
     content=st.binary(max_size=300),
 )
-def test_round_trip_property(
-    subject: str, display_name: str, filename: str, body: str, content: bytes
-) -> None:
+def test_round_trip_property(subject: str, display_name: str, filename: str, body: str, content: bytes) -> None:
     message = _build(
         from_address=f'"{display_name}" <sender@example.com>'.replace("\\", "").replace('""', '"'),
         subject=subject,

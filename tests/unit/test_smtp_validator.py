@@ -226,9 +226,7 @@ def test_invalid_attachments(attachments: object) -> None:
 
 
 def test_headers_validation() -> None:
-    assert V.validate_headers(
-        {"X-Mailer": "email_service", "List-Unsubscribe": "<mailto:u@example.com>"}
-    ) == (
+    assert V.validate_headers({"X-Mailer": "email_service", "List-Unsubscribe": "<mailto:u@example.com>"}) == (
         True,
         None,
     )
@@ -255,9 +253,7 @@ def test_validate_message_first_failure_wins() -> None:
     ok, error = V.validate_message(**good, reply_to=["r@example.com", "bad"])  # type: ignore[arg-type]
     assert not ok and (error or "").startswith("Reply-To:")
     assert V.validate_message(["ann@example.com"], "s")[0] is False  # no body
-    assert (
-        V.validate_message(["ann@example.com"], "s", "t", custom_headers={"To": "x@example.com"})[0] is False
-    )
+    assert V.validate_message(["ann@example.com"], "s", "t", custom_headers={"To": "x@example.com"})[0] is False
 
 
 def test_envelope_recipients_dedup_is_case_insensitive_on_domain_only() -> None:

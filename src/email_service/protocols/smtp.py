@@ -422,9 +422,7 @@ class SMTPProtocolHandler:
             return error_outcome(exc)
         return self._send_on(conn, raw, mail_from, rcpt_tos, pinned=False)
 
-    def _send_on(
-        self, conn: smtplib.SMTP, raw: bytes, mail_from: str, rcpt_tos: list[str], *, pinned: bool
-    ) -> Outcome:
+    def _send_on(self, conn: smtplib.SMTP, raw: bytes, mail_from: str, rcpt_tos: list[str], *, pinned: bool) -> Outcome:
         healthy = True
         try:
             refused = conn.sendmail(mail_from, rcpt_tos, raw)

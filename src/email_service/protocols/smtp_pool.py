@@ -197,9 +197,7 @@ class SMTPConnectionPool:
             log.info("Pooled SMTP connection to %s:%s failed NOOP; replacing it", key.host, key.port)
             self._discard(entry, "closed_dead")
 
-    def release_connection(
-        self, host: str, port: int, connection: smtplib.SMTP, *, discard: bool = False
-    ) -> None:
+    def release_connection(self, host: str, port: int, connection: smtplib.SMTP, *, discard: bool = False) -> None:
         """Give a connection from :meth:`get_connection` back (seed 002).
 
         Args:
@@ -213,9 +211,7 @@ class SMTPConnectionPool:
         with self._cond:
             entry = self._in_use.get(id(connection))
             if entry is not None and (entry.key.host, entry.key.port) != (host.lower(), port):
-                raise ValueError(
-                    f"Connection belongs to {entry.key.host}:{entry.key.port}, not {host}:{port}"
-                )
+                raise ValueError(f"Connection belongs to {entry.key.host}:{entry.key.port}, not {host}:{port}")
             if entry is None:
                 doomed = True
             else:

@@ -47,9 +47,7 @@ class SMTPEncryption(enum.Enum):
         try:
             return mapping[normalised]
         except (KeyError, TypeError):
-            raise ValueError(
-                f"Unknown account encryption value {value!r} (expected none, tls or starttls)"
-            ) from None
+            raise ValueError(f"Unknown account encryption value {value!r} (expected none, tls or starttls)") from None
 
     @classmethod
     def parse(cls, value: SMTPEncryption | str, vocabulary: EncryptionVocabulary = "seed") -> SMTPEncryption:

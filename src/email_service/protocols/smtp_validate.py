@@ -120,11 +120,7 @@ class SMTPMessageValidator:
         if not _LOCAL_PART.match(local):
             return False, f"Invalid local part in email address {spec!r}"
         labels = domain.split(".")
-        if (
-            len(labels) < 2
-            or not all(_LABEL.match(label) for label in labels)
-            or not _TOP_LABEL.match(labels[-1])
-        ):
+        if len(labels) < 2 or not all(_LABEL.match(label) for label in labels) or not _TOP_LABEL.match(labels[-1]):
             return False, f"Invalid domain in email address {spec!r}"
         return _OK
 
@@ -147,8 +143,7 @@ class SMTPMessageValidator:
             return False, "At least one recipient is required"
         if total > SMTPMessageValidator.MAX_RECIPIENTS:
             return False, (
-                f"Too many recipients: {total} "
-                f"(maximum {SMTPMessageValidator.MAX_RECIPIENTS} across To, Cc and Bcc)"
+                f"Too many recipients: {total} (maximum {SMTPMessageValidator.MAX_RECIPIENTS} across To, Cc and Bcc)"
             )
         for label, group in groups.items():
             for address in group or ():
@@ -203,8 +198,7 @@ class SMTPMessageValidator:
         for part in parts:
             if part.size > SMTPMessageValidator.MAX_ATTACHMENT_SIZE:
                 return False, (
-                    f"Attachment {part.filename!r} exceeds "
-                    f"{SMTPMessageValidator.MAX_ATTACHMENT_SIZE // MB} MB"
+                    f"Attachment {part.filename!r} exceeds {SMTPMessageValidator.MAX_ATTACHMENT_SIZE // MB} MB"
                 )
             total += part.size
         if total > SMTPMessageValidator.MAX_TOTAL_ATTACHMENT_SIZE:

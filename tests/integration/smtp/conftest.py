@@ -109,23 +109,17 @@ def _make_leaf(
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     return key, cert
 
 
-def _write(
-    directory: Path, stem: str, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate
-) -> tuple[str, str]:
+def _write(directory: Path, stem: str, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> tuple[str, str]:
     cert_path, key_path = directory / f"{stem}.pem", directory / f"{stem}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return str(cert_path), str(key_path)
 
@@ -139,9 +133,7 @@ def tls_material(tmp_path_factory: pytest.TempPathFactory) -> TLSMaterial:
     certs = {
         "good": _write(directory, "good", *_make_leaf(ca_key, ca_cert, ["localhost"], [HOST])),
         "wrong_host": _write(directory, "wrong", *_make_leaf(ca_key, ca_cert, ["mail.other.example"], [])),
-        "untrusted": _write(
-            directory, "untrusted", *_make_leaf(rogue_key, rogue_cert, ["localhost"], [HOST])
-        ),
+        "untrusted": _write(directory, "untrusted", *_make_leaf(rogue_key, rogue_cert, ["localhost"], [HOST])),
     }
     return TLSMaterial(ca_bundle=str(directory / "ca.pem"), certs=certs)
 
@@ -195,9 +187,7 @@ class RecordingHandler:
             reply = self.data_replies.pop(0)
             if not reply.startswith("250"):
                 return reply
-        self.messages.append(
-            Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, session.peer)
-        )
+        self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content, session.peer))
         return "250 Message accepted for delivery"
 
     async def auth_XOAUTH2(self, server: Any, args: list[str]) -> AuthResult:

@@ -155,9 +155,7 @@ def test_invalid_message_does_not_touch_the_network(smtp_server: Callable[..., A
             handler.send_message(["not-an-address"], "x", text_body="x"),
             handler.send_message(["ann@example.com"], "bad\r\nBcc: evil@example.com", text_body="x"),
             handler.send_message(["ann@example.com"], "x", text_body="x", custom_headers={"X-A": "a\nb"}),
-            handler.send_message(
-                ["ann@example.com"], "x", text_body="x", custom_headers={"From": "a@b.example"}
-            ),
+            handler.send_message(["ann@example.com"], "x", text_body="x", custom_headers={"From": "a@b.example"}),
             handler.send_message(["ann@example.com"], "x"),  # no body
             handler.send_message(["ann@example.com"], "x", text_body="x", attachments=[{"filename": "a"}]),
             handler.send_message(["ann@example.com"], "x", text_body="x", from_address="bad"),
@@ -169,9 +167,7 @@ def test_invalid_message_does_not_touch_the_network(smtp_server: Callable[..., A
 
 def test_auth_plain_over_starttls(smtp_server: Callable[..., Any]) -> None:
     server = smtp_server(tls="starttls")  # aiosmtpd offers AUTH only after STARTTLS here
-    handler = _handler(
-        server, encryption="tls", username="user", password="secret", ca_bundle=server.ca_bundle
-    )
+    handler = _handler(server, encryption="tls", username="user", password="secret", ca_bundle=server.ca_bundle)
     with handler:
         assert handler.test_connection() is True, handler.last_error
         assert handler.authenticate() is True
@@ -207,9 +203,7 @@ def test_auth_535_is_a_permanent_failure(smtp_server: Callable[..., Any]) -> Non
 def test_xoauth2(smtp_server: Callable[..., Any]) -> None:
     server = smtp_server()
     with _handler(server, username="user", oauth2_token="good-token") as handler:
-        assert (
-            handler.send_message(["ann@example.com"], "x", text_body="x").status is SMTPDeliveryStatus.SUCCESS
-        )
+        assert handler.send_message(["ann@example.com"], "x", text_body="x").status is SMTPDeliveryStatus.SUCCESS
     assert server.handler.auth_logins == ["XOAUTH2:user"]
     with _handler(server, username="user", oauth2_token="expired") as handler:
         result = handler.send_message(["ann@example.com"], "x", text_body="x")
@@ -329,9 +323,7 @@ def test_connection_refused_is_retried_then_temp_failed(sleeps: list[float]) -> 
 
 def test_send_built_message_strips_bcc(smtp_server: Callable[..., Any]) -> None:
     server = smtp_server()
-    message = build_message(
-        from_address="sender@example.com", to=["ann@example.com"], subject="b", text_body="x"
-    )
+    message = build_message(from_address="sender@example.com", to=["ann@example.com"], subject="b", text_body="x")
     message["Bcc"] = "hidden@example.com"
     with _handler(server) as handler:
         result = handler.send_built_message(message, rcpt_tos=["ann@example.com", "hidden@example.com"])
@@ -352,13 +344,9 @@ def test_repr_masks_secrets(smtp_server: Callable[..., Any]) -> None:
 
 def test_send_built_message_validates_the_envelope(smtp_server: Callable[..., Any]) -> None:
     server = smtp_server()
-    message = build_message(
-        from_address="sender@example.com", to=["ann@example.com"], subject="b", text_body="x"
-    )
+    message = build_message(from_address="sender@example.com", to=["ann@example.com"], subject="b", text_body="x")
     with _handler(server) as handler:
-        bad_rcpt = handler.send_built_message(
-            message, rcpt_tos=["ann@example.com\r\nRCPT TO:<x@example.com>"]
-        )
+        bad_rcpt = handler.send_built_message(message, rcpt_tos=["ann@example.com\r\nRCPT TO:<x@example.com>"])
         no_rcpt = handler.send_built_message(message, rcpt_tos=[])
         bad_sender = handler.send_built_message(message, rcpt_tos=["ann@example.com"], mail_from="nobody")
     assert {r.status for r in (bad_rcpt, no_rcpt, bad_sender)} == {SMTPDeliveryStatus.INVALID}

@@ -44,9 +44,7 @@ def test_trusted_certificate_with_auth(
     smtp_server: Callable[..., Any], tls: str, encryption: str, vocabulary: Any
 ) -> None:
     server = smtp_server(tls=tls)
-    handler = _handler(
-        server, encryption, encryption_vocabulary=vocabulary, username="user", password="secret"
-    )
+    handler = _handler(server, encryption, encryption_vocabulary=vocabulary, username="user", password="secret")
     with handler:
         result = handler.send_message(["ann@example.com"], f"over {tls}", text_body="secret stuff")
     assert result.status is SMTPDeliveryStatus.SUCCESS, result

@@ -176,9 +176,7 @@ def _content_of(item: Mapping[str, Any], filename: str | None) -> bytes:
     has_content = item.get("content") is not None
     has_data = item.get("data") is not None
     if has_content and has_data:
-        raise ValueError(
-            f"Attachment {filename!r}: give either 'data' (base64) or 'content' (bytes), not both"
-        )
+        raise ValueError(f"Attachment {filename!r}: give either 'data' (base64) or 'content' (bytes), not both")
     if has_content:
         content = item["content"]
         if not isinstance(content, bytes | bytearray | memoryview):
@@ -479,9 +477,7 @@ def build_message(
     """
     del bcc  # envelope only
     msg = EmailMessage(policy=BUILD_POLICY)
-    sender = _set_envelope_headers(
-        msg, from_address=from_address, to=to, cc=cc, reply_to=reply_to, subject=subject
-    )
+    sender = _set_envelope_headers(msg, from_address=from_address, to=to, cc=cc, reply_to=reply_to, subject=subject)
     _set_identity_headers(
         msg, sender=sender, message_id=message_id, date=date, in_reply_to=in_reply_to, references=references
     )
