@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from apiflask import APIFlask
 from flask.testing import FlaskClient
+from sqlalchemy import select, update
 
 from email_service.app import create_app
-from email_service.models import EmailAttachment, EmailFolder, EmailMessage
+from email_service.models import EmailAccount, EmailAttachment, EmailFolder, EmailMessage, Tenant, now_ms
 from email_service.services.context import ServiceContext, build_context
 from tests.conftest import Caller, account_body, make_settings
 
@@ -102,6 +103,23 @@ def seed_mailbox(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUI
             )
         )
     return folder_id, message_id
+
+
+@pytest.fixture(scope="package", autouse=True)
+def _no_account_left_due_for_sync(ctx: ServiceContext) -> Iterator[None]:
+    """When these tests are done, switch off scheduled sync of the accounts they made: none has a real server,
+    and a later scheduler test (``schedule_due``) would otherwise queue hundreds of doomed syncs before its own."""
+    started = now_ms()
+    yield
+    with ctx.db.system_session() as session:
+        tenants = list(session.execute(select(Tenant.tenant_id)).scalars())
+    for tenant_id in tenants:
+        with ctx.db.tenant_session(tenant_id) as session:
+            session.execute(
+                update(EmailAccount)
+                .where(EmailAccount.tenant_id == tenant_id, EmailAccount.created_at >= started)
+                .values(is_sync_enabled=False)
+            )
 
 
 @pytest.fixture
