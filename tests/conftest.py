@@ -185,13 +185,20 @@ def account_body(**overrides: Any) -> dict[str, Any]:
 
 
 def wait_for_sync(client: FlaskClient, account_id: str, headers: dict[str, str], timeout: float = 60) -> Any:
-    """Poll ``GET /accounts/{id}/sync`` until the latest run has finished; return its body."""
+    """Poll ``GET /accounts/{id}/sync`` until the latest run has finished; return its body.
+
+    Polls like a well-behaved client: every 0.2 s, and after a 429 it waits the ``Retry-After`` it was given.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        body = client.get(f"/api/v1/accounts/{account_id}/sync", headers=headers).get_json()
+        response = client.get(f"/api/v1/accounts/{account_id}/sync", headers=headers)
+        if response.status_code == 429:
+            time.sleep(min(float(response.headers.get("Retry-After", "1")), max(0.0, deadline - time.monotonic())))
+            continue
+        body = response.get_json()
         if body.get("state") in ("succeeded", "failed"):
             return body
-        time.sleep(0.05)
+        time.sleep(0.2)
     raise AssertionError(f"sync of {account_id} did not finish in {timeout} s")
 
 

@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import update
 
 from email_service.cli import main
 from email_service.config import Settings
-from email_service.models import EmailAccount
+from email_service.models import EmailAccount, SyncRun
 from email_service.security.tokens import decode_jwt_token
 from email_service.services.context import ServiceContext
 from email_service.tasks.runner import InProcessJobRunner
@@ -121,6 +122,17 @@ def test_sync_command_runs_one_sync_and_reports_it(
     assert main(["sync", str(uuid.uuid4())]) == 2
 
 
+def _age(ctx: ServiceContext, caller: Caller, account_id: str, by_ms: int) -> None:
+    """Move the account's last sync and every sync attempt ``by_ms`` into the past."""
+    with ctx.db.tenant_session(caller.tenant_id) as session:
+        account = session.get(EmailAccount, uuid.UUID(account_id))
+        assert account is not None
+        account.last_sync_at = (account.last_sync_at or 0) - by_ms
+        session.execute(
+            update(SyncRun).where(SyncRun.account_id == account.id).values(created_at=SyncRun.created_at - by_ms)
+        )
+
+
 def test_scheduler_queues_due_accounts_only(
     client: FlaskClient,
     caller: Caller,
@@ -131,30 +143,24 @@ def test_scheduler_queues_due_accounts_only(
 ) -> None:
     user, password = mail_user
     account_id = _create(client, caller, dovecot, user, password)
-    assert runner.schedule_due() >= 1  # never synced: due at once
+    assert runner.schedule_due([caller.tenant_id]) >= 1  # never synced: due at once
     status = wait_for_sync(client, account_id, caller.headers)
     assert status["state"] == "succeeded" and status["trigger"] == "scheduler"
     assert status["lastSyncAt"] is not None and status["isSyncing"] is False
 
     before = status["syncId"]
-    runner.schedule_due()  # synced a moment ago, interval 300 s: not due
+    runner.schedule_due([caller.tenant_id])  # synced a moment ago, interval 300 s: not due
     assert client.get(f"/api/v1/accounts/{account_id}/sync", headers=caller.headers).get_json()["syncId"] == before
 
-    with ctx.db.tenant_session(caller.tenant_id) as session:
-        account = session.get(EmailAccount, uuid.UUID(account_id))
-        assert account is not None
-        account.last_sync_at = (account.last_sync_at or 0) - 301_000
-    runner.schedule_due()
+    _age(ctx, caller, account_id, 301_000)
+    runner.schedule_due([caller.tenant_id])
     status = wait_for_sync(client, account_id, caller.headers)
     assert status["syncId"] != before and status["trigger"] == "scheduler"
 
     client.put(f"/api/v1/accounts/{account_id}", headers=caller.headers, json={"isSyncEnabled": False})
-    with ctx.db.tenant_session(caller.tenant_id) as session:
-        account = session.get(EmailAccount, uuid.UUID(account_id))
-        assert account is not None
-        account.last_sync_at = 0
+    _age(ctx, caller, account_id, 10**9)
     latest = status["syncId"]
-    runner.schedule_due()
+    runner.schedule_due([caller.tenant_id])
     assert client.get(f"/api/v1/accounts/{account_id}/sync", headers=caller.headers).get_json()["syncId"] == latest
 
 
@@ -173,3 +179,22 @@ def test_a_second_sync_request_while_one_is_active_returns_the_same_run(
     folders = client.get(f"/api/v1/accounts/{account_id}/folders", headers=caller.headers).get_json()["folders"]
     inbox = next(f for f in folders if f["role"] == "inbox")
     assert inbox["totalCount"] == 300
+
+
+def test_scheduler_retries_a_failing_account_once_per_interval_not_every_tick(
+    client: FlaskClient,
+    caller: Caller,
+    dovecot: Dovecot,
+    mail_user: tuple[str, str],
+    ctx: ServiceContext,
+    runner: InProcessJobRunner,
+) -> None:
+    user, _password = mail_user
+    account_id = _create(client, caller, dovecot, user, "wrong password")
+    assert runner.schedule_due([caller.tenant_id]) == 1
+    failed = wait_for_sync(client, account_id, caller.headers)
+    assert failed["state"] == "failed" and failed["lastSyncAt"] is None
+    assert runner.schedule_due([caller.tenant_id]) == 0  # attempted a moment ago: not again before 300 s
+    _age(ctx, caller, account_id, 300_000)
+    assert runner.schedule_due([caller.tenant_id]) == 1
+    assert wait_for_sync(client, account_id, caller.headers)["syncId"] != failed["syncId"]

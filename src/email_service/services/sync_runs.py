@@ -7,9 +7,10 @@ running for the account, further requests return that run instead of piling up n
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from email_service.errors import Conflict
 from email_service.models import EmailAccount, SyncRun, Tenant, now_ms
@@ -93,19 +94,30 @@ def sync_status(ctx: ServiceContext, *, principal: Principal, account_id: uuid.U
         return SyncStatus(account, run)
 
 
-def due_accounts(ctx: ServiceContext, *, now: int | None = None) -> list[tuple[uuid.UUID, uuid.UUID]]:
-    """``(tenant_id, account_id)`` of every enabled, sync-enabled account whose ``syncInterval`` has elapsed.
+def due_accounts(
+    ctx: ServiceContext, *, now: int | None = None, tenant_ids: Iterable[uuid.UUID] | None = None
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """``(tenant_id, account_id)`` of every enabled, sync-enabled IMAP account that is due.
 
-    Walks the tenant registry and queries each tenant under its own RLS context (no bypass needed).
+    Due means ``syncInterval`` seconds have passed since the last *attempt* (the latest run, whatever its outcome,
+    else the last success), so an account whose server is down is retried once per interval, not on every tick.
+    Walks the tenant registry (or only ``tenant_ids``, e.g. for a scheduler that owns a shard of tenants) and
+    queries each tenant under its own RLS context (no bypass needed).
     """
     current = now if now is not None else now_ms()
-    with ctx.db.system_session() as session:
-        tenants = list(session.execute(select(Tenant.tenant_id)).scalars())
+    if tenant_ids is None:
+        with ctx.db.system_session() as session:
+            tenant_ids = list(session.execute(select(Tenant.tenant_id)).scalars())
+    last_attempt = (
+        select(SyncRun.account_id, func.max(SyncRun.created_at).label("at")).group_by(SyncRun.account_id).subquery()
+    )
     due: list[tuple[uuid.UUID, uuid.UUID]] = []
-    for tenant_id in tenants:
+    for tenant_id in tenant_ids:
         with ctx.db.tenant_session(tenant_id) as session:
             rows = session.execute(
-                select(EmailAccount.id, EmailAccount.last_sync_at, EmailAccount.sync_interval).where(
+                select(EmailAccount.id, EmailAccount.last_sync_at, last_attempt.c.at, EmailAccount.sync_interval)
+                .outerjoin(last_attempt, last_attempt.c.account_id == EmailAccount.id)
+                .where(
                     EmailAccount.tenant_id == tenant_id,
                     EmailAccount.deleted_at.is_(None),
                     EmailAccount.is_enabled.is_(True),
@@ -113,8 +125,9 @@ def due_accounts(ctx: ServiceContext, *, now: int | None = None) -> list[tuple[u
                     EmailAccount.protocol.in_(SUPPORTED_PROTOCOLS),
                 )
             ).all()
-        for account_id, last_sync_at, interval in rows:
-            if last_sync_at is None or current - last_sync_at >= interval * 1000:
+        for account_id, last_sync_at, attempted_at, interval in rows:
+            last = max(last_sync_at or 0, attempted_at or 0)
+            if last == 0 or current - last >= interval * 1000:
                 due.append((tenant_id, account_id))
     return due
 

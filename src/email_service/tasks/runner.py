@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from email_service.services import sync_runs
@@ -41,12 +42,15 @@ class InProcessJobRunner:
         )
         self.futures = [f for f in self.futures if not f.done()] + [future]
 
-    def schedule_due(self) -> int:
-        """Queue a sync for every due account now.  Returns how many were newly queued."""
+    def schedule_due(self, tenant_ids: Iterable[uuid.UUID] | None = None) -> int:
+        """Queue a sync for every due account now (of ``tenant_ids`` only, when given).
+
+        Returns how many runs were newly queued (an account with a queued or running sync is not queued again).
+        """
         if self._ctx is None:
             return 0
         queued = 0
-        for tenant_id, account_id in sync_runs.due_accounts(self._ctx):
+        for tenant_id, account_id in sync_runs.due_accounts(self._ctx, tenant_ids=tenant_ids):
             _run, created = sync_runs.enqueue_sync(
                 self._ctx, tenant_id=tenant_id, account_id=account_id, trigger="scheduler", principal=None
             )
