@@ -169,10 +169,14 @@ class PaginationOut(Schema):
     offset = Integer()
 
 
+class AccountListItemOut(AccountOut):
+    """An account in a list (same fields as :class:`AccountOut`; its own component for client generators)."""
+
+
 class AccountListOut(Schema):
     """``{"accounts": [...], "pagination": {...}}`` (seed 000)."""
 
-    accounts = List(Nested(AccountOut))
+    accounts = List(Nested(AccountListItemOut))
     pagination = Nested(PaginationOut)
 
 
