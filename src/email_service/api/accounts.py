@@ -74,10 +74,10 @@ def delete_account(account_id: uuid.UUID) -> dict[str, Any]:
 
 
 @bp.get("/admin/accounts")
+@verify_role("admin")  # outside @bp.input: a non-admin gets 403 whatever the query string holds
 @bp.input(PaginationQuery, location="query")
 @bp.output(AccountListOut)
 @bp.doc(summary="List every mail account of the caller's tenant (admin)", responses=AUTH_ERRORS)
-@verify_role("admin")
 def admin_list_accounts(query_data: dict[str, Any]) -> dict[str, Any]:
     page = service.list_accounts(service_context(), principal=current_principal(), whole_tenant=True, **query_data)
     return _page(page, "accounts")
