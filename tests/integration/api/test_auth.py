@@ -191,6 +191,9 @@ def test_admin_lists_the_whole_tenant_and_users_may_not(
     for user in (caller, colleague):
         denied = client.get("/api/v1/admin/accounts", headers=user.headers)
         assert denied.status_code == 403 and denied.get_json() == NOT_ADMIN
+        probing = client.get("/api/v1/admin/accounts?limit=0&offset=-1", headers=user.headers)
+        assert probing.status_code == 403, "the role is checked before the query string"
+    assert client.get("/api/v1/admin/accounts?limit=0", headers=admin.headers).status_code == 400
     assert client.get("/api/v1/admin/accounts").get_json() == MISSING
     own = client.get("/api/v1/accounts", headers=admin.headers).get_json()
     assert own["accounts"] == [], "an admin's own list holds only the admin's accounts"
