@@ -303,6 +303,10 @@ _TEXT = st.text(
 ).filter(lambda s: "=?" not in s and s.strip() == s and s.strip())
 
 
+def _fold(text: str) -> str:
+    return re.sub(r" {2,}", " ", text.replace("\xa0 ", "\xa0").replace(" \xa0", "\xa0"))
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(subject=_TEXT, from_name=_TEXT, to_name=_TEXT, filename=_TEXT, body=st.text(max_size=300))
 def test_round_trip_through_policy_smtp(subject: str, from_name: str, to_name: str, filename: str, body: str) -> None:
@@ -320,9 +324,10 @@ def test_round_trip_through_policy_smtp(subject: str, from_name: str, to_name: s
     parsed_back = parse_message(message.as_bytes())
     assert parsed_back.subject == subject
     # policy.SMTP writes "a  b" unquoted, and a phrase's white space runs fold to one space (policy.default
-    # reads it the same way), so runs of spaces in display names do not survive the trip.
-    assert pairs(parsed_back.from_) == [(re.sub(" {2,}", " ", from_name), "from@example.com")]
-    assert pairs(parsed_back.to) == [(re.sub(" {2,}", " ", to_name), "to@example.org")]
+    # reads it the same way), so runs of spaces in display names do not survive the trip -- unless the run is
+    # inside an encoded word ("0 =?utf-8?q?_=C2=A0?=0"), where it is literal.  Compare with runs folded.
+    assert [(_fold(n), a) for n, a in pairs(parsed_back.from_)] == [(_fold(from_name), "from@example.com")]
+    assert [(_fold(n), a) for n, a in pairs(parsed_back.to)] == [(_fold(to_name), "to@example.org")]
     assert pairs(parsed_back.cc) == [("", "plain@example.net")]
     assert parsed_back.message_id == "round.trip@example.com"
     (attachment,) = parsed_back.attachments
