@@ -1,13 +1,12 @@
 """PostgreSQL row-level security (DESIGN.md section 6, seed 003), checked as the application's own database role:
 a transaction bound to one tenant neither sees nor writes another tenant's rows, and a transaction bound to no
-tenant sees nothing.  Skipped on SQLite, which has no RLS (run with ``TEST_DATABASE_URL``).
+tenant sees nothing.  Collected only on PostgreSQL (``TEST_DATABASE_URL``): SQLite has no RLS, see conftest.
 
-Not marked ``integration``: CI requires integration tests not to skip, and these cannot run on SQLite.
+Integration tests: CI runs them in its PostgreSQL pass, where none may be skipped.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,8 +30,7 @@ from email_service.services.context import ServiceContext
 from tests.conftest import Caller
 from tests.integration.api.conftest import Mailbox
 
-if not os.environ.get("TEST_DATABASE_URL"):
-    pytest.skip("row-level security exists on PostgreSQL only: set TEST_DATABASE_URL", allow_module_level=True)
+pytestmark = pytest.mark.integration
 
 APP_ROLE = "email_service_app"
 
