@@ -21,6 +21,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -114,7 +115,7 @@ def time_mbsync(server: Dovecot, user: str, password: str, workdir: Path) -> tup
     if binary is None:
         return None
     target = workdir / "mbsync-maildir"
-    target.mkdir(parents=True)
+    target.mkdir(parents=True, exist_ok=True)
     config = workdir / "mbsyncrc"
     config.write_text(
         "FSync yes\n\n"
@@ -209,51 +210,65 @@ def time_service(
             _drop_postgres(admin_url, dropped)
 
 
+def _measure_round(
+    server: Dovecot, user: str, password: str, workdir: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """One interleaved round of every run; each gets fresh target folders / databases."""
+    measured: dict[str, tuple[float, int] | None] = {"raw_fetch": time_raw_fetch(server, user, password)}
+    measured["mbsync"] = time_mbsync(server, user, password, Path(tempfile.mkdtemp(dir=workdir)))
+    measured["service_sqlite"] = time_service(
+        server, user, password, Path(tempfile.mkdtemp(dir=workdir)), "sqlite", args.postgres_url
+    )
+    if not args.no_postgres:
+        measured["service_postgresql"] = time_service(
+            server, user, password, Path(tempfile.mkdtemp(dir=workdir)), "postgresql", args.postgres_url
+        )
+    return measured
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--size", type=int, default=5_000)
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "sync_throughput.json"))
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="email-service-bench-"))
-    results: dict[str, Any] = {"count": args.count, "approx_size": args.size, "runs": {}}
+    results: dict[str, Any] = {"count": args.count, "approx_size": args.size, "repeat": args.repeat, "runs": {}}
+    rounds: list[dict[str, Any]] = []
     with Dovecot.start() as server:
         user, password = server.new_user()
         written = server.write_maildir(user, "INBOX", generate_messages(args.count, args.size))
         sizes = sum(len(m) for m in generate_messages(min(args.count, 200), args.size)) / min(args.count, 200)
         results["mean_message_bytes"] = round(sizes)
-        print(f"mailbox: {written} messages of ~{sizes:.0f} bytes")
-        measured: dict[str, tuple[float, int] | None] = {"raw_fetch": time_raw_fetch(server, user, password)}
-        measured["mbsync"] = time_mbsync(server, user, password, workdir)
-        measured["service_sqlite"] = time_service(server, user, password, workdir, "sqlite", args.postgres_url)
-        if not args.no_postgres:
-            measured["service_postgresql"] = time_service(
-                server, user, password, workdir, "postgresql", args.postgres_url
-            )
+        print(f"mailbox: {written} messages of ~{sizes:.0f} bytes; {args.repeat} interleaved round(s)")
+        for number in range(args.repeat):
+            rounds.append(_measure_round(server, user, password, workdir, args))
+            line = ", ".join(f"{k} {v[1] / v[0]:.0f}" for k, v in rounds[-1].items() if v)
+            print(f"  round {number + 1}: {line} msg/s")
     shutil.rmtree(workdir, ignore_errors=True)
 
+    names = list(rounds[0])
     rates = {
-        name: (n / t if value and (t := value[0]) else None)
-        for name, value in measured.items()
-        for n in [value[1] if value else 0]
+        name: statistics.median(r[name][1] / r[name][0] for r in rounds) if rounds[0][name] else None for name in names
     }
     raw, mbsync = rates.get("raw_fetch"), rates.get("mbsync")
-    print(f"\n{'run':<20}{'messages':>10}{'seconds':>10}{'msg/s':>10}{'x raw':>9}{'x mbsync':>10}")
-    for name, value in measured.items():
-        if value is None:
-            print(f"{name:<20}{'(not installed)':>49}")
+    print(f"\n{'run (median)':<20}{'messages':>10}{'msg/s':>10}{'x raw':>9}{'x mbsync':>10}")
+    for name in names:
+        rate = rates[name]
+        if rate is None:
+            print(f"{name:<20}{'(not installed)':>39}")
             continue
-        rate = rates[name] or 0.0
         vs_raw = f"{rate / raw:.3f}" if raw else "-"
         vs_mbsync = f"{rate / mbsync:.2f}" if mbsync else "-"
-        print(f"{name:<20}{value[1]:>10}{value[0]:>10.2f}{rate:>10.0f}{vs_raw:>9}{vs_mbsync:>10}")
+        print(f"{name:<20}{rounds[0][name][1]:>10}{rate:>10.0f}{vs_raw:>9}{vs_mbsync:>10}")
         results["runs"][name] = {
-            "messages": value[1],
-            "seconds": round(value[0], 3),
-            "msgs_per_s": round(rate, 1),
+            "messages": rounds[0][name][1],
+            "msgs_per_s_median": round(rate, 1),
+            "msgs_per_s_rounds": [round(r[name][1] / r[name][0], 1) for r in rounds],
             "ratio_to_raw_fetch": round(rate / raw, 4) if raw else None,
             "ratio_to_mbsync": round(rate / mbsync, 3) if mbsync else None,
         }
