@@ -171,10 +171,10 @@ class ImapMirror:
         """Fetch and parse batch N+1 while batch N is being stored (one batch in flight).
 
         Parsing and the raw-blob writes run on this thread; the row insert, which mostly waits on the database,
-        runs on the writer thread.  (Blob writes on one or four extra threads measured 5-10 % slower on 2 cores:
-        each short syscall then waits for the GIL held by the parser.)  Each batch is its own short transaction, submitted only after its blobs
-        are on disk, so an interruption loses at most the uncommitted batches and a committed row always has its
-        raw bytes.
+        runs on the writer thread.  (Blob writes on one or four extra threads measured 5-10 % slower on 2 cores,
+        each short syscall waiting for the GIL held by the parser; parsing in worker processes gained nothing.)
+        Each batch is its own short transaction, submitted only after its blobs are on disk, so an interruption
+        loses at most the uncommitted batches and a committed row always has its raw bytes.
         """
         batch_size = self.ctx.settings.sync_batch_size
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="email-sync-writer") as writer:

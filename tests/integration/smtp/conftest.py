@@ -14,25 +14,20 @@ LOGIN) and the XOAUTH2 token ``good-token`` for ``user``.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import email
 import email.policy
-import ipaddress
 import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.support.certs import make_ca, write_ca, write_server_files
 
 HOST = "127.0.0.1"
 USER = "user"
@@ -55,87 +50,21 @@ class TLSMaterial:
         return context
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _make_ca(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _make_leaf(
-    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, dns: list[str], ips: list[str]
-) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns]
-    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(dns[0]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _write(directory: Path, stem: str, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> tuple[str, str]:
-    cert_path, key_path = directory / f"{stem}.pem", directory / f"{stem}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return str(cert_path), str(key_path)
-
-
 @pytest.fixture(scope="session")
 def tls_material(tmp_path_factory: pytest.TempPathFactory) -> TLSMaterial:
     directory = tmp_path_factory.mktemp("smtp-tls")
-    ca_key, ca_cert = _make_ca("email_service test CA")
-    (directory / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    rogue_key, rogue_cert = _make_ca("untrusted CA")
-    certs = {
-        "good": _write(directory, "good", *_make_leaf(ca_key, ca_cert, ["localhost"], [HOST])),
-        "wrong_host": _write(directory, "wrong", *_make_leaf(ca_key, ca_cert, ["mail.other.example"], [])),
-        "untrusted": _write(directory, "untrusted", *_make_leaf(rogue_key, rogue_cert, ["localhost"], [HOST])),
+    trusted, rogue = make_ca(), make_ca("untrusted CA")
+    ca_bundle = write_ca(trusted, directory / "ca.pem")
+    signed = {
+        "good": (trusted, ("localhost", HOST)),
+        "wrong_host": (trusted, ("mail.other.example",)),
+        "untrusted": (rogue, ("localhost", HOST)),
     }
-    return TLSMaterial(ca_bundle=str(directory / "ca.pem"), certs=certs)
+    certs: dict[str, tuple[str, str]] = {}
+    for name, (ca, hosts) in signed.items():
+        cert_path, key_path = write_server_files(ca, hosts, directory / f"{name}.pem", directory / f"{name}.key")
+        certs[name] = (str(cert_path), str(key_path))
+    return TLSMaterial(ca_bundle=str(ca_bundle), certs=certs)
 
 
 # -- server --------------------------------------------------------------------------------
