@@ -308,3 +308,19 @@ def test_on_a_qresync_server_polls_never_list_every_uid(
     assert (status["counts"]["messagesAdded"], status["counts"]["messagesRemoved"]) == (1, 1)
     uids = {m["uid"] for m in _messages(client, caller, account_id, inbox_id)}
     assert new_uid in uids and first_uid not in uids
+
+
+def test_many_flag_changes_in_one_poll(
+    client: FlaskClient, caller: Caller, dovecot: Dovecot, mail_user: tuple[str, str]
+) -> None:
+    user, password = mail_user
+    dovecot.write_maildir(user, "INBOX", (f"Subject: n{i}\n\nbody {i}\n".encode() for i in range(650)))
+    account_id = _create_account(client, caller, dovecot, user, password)
+    assert _sync(client, caller, account_id)["counts"]["messagesAdded"] == 650
+    assert _folders(client, caller, account_id)["INBOX"]["unreadCount"] == 650
+    with dovecot.imap(user) as imap:
+        imap.select_folder("INBOX")
+        imap.add_flags(imap.search("ALL"), ["\\Seen"])
+    status = _sync(client, caller, account_id)
+    assert status["counts"]["messagesUpdated"] == 650
+    assert _folders(client, caller, account_id)["INBOX"]["unreadCount"] == 0

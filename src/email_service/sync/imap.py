@@ -36,6 +36,8 @@ from email_service.sync.locks import account_sync_lock
 from email_service.sync.store import flag_columns, insert_rows, message_rows
 
 log = logging.getLogger("email_service.sync")
+#: UIDs per ``IN (...)`` list: well under SQLite's bound-parameter limit.
+IN_CHUNK = 500
 
 
 @dataclass
@@ -213,31 +215,35 @@ class ImapMirror:
             changes = self.imap.fetch_flags(changedsince=ref.highestmodseq)
         else:
             changes = self.imap.fetch_flags(sorted(known))
+        uids = sorted(changes)
         with self.ctx.db.tenant_session(self.tenant_id) as session:
-            rows = session.execute(
-                select(EmailMessage.uid, EmailMessage.flags).where(
-                    EmailMessage.folder_id == ref.id, EmailMessage.uid.in_(list(changes))
-                )
-            )
-            current = {uid: flags for uid, flags in rows}
-            for uid, (flags, modseq) in changes.items():
-                if uid in current and sorted(set(flags)) != sorted(current[uid] or []):
-                    session.execute(
-                        update(EmailMessage)
-                        .where(EmailMessage.folder_id == ref.id, EmailMessage.uid == uid)
-                        .values(modseq=modseq, updated_at=now_ms(), **flag_columns(flags))
+            for start in range(0, len(uids), IN_CHUNK):
+                rows = session.execute(
+                    select(EmailMessage.id, EmailMessage.uid, EmailMessage.flags).where(
+                        EmailMessage.folder_id == ref.id,
+                        EmailMessage.uidvalidity == status.uidvalidity,
+                        EmailMessage.uid.in_(uids[start : start + IN_CHUNK]),
                     )
-                    self.counts.messages_updated += 1
+                ).all()
+                now = now_ms()
+                updates = [
+                    {"id": row_id, "modseq": changes[uid][1], "updated_at": now, **flag_columns(changes[uid][0])}
+                    for row_id, uid, flags in rows
+                    if uid is not None and sorted(set(changes[uid][0])) != sorted(flags or [])
+                ]
+                if updates:
+                    session.execute(update(EmailMessage), updates)  # bulk UPDATE by primary key (executemany)
+                self.counts.messages_updated += len(updates)
 
     def _remove(self, folder_id: uuid.UUID, uidvalidity: int, uids: set[int]) -> None:
         with self.ctx.db.tenant_session(self.tenant_id) as session:
             ordered = sorted(uids)
-            for start in range(0, len(ordered), 500):
+            for start in range(0, len(ordered), IN_CHUNK):
                 session.execute(
                     delete(EmailMessage).where(
                         EmailMessage.folder_id == folder_id,
                         EmailMessage.uidvalidity == uidvalidity,
-                        EmailMessage.uid.in_(ordered[start : start + 500]),
+                        EmailMessage.uid.in_(ordered[start : start + IN_CHUNK]),
                     )
                 )
         self.counts.messages_removed += len(uids)
