@@ -73,7 +73,10 @@ def create_app(
     install_request_logging(app)
     CORS(
         app,
-        resources={r"/api/*": {"origins": list(settings.cors_origins)}},
+        resources={
+            r"/api/*": {"origins": list(settings.cors_origins)},
+            "/health": {"origins": list(settings.cors_origins)},
+        },
         methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
         allow_headers=CORS_HEADERS,
         expose_headers=EXPOSED_HEADERS,

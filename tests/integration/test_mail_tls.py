@@ -108,7 +108,7 @@ def test_production_host_rules_refuse_private_addresses_unless_allow_listed(
     base = {"ALLOW_PRIVATE_MAIL_HOSTS": "false"}
     refusing = create_app(settings=make_settings(data_dir, database_urls, **base))
     caller = Caller(refusing.extensions["email_service"])
-    for host in ("127.0.0.1", "localhost", "10.1.2.3", "169.254.169.254", "[::1]"):
+    for host in ("127.0.0.1", "localhost", "10.1.2.3", "169.254.169.254", "127.1.2.3"):
         response = refusing.test_client().post(
             "/api/v1/accounts", headers=caller.headers, json=account_body(hostname=host)
         )

@@ -16,10 +16,12 @@ from marshmallow import ValidationError, validates_schema
 
 PROTOCOLS = ("imap", "pop3")
 ENCRYPTIONS = ("none", "tls", "starttls")
-_HOSTNAME = Regexp(
-    re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$|^\[?[0-9A-Fa-f:.]+\]?$"),
-    error="Hostname must be a DNS name or an IP address",
-)
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_TOP_LABEL = r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"  # RFC 3696 section 2: the last label is not numeric
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+#: A DNS name (RFC 1123 labels) or a dotted IPv4 address; also the ``pattern`` of the field in the OpenAPI spec.
+_HOSTNAME_PATTERN = re.compile(rf"^(?:{_LABEL}\.)*{_TOP_LABEL}$|^(?:{_OCTET}\.){{3}}{_OCTET}$")
+_HOSTNAME = Regexp(_HOSTNAME_PATTERN, error="Hostname must be a DNS name or an IPv4 address")
 
 
 #: PostgreSQL text cannot hold U+0000 (it was a 500 there, and stored on SQLite); as a validator it also becomes

@@ -434,3 +434,21 @@ def test_rotate_key_re_encrypts_and_the_account_keeps_working(
     finally:
         _rotate(monkeypatch, ctx, f"{old},{new}")  # the session's context knows only the old key
     assert _password(ctx, caller, account_id) == "rotate-me-123"
+
+
+@pytest.mark.parametrize(
+    "hostname", ["1:2", "[::1]", "::1", "999.1.1.1", "10.0.0", "1.0.0", "mail server.example", "-mail.example", "a..b"]
+)
+def test_hostnames_that_are_neither_names_nor_addresses_are_refused(
+    client: FlaskClient, caller: Caller, hostname: str
+) -> None:
+    response = client.post("/api/v1/accounts", headers=caller.headers, json=account_body(hostname=hostname))
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["message"] == "Hostname must be a DNS name or an IPv4 address"
+
+
+@pytest.mark.parametrize("hostname", ["imap.example.com", "127.0.0.1", "localhost", "mail-1.example", "1und1.de"])
+def test_names_and_ip_literals_are_accepted(client: FlaskClient, caller: Caller, hostname: str) -> None:
+    response = client.post("/api/v1/accounts", headers=caller.headers, json=account_body(hostname=hostname))
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["hostname"] == hostname

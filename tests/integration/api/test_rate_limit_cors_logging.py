@@ -235,3 +235,12 @@ def test_a_failed_login_reports_the_server_error_without_the_password(
     assert status["state"] == "failed" and status["lastError"]["kind"] == "AuthenticationFailed"
     for text in (tested.get_data(as_text=True), str(status), _everything_logged(logs)):
         assert wrong not in text
+
+
+def test_a_browser_frontend_may_call_health(client: FlaskClient) -> None:
+    response = client.get("/health", headers={"Origin": ORIGIN})
+    assert response.status_code == 200
+    assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert (
+        "Access-Control-Allow-Origin" not in client.get("/health", headers={"Origin": "https://evil.example"}).headers
+    )
