@@ -11,6 +11,7 @@ email-service generate-key                    print a new CREDENTIAL_ENCRYPTION_
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import sys
@@ -22,6 +23,7 @@ from sqlalchemy import select
 from email_service.config import Settings
 from email_service.db import upgrade_database
 from email_service.errors import EmailServiceError, NotFound
+from email_service.fs import restrict_dir
 from email_service.models import EmailAccount, SyncRun, Tenant
 from email_service.security.credentials import generate_key
 from email_service.security.tokens import create_jwt_token
@@ -58,25 +60,35 @@ def _prepare_database(settings: Settings) -> None:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from waitress import serve
+    from waitress.server import create_server
 
     from email_service.app import create_app
 
     _prepare_database(settings)
+    restrict_dir(settings.data_dir)
     runner = InProcessJobRunner(workers=settings.job_workers)
     ctx = build_context(settings, jobs=runner)
     runner.bind(ctx)
+    app = create_app(context=ctx)
+    try:  # bind before anything else starts, so a taken port is one clear line, not a traceback
+        server = create_server(app, host=args.host, port=args.port, threads=args.threads, ident="email_service")
+    except OSError as exc:
+        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        print(f"email-service: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
+        return 1
     if not settings.is_postgres:
         sync_runs.fail_interrupted_runs(ctx)
     if settings.scheduler_enabled:
         runner.start_scheduler(settings.scheduler_tick_seconds)
-    app = create_app(context=ctx)
     logging.getLogger("email_service").info(
         "email_service listening on http://%s:%s (data: %s)", args.host, args.port, settings.data_dir
     )
     try:
-        serve(app, host=args.host, port=args.port, threads=args.threads, ident="email_service")
+        server.run()
+    except KeyboardInterrupt:
+        pass
     finally:
+        server.close()
         runner.shutdown(wait=False)
     return 0
 
@@ -125,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``email-service`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # no "Context impl ..." lines on every start
     try:
         if args.command == "generate-key":
             print(generate_key())

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from email_service.errors import ConfigurationError
+from email_service.fs import create_private_file, private_dir
 
 #: Secrets that ship in documentation and must never be accepted in production (seed 001 default included).
 KNOWN_DEFAULT_SECRETS = frozenset(
@@ -211,14 +212,22 @@ def load_or_create_dev_secrets(data_dir: Path) -> dict[str, str]:
     if path.exists():
         stored: dict[str, str] = json.loads(path.read_text())
         return stored
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     created = {
         "jwt_secret_key": secrets.token_urlsafe(48),
         "credential_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
     }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
+    # Write a temporary file, then link it into place: a process starting at the same moment either wins the
+    # link or reads the winner's complete file, never a half-written one.
+    temporary = data_dir / f".secrets-{os.getpid()}-{secrets.token_hex(4)}.json"
+    with os.fdopen(create_private_file(temporary), "w") as handle:
         json.dump(created, handle)
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        created = json.loads(path.read_text())
+    finally:
+        temporary.unlink()
     return created
 
 

@@ -15,7 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
+
+from email_service.fs import touch_private
 
 MIGRATIONS_DIR_CANDIDATES = (
     Path(__file__).resolve().parent / "migrations",  # installed wheel (force-included)
@@ -48,12 +52,12 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     """Create an engine for ``url`` (SQLite file or PostgreSQL through psycopg 3).
 
     SQLite gets foreign keys, WAL and a 30 s busy timeout so that the API and the in-process sync workers can
-    share one file; its parent folder is created.
+    share one file; the file is created 0600 in a 0700 folder when missing (:mod:`email_service.fs`).
     """
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            touch_private(Path(path))  # 0600; SQLite gives its -wal and -shm files the same mode
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -93,6 +97,20 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+def insert_ignoring_conflicts(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> int:
+    """``INSERT ... ON CONFLICT DO NOTHING`` of ``rows`` into ``model``'s table (PostgreSQL and SQLite).
+
+    Rows that would violate a unique constraint or index are skipped instead of failing the transaction, so
+    concurrent inserts of the same row are idempotent.  Returns how many rows were inserted.
+    """
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    result = session.execute(insert(model).values(rows).on_conflict_do_nothing())
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def upgrade_database(migration_url: str, *, app_url: str | None = None, revision: str = "head") -> None:

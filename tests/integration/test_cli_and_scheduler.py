@@ -6,6 +6,7 @@ tells a new user; ``sync`` and ``token`` run through :func:`email_service.cli.ma
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import socket
@@ -45,36 +46,111 @@ def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
         return response.status, json.loads(response.read())
 
 
-def test_serve_starts_on_the_embedded_default_with_nothing_configured(tmp_path: Path) -> None:
-    port = _free_port()
+def _serve_env(data_dir: Path) -> dict[str, str]:
+    """The environment of a user who configured nothing but the data folder."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "JWT_", "CREDENTIAL_", "TEST_"))}
-    env["EMAIL_SERVICE_DATA_DIR"] = str(tmp_path / "instance")
-    process = subprocess.Popen(
+    env["EMAIL_SERVICE_DATA_DIR"] = str(data_dir)
+    return env
+
+
+def _start_serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    """``email-service serve`` as a real process, started with the common umask 022."""
+    return subprocess.Popen(
         [sys.executable, "-m", "email_service.cli", "serve", "--port", str(port)],
-        env=env,
+        env=_serve_env(data_dir),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        preexec_fn=lambda: os.umask(0o022),
     )
+
+
+def _wait_healthy(process: subprocess.Popen[bytes], port: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            status, body = _get(f"http://127.0.0.1:{port}/health")
+            assert status == 200
+            return dict(body)
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                output = process.stdout.read().decode() if process.stdout and process.poll() is not None else ""
+                raise AssertionError(f"serve did not answer: {output}") from None
+            time.sleep(0.2)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> str:
+    process.terminate()
+    output, _ = process.communicate(timeout=10)
+    return output.decode()
+
+
+def test_serve_starts_on_the_embedded_default_with_nothing_configured(tmp_path: Path) -> None:
+    port = _free_port()
+    process = _start_serve(tmp_path / "instance", port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                status, body = _get(f"http://127.0.0.1:{port}/health")
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    output = process.stdout.read().decode() if process.stdout and process.poll() is not None else ""
-                    raise AssertionError(f"serve did not answer: {output}") from None
-                time.sleep(0.2)
-        assert status == 200 and body["status"] == "healthy" and body["database"] == "ok"
+        body = _wait_healthy(process, port)
+        assert body["status"] == "healthy" and body["database"] == "ok"
+        assert body["version"] == importlib.metadata.version("email-service")  # one version: the package's
         assert (tmp_path / "instance" / "email_service.db").exists()
         assert (tmp_path / "instance" / "secrets.json").stat().st_mode & 0o777 == 0o600
         headers = {"X-Tenant-ID": str(uuid.uuid4()), "X-User-ID": str(uuid.uuid4())}
         status, listing = _get(f"http://127.0.0.1:{port}/api/v1/accounts", headers)
         assert status == 200 and listing == {"accounts": [], "pagination": {"total": 0, "limit": 100, "offset": 0}}
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        output = _stop(process)
+    assert "Context impl" not in output and "Will assume" not in output  # no Alembic chatter on start
+
+
+def test_data_at_rest_is_private_whatever_the_umask(
+    tmp_path: Path, dovecot: Dovecot, mail_user: tuple[str, str]
+) -> None:
+    """Issue 6 item 6: started with umask 022, the service keeps its folders 0700 and files 0600: the data
+    folder, the SQLite database and its WAL/SHM files, the secrets, the blob store and every raw message."""
+    user, password = mail_user
+    dovecot.append(user, "INBOX", b"From: a@example.com\r\nSubject: private\r\n\r\nbody\r\n")
+    data_dir, port = tmp_path / "instance", _free_port()
+    process = _start_serve(data_dir, port)
+    try:
+        _wait_healthy(process, port)
+        headers = {"X-Tenant-ID": str(uuid.uuid4()), "X-User-ID": str(uuid.uuid4())}
+        base = f"http://127.0.0.1:{port}/api/v1/accounts"
+        account = _post(base, headers, {"accountName": "a", "emailAddress": user, "protocol": "imap",
+                                        "hostname": dovecot.host, "port": dovecot.imap_port, "encryption": "none",
+                                        "username": user, "password": password})  # fmt: skip
+        _post(f"{base}/{account['id']}/sync", headers, None)
+        deadline = time.monotonic() + 30
+        while _get(f"{base}/{account['id']}/sync", headers)[1]["state"] not in ("succeeded", "failed"):
+            assert time.monotonic() < deadline, "sync did not finish"
+            time.sleep(0.2)
+        assert _get(f"{base}/{account['id']}/sync", headers)[1]["state"] == "succeeded"
+        folders = [data_dir, *(p for p in data_dir.rglob("*") if p.is_dir())]
+        files = [p for p in data_dir.rglob("*") if p.is_file()]
+        assert any(p.name.endswith("-wal") for p in files) and any(p.parent.parent.name == "blobs" for p in files)
+        assert {str(p): oct(p.stat().st_mode & 0o777) for p in folders} == {str(p): "0o700" for p in folders}
+        assert {str(p): oct(p.stat().st_mode & 0o777) for p in files} == {str(p): "0o600" for p in files}
+    finally:
+        _stop(process)
+
+
+def test_serve_on_a_taken_port_says_so_in_one_line_and_exits_1(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = _start_serve(tmp_path / "instance", port)
+        output, _ = process.communicate(timeout=30)
+    lines = [line for line in output.decode().splitlines() if line.strip()]
+    assert process.returncode == 1
+    assert lines == [f"email-service: cannot listen on 127.0.0.1:{port}: address already in use"]
+
+
+def _post(url: str, headers: dict[str, str], body: Any) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url, data=data, method="POST", headers={**headers, "Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
 
 
 def test_token_command_mints_a_token_the_service_accepts(

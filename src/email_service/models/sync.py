@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, Uuid
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from email_service.models.base import Base, TenantScoped
@@ -31,4 +31,14 @@ class SyncRun(TenantScoped, Base):
     error_kind: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (Index("idx_email_sync_runs_account_created", "account_id", "created_at"),)
+    __table_args__ = (
+        Index("idx_email_sync_runs_account_created", "account_id", "created_at"),
+        # At most one active run per account (migration 0002): the database, not a read-then-write, decides.
+        Index(
+            "uq_email_sync_runs_one_active",
+            "account_id",
+            unique=True,
+            sqlite_where=text("state IN ('queued', 'running')"),
+            postgresql_where=text("state IN ('queued', 'running')"),
+        ),
+    )

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from email_service.db import insert_ignoring_conflicts
 from email_service.errors import Conflict, NotFound
 from email_service.models import AuditLog, EmailAccount, EmailCredential, Tenant, now_ms
 from email_service.security.tokens import Principal
@@ -74,10 +75,10 @@ def audit(
 
 
 def _register_tenant(ctx: ServiceContext, tenant_id: uuid.UUID) -> None:
+    """Add the tenant to the registry; idempotent, also when a tenant's first requests race each other
+    (``INSERT ... ON CONFLICT DO NOTHING`` on the primary key, never read-then-write)."""
     with ctx.db.system_session() as session:
-        if session.get(Tenant, tenant_id) is None:
-            session.add(Tenant(tenant_id=tenant_id))
-    # A concurrent insert of the same tenant is harmless: the primary key makes it a no-op failure.
+        insert_ignoring_conflicts(session, Tenant, [{"tenant_id": tenant_id, "created_at": now_ms()}])
 
 
 def _live_duplicate(session: Session, account: EmailAccount, address: str) -> bool:

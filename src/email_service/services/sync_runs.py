@@ -1,7 +1,8 @@
 """Sync requests and status (issue 2 section 6): ``POST/GET /accounts/{id}/sync`` and the scheduler's view.
 
 A request creates a :class:`SyncRun` in state ``queued`` and hands it to the job queue; while one is queued or
-running for the account, further requests return that run instead of piling up new ones.
+running for the account, further requests return that run instead of piling up new ones (a partial unique index
+makes that hold under concurrency, on SQLite and PostgreSQL).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from email_service.errors import Conflict
 from email_service.models import EmailAccount, SyncRun, Tenant, now_ms
@@ -48,22 +50,33 @@ def enqueue_sync(
     trigger: str,
     principal: Principal | None,
 ) -> tuple[SyncRun, bool]:
-    """Queue a sync unless one is active.  Returns ``(run, created)``."""
+    """Queue a sync unless one is queued or running.  Returns ``(run, created)``.
+
+    The partial unique index ``uq_email_sync_runs_one_active`` (migration 0002) admits one active run per
+    account: of concurrent requests exactly one inserts, the others get that run back with ``created=False``.
+    """
     active = _active_run(ctx, tenant_id, account_id)
     if active is not None:
         return active, False
-    with ctx.db.tenant_session(tenant_id) as session:
-        run = SyncRun(id=uuid.uuid4(), tenant_id=tenant_id, account_id=account_id, state="queued", trigger=trigger)
-        session.add(run)
-        audit(
-            session,
-            principal,
-            tenant_id=tenant_id,
-            action="sync.request",
-            resource_type="email_account",
-            resource_id=account_id,
-            details={"trigger": trigger, "syncId": str(run.id)},
-        )
+    try:
+        with ctx.db.tenant_session(tenant_id) as session:
+            run = SyncRun(id=uuid.uuid4(), tenant_id=tenant_id, account_id=account_id, state="queued", trigger=trigger)
+            session.add(run)
+            session.flush()  # the unique index decides here, before the audit entry is written
+            audit(
+                session,
+                principal,
+                tenant_id=tenant_id,
+                action="sync.request",
+                resource_type="email_account",
+                resource_id=account_id,
+                details={"trigger": trigger, "syncId": str(run.id)},
+            )
+    except IntegrityError:
+        active = _active_run(ctx, tenant_id, account_id)
+        if active is None:  # the winner finished between our insert and this read: ask again
+            return enqueue_sync(ctx, tenant_id=tenant_id, account_id=account_id, trigger=trigger, principal=principal)
+        return active, False
     ctx.jobs.enqueue_sync(tenant_id=tenant_id, account_id=account_id, run_id=run.id)
     return run, True
 

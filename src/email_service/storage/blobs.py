@@ -2,7 +2,7 @@
 
 The filesystem store lays blobs out as ``<root>/<aa>/<sha256>`` (256 fan-out folders, as git does); writes go to a
 temporary file and are renamed into place, so a reader never sees a partial blob and a second ``put`` of the same
-bytes writes nothing.
+bytes writes nothing.  Folders are 0700 and blobs 0600 (:mod:`email_service.fs`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from email_service.errors import NotFound
+from email_service.fs import create_private_file, private_dir
 
 
 class BlobStore(Protocol):
@@ -75,11 +76,11 @@ class FilesystemBlobStore:
         if path.exists():
             return digest
         if digest[:2] not in self._made:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
             self._made.add(digest[:2])
         tmp = path.parent / f".tmp-{digest}-{threading.get_ident()}"
         try:
-            with tmp.open("wb") as handle:
+            with os.fdopen(create_private_file(tmp, exclusive=False), "wb") as handle:
                 handle.write(data)
                 if self.fsync:
                     handle.flush()

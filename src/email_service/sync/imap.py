@@ -271,6 +271,12 @@ class ImapMirror:
             )
 
 
+def _run_is_active(ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID) -> bool:
+    with ctx.db.tenant_session(tenant_id) as session:
+        state = session.execute(select(SyncRun.state).where(SyncRun.id == run_id)).scalar_one_or_none()
+    return state in ("queued", "running")
+
+
 def _set_run(ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID, **values: object) -> None:
     with ctx.db.tenant_session(tenant_id) as session:
         session.execute(update(SyncRun).where(SyncRun.id == run_id).values(updated_at=now_ms(), **values))
@@ -284,20 +290,14 @@ def _set_account(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUI
 def sync_account(ctx: ServiceContext, *, tenant_id: uuid.UUID, account_id: uuid.UUID, run_id: uuid.UUID) -> str:
     """Run one sync of an IMAP account and record its outcome on the :class:`SyncRun` row.
 
-    Returns the final run state: ``succeeded``, ``failed``, or ``skipped`` when another sync holds the account.
-    Never raises for mail-server trouble: the error kind and the server's message go to the run row.
+    Returns the final run state: ``succeeded``, ``failed``, or ``skipped`` when another worker holds the account's
+    lock (it is working this run: the run row is left to it) or the run has already ended (a job delivered twice).
+    A run found ``running`` while we hold the lock was interrupted (its worker died): it is worked again, which is
+    safe because every step of the mirror is idempotent.  Never raises for mail-server trouble: the error kind and
+    the server's message go to the run row.
     """
     with account_sync_lock(ctx.db, account_id) as taken:
-        if not taken:
-            _set_run(
-                ctx,
-                tenant_id,
-                run_id,
-                state="failed",
-                finished_at=now_ms(),
-                error_kind="Busy",
-                error="Another sync of this account is running",
-            )
+        if not taken or not _run_is_active(ctx, tenant_id, run_id):
             return "skipped"
         started = now_ms()
         _set_run(ctx, tenant_id, run_id, state="running", started_at=started)
