@@ -15,7 +15,8 @@ from email_service.api.errors import install_error_handlers
 from email_service.api.limits import install_rate_limits
 from email_service.api.schemas import ErrorOut
 from email_service.config import Settings
-from email_service.services.context import JobQueue, ServiceContext, build_context
+from email_service.services.context import ServiceContext, build_context
+from email_service.services.jobs import JobQueue
 
 CORS_HEADERS = ["Content-Type", "Authorization", "X-Tenant-ID", "X-User-ID", "Idempotency-Key"]
 EXPOSED_HEADERS = [

@@ -1,35 +1,16 @@
-"""What every use case needs, bundled once per process: settings, database, cipher, blob store, job queue."""
+"""What every use case needs, bundled once per process: settings, database, cipher, blob store, job queue
+(:mod:`email_service.services.jobs`)."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from email_service.config import Settings
 from email_service.db import Database
 from email_service.security.credentials import CredentialCipher
 from email_service.security.tokens import TokenConfig
+from email_service.services.jobs import JobQueue, RecordingJobQueue
 from email_service.storage.blobs import BlobStore, FilesystemBlobStore
-
-
-class JobQueue(Protocol):
-    """Where sync jobs go: the in-process runner (embedded default) or Celery (production)."""
-
-    def enqueue_sync(self, *, tenant_id: uuid.UUID, account_id: uuid.UUID, run_id: uuid.UUID) -> None:
-        """Queue one sync run of one account; returns at once."""
-        ...
-
-
-class NullJobQueue:
-    """A queue that runs nothing: for the CLI and tests that drive the sync engine themselves."""
-
-    def __init__(self) -> None:
-        self.queued: list[tuple[uuid.UUID, uuid.UUID, uuid.UUID]] = []
-
-    def enqueue_sync(self, *, tenant_id: uuid.UUID, account_id: uuid.UUID, run_id: uuid.UUID) -> None:
-        """Record the request only."""
-        self.queued.append((tenant_id, account_id, run_id))
 
 
 @dataclass
@@ -41,7 +22,7 @@ class ServiceContext:
     cipher: CredentialCipher
     blobs: BlobStore
     tokens: TokenConfig
-    jobs: JobQueue = field(default_factory=NullJobQueue)
+    jobs: JobQueue = field(default_factory=RecordingJobQueue)
 
 
 def build_context(settings: Settings, *, jobs: JobQueue | None = None) -> ServiceContext:
@@ -58,5 +39,5 @@ def build_context(settings: Settings, *, jobs: JobQueue | None = None) -> Servic
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
         ),
-        jobs=jobs or NullJobQueue(),
+        jobs=jobs or RecordingJobQueue(),
     )

@@ -19,6 +19,7 @@ from email_service.models import EmailAccount, SyncRun, Tenant, now_ms
 from email_service.security.tokens import Principal
 from email_service.services.accounts import audit, load_account
 from email_service.services.context import ServiceContext
+from email_service.services.jobs import JsonScalar
 
 ACTIVE_STATES = ("queued", "running")
 SUPPORTED_PROTOCOLS = ("imap",)
@@ -40,6 +41,11 @@ def _active_run(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID
             .order_by(SyncRun.created_at.desc())
             .limit(1)
         ).scalar_one_or_none()
+
+
+def sync_job_payload(tenant_id: uuid.UUID, account_id: uuid.UUID, run_id: uuid.UUID) -> dict[str, JsonScalar]:
+    """The payload of a ``sync_account`` job: ``{"tenantId", "accountId", "runId"}`` as UUID strings."""
+    return {"tenantId": str(tenant_id), "accountId": str(account_id), "runId": str(run_id)}
 
 
 def enqueue_sync(
@@ -77,7 +83,7 @@ def enqueue_sync(
         if active is None:  # the winner finished between our insert and this read: ask again
             return enqueue_sync(ctx, tenant_id=tenant_id, account_id=account_id, trigger=trigger, principal=principal)
         return active, False
-    ctx.jobs.enqueue_sync(tenant_id=tenant_id, account_id=account_id, run_id=run.id)
+    ctx.jobs.enqueue("sync_account", sync_job_payload(tenant_id, account_id, run.id))
     return run, True
 
 

@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 
 from email_service.app import create_app
 from email_service.models import SyncRun, Tenant
-from email_service.services.context import NullJobQueue, ServiceContext
+from email_service.services.context import ServiceContext
+from email_service.services.jobs import RecordingJobQueue
 from tests.conftest import Caller, account_body, create_imap_account, wait_for_sync
 from tests.support.dovecot import Dovecot
 
@@ -68,7 +69,7 @@ def test_parallel_sync_triggers_share_one_run_that_succeeds(
     dovecot.write_maildir(user, "INBOX", (f"Subject: m{i}\n\nbody {i}\n".encode() for i in range(50)))
     # The triggers go to an app whose queue only records, so that no run can finish while they race; the
     # recorded jobs are then worked by the real in-process runner.
-    recorder = NullJobQueue()
+    recorder = RecordingJobQueue()
     app = create_app(context=dataclasses.replace(ctx, jobs=recorder))
     account_id = create_imap_account(app.test_client(), caller, dovecot.host, dovecot.imap_port, user, password)
 
@@ -82,8 +83,8 @@ def test_parallel_sync_triggers_share_one_run_that_succeeds(
     assert len({body["syncId"] for _, body in answers}) == 1
     assert len(recorder.queued) == 1
 
-    for tenant_id, queued_account, run_id in recorder.queued:
-        ctx.jobs.enqueue_sync(tenant_id=tenant_id, account_id=queued_account, run_id=run_id)
+    for job in recorder.queued:
+        ctx.jobs.enqueue("sync_account", job.payload)
     status = wait_for_sync(app.test_client(), account_id, caller.headers)
     assert status["state"] == "succeeded" and status["lastError"] is None
     assert status["syncId"] == answers[0][1]["syncId"] and status["counts"]["messagesAdded"] == 50
