@@ -11,6 +11,7 @@ the non-owner role ``email_service_app``, so row-level security is in force exac
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -204,6 +205,16 @@ def wait_for_sync(client: FlaskClient, account_id: str, headers: dict[str, str],
             return body
         time.sleep(0.2)
     raise AssertionError(f"sync of {account_id} did not finish in {timeout} s")
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A command run through ``cli.main`` configures the process's logging; put it back after each test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

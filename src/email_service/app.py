@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import logging
-
 from apiflask import APIFlask
 from flask_cors import CORS
 
 from email_service import __version__
 from email_service.api import register_api
-from email_service.api.auth import install_request_logging
 from email_service.api.context import EXTENSION_KEY
 from email_service.api.errors import install_error_handlers
 from email_service.api.limits import install_rate_limits
 from email_service.api.schemas import ErrorOut
+from email_service.api.telemetry import REQUEST_ID_HEADER, install_request_telemetry
 from email_service.config import Settings
 from email_service.services.context import ServiceContext, build_context
 from email_service.services.jobs import JobQueue
 
-CORS_HEADERS = ["Content-Type", "Authorization", "X-Tenant-ID", "X-User-ID", "Idempotency-Key"]
+CORS_HEADERS = ["Content-Type", "Authorization", "X-Tenant-ID", "X-User-ID", "Idempotency-Key", REQUEST_ID_HEADER]
 EXPOSED_HEADERS = [
+    REQUEST_ID_HEADER,
     "Retry-After",
     "X-RateLimit-Limit",
     "X-RateLimit-Remaining",
@@ -43,7 +42,6 @@ def create_app(
     """
     settings = settings or (context.settings if context else Settings.from_env())
     context = context or build_context(settings, jobs=jobs)
-    logging.getLogger("email_service").setLevel(settings.log_level)
 
     app = APIFlask(
         "email_service",
@@ -71,7 +69,7 @@ def create_app(
     app.extensions[EXTENSION_KEY] = context
 
     install_error_handlers(app)
-    install_request_logging(app)
+    install_request_telemetry(app)
     CORS(
         app,
         resources={

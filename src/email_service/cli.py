@@ -1,45 +1,41 @@
 """The ``email-service`` command.
 
-email-service serve [--host H] [--port P]     API + in-process job runner + periodic sync scheduler
-email-service db upgrade                      Alembic migrations to head
+email-service serve [--host H] [--port P] [--threads N]   the API (gunicorn in production, waitress otherwise)
+email-service worker [--concurrency N] [--pool P]         a Celery worker (production job runner)
+email-service beat                                        the periodic scheduler for Celery (leader lease)
+email-service db upgrade                                  Alembic migrations to head
 email-service token --tenant T --user U [--role admin] [--hours N]
-email-service sync ACCOUNT_ID                 one sync now, in the foreground; prints the outcome as JSON
-email-service rotate-key                      re-encrypt every credential under the primary key
-email-service generate-key                    print a new CREDENTIAL_ENCRYPTION_KEYS entry
+email-service sync ACCOUNT_ID                             one sync now, in the foreground; prints the outcome as JSON
+email-service rotate-key                                  re-encrypt every credential under the primary key
+email-service generate-key                                print a new CREDENTIAL_ENCRYPTION_KEYS entry
+
+Start-up is kept short (issue 7): this module imports only :mod:`argparse` at load time; each command imports what
+it needs, and only the commands that use the database schema (serve, worker, db upgrade, sync, rotate-key) check
+it with Alembic.  ``bench/startup.py`` measures ``--help`` and ``token``.
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
-import json
-import logging
 import sys
-import uuid
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
-from email_service.config import Settings
-from email_service.db import upgrade_database
-from email_service.errors import EmailServiceError, NotFound
-from email_service.fs import restrict_dir
-from email_service.models import EmailAccount, SyncRun, Tenant
-from email_service.security.credentials import generate_key
-from email_service.security.tokens import create_jwt_token
-from email_service.services import accounts, sync_runs
-from email_service.services.context import ServiceContext, build_context
-from email_service.sync.imap import sync_account
-from email_service.tasks.runner import InProcessJobRunner
+if TYPE_CHECKING:
+    from email_service.config import Settings
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="email-service", description="Multi-tenant email backend")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the API with the in-process job runner and scheduler")
+    serve = commands.add_parser("serve", help="run the API (with the in-process job runner in the embedded default)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=5000)
-    serve.add_argument("--threads", type=int, default=8, help="HTTP worker threads")
+    serve.add_argument("--threads", type=int, default=None, help="HTTP threads per process (default WEB_THREADS)")
+    worker = commands.add_parser("worker", help="run a Celery worker (JOB_RUNNER=celery)")
+    worker.add_argument("--concurrency", type=int, default=None, help="pool processes (default JOB_WORKERS)")
+    worker.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"])
+    commands.add_parser("beat", help="run the periodic scheduler for Celery workers (one leader at a time)")
     db = commands.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade"])
     token = commands.add_parser("token", help="mint a JWT for a tenant and user")
@@ -54,61 +50,127 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _start(settings: Settings, *, multiprocess: bool = False) -> None:
+    """Logging for a command that runs services; with ``multiprocess``, the Prometheus folder shared by the
+    command's processes (set before anything imports prometheus_client)."""
+    from email_service.observability.logs import configure_logging
+
+    configure_logging(json_lines=settings.log_format == "json", level=settings.log_level)
+    if multiprocess:
+        import tempfile
+        from pathlib import Path
+
+        from email_service.observability.metrics import prepare_multiprocess_dir
+
+        folder = settings.prometheus_multiproc_dir or Path(tempfile.mkdtemp(prefix="email-service-metrics-"))
+        prepare_multiprocess_dir(folder)
+
+
 def _prepare_database(settings: Settings) -> None:
     if settings.auto_upgrade_db:
+        from email_service.db import upgrade_database
+
         upgrade_database(settings.database_migration_url, app_url=settings.database_url)
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    from waitress.server import create_server
+    import errno
+    import logging
 
-    from email_service.app import create_app
+    gunicorn = settings.is_production
+    _start(settings, multiprocess=gunicorn)
+    from email_service.fs import restrict_dir
+    from email_service.server import listen, serve_gunicorn, serve_waitress
 
     _prepare_database(settings)
     restrict_dir(settings.data_dir)
-    runner = InProcessJobRunner(workers=settings.job_workers)
-    ctx = build_context(settings, jobs=runner)
-    runner.bind(ctx)
-    app = create_app(context=ctx)
     try:  # bind before anything else starts, so a taken port is one clear line, not a traceback
-        server = create_server(app, host=args.host, port=args.port, threads=args.threads, ident="email_service")
+        sock = listen(args.host, args.port)
     except OSError as exc:
         reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
         print(f"email-service: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
         return 1
-    if not settings.is_postgres:
-        sync_runs.fail_interrupted_runs(ctx)
-    if settings.scheduler_enabled:
-        runner.start_scheduler(settings.scheduler_tick_seconds)
+    threads = args.threads or settings.web_threads
     logging.getLogger("email_service").info(
-        "email_service listening on http://%s:%s (data: %s)", args.host, args.port, settings.data_dir
+        "email_service listening",
+        extra={"url": f"http://{args.host}:{args.port}", "server": "gunicorn" if gunicorn else "waitress"},
     )
+    if gunicorn:
+        return serve_gunicorn(settings, lambda: _build_app(settings), sock, threads=threads)
+    from email_service.app import create_app
+    from email_service.services import sync_runs
+    from email_service.tasks.runtime import start_job_runtime
+
+    runtime = start_job_runtime(settings)
+    if runtime.runner is not None and not settings.is_postgres:
+        sync_runs.fail_interrupted_runs(runtime.ctx)  # embedded default: this process owned every run
     try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
+        serve_waitress(create_app(context=runtime.ctx), sock, threads=threads)
     finally:
-        server.close()
-        runner.shutdown(wait=False)
+        runtime.shutdown()
     return 0
 
 
-def _find_tenant(ctx: ServiceContext, account_id: uuid.UUID) -> uuid.UUID:
+def _build_app(settings: Settings) -> Any:
+    """The app of one gunicorn worker, with its own context and job queue (built after the fork)."""
+    from email_service.app import create_app
+    from email_service.tasks.runtime import start_job_runtime
+
+    return create_app(context=start_job_runtime(settings).ctx)
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    _start(settings, multiprocess=True)
+    from email_service.tasks.processes import run_worker
+
+    _prepare_database(settings)
+    run_worker(settings, concurrency=args.concurrency or settings.job_workers, pool=args.pool)
+    return 0
+
+
+def _beat(settings: Settings) -> int:
+    _start(settings)
+    from email_service.tasks.processes import run_beat
+
+    run_beat(settings)
+    return 0
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    from email_service.security.tokens import TokenConfig, create_jwt_token
+
+    config = TokenConfig.from_settings(settings)
+    print(
+        create_jwt_token(config, tenant_id=args.tenant, user_id=args.user, role=args.role, expires_in_hours=args.hours)
+    )
+    return 0
+
+
+def _sync(settings: Settings, account_id: str) -> int:
+    import json
+    import uuid
+
+    from sqlalchemy import select
+
+    from email_service.errors import NotFound
+    from email_service.models import EmailAccount, SyncRun, Tenant
+    from email_service.services import sync_runs
+    from email_service.services.context import build_context
+    from email_service.sync.imap import sync_account
+
+    _start(settings)
+    _prepare_database(settings)
+    ctx = build_context(settings)
+    account_uuid = uuid.UUID(account_id)
     with ctx.db.system_session() as session:
         tenants = list(session.execute(select(Tenant.tenant_id)).scalars())
     for tenant_id in tenants:
         with ctx.db.tenant_session(tenant_id) as session:
-            account = session.get(EmailAccount, account_id)
+            account = session.get(EmailAccount, account_uuid)
             if account is not None and account.deleted_at is None:
-                return tenant_id
-    raise NotFound("Account not found")
-
-
-def _sync(settings: Settings, account_id: str) -> int:
-    _prepare_database(settings)
-    ctx = build_context(settings)
-    account_uuid = uuid.UUID(account_id)
-    tenant_id = _find_tenant(ctx, account_uuid)
+                break
+    else:
+        raise NotFound("Account not found")
     run, _created = sync_runs.enqueue_sync(
         ctx, tenant_id=tenant_id, account_id=account_uuid, trigger="cli", principal=None
     )
@@ -116,65 +178,69 @@ def _sync(settings: Settings, account_id: str) -> int:
     with ctx.db.tenant_session(tenant_id) as session:
         done = session.get(SyncRun, run.id)
         assert done is not None
-        print(
-            json.dumps(
-                {
-                    "syncId": str(done.id),
-                    "state": done.state,
-                    "foldersSynced": done.folders_synced,
-                    "messagesAdded": done.messages_added,
-                    "messagesUpdated": done.messages_updated,
-                    "messagesRemoved": done.messages_removed,
-                    "errorKind": done.error_kind,
-                    "error": done.error,
-                }
-            )
-        )
+        outcome = {
+            "syncId": str(done.id),
+            "state": done.state,
+            "foldersSynced": done.folders_synced,
+            "messagesAdded": done.messages_added,
+            "messagesUpdated": done.messages_updated,
+            "messagesRemoved": done.messages_removed,
+            "errorKind": done.error_kind,
+            "error": done.error,
+        }
+    print(json.dumps(outcome))
     return 0 if state == "succeeded" else 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from email_service.config import Settings
+
+    settings = Settings.from_env()
+    if args.command == "serve":
+        return _serve(settings, args)
+    if args.command == "worker":
+        return _worker(settings, args)
+    if args.command == "beat":
+        return _beat(settings)
+    if args.command == "token":
+        return _token(settings, args)
+    if args.command == "sync":
+        return _sync(settings, args.account_id)
+    _start(settings)
+    if args.command == "db":
+        from email_service.db import upgrade_database
+
+        upgrade_database(settings.database_migration_url, app_url=settings.database_url)
+        print("database is at the latest revision")
+        return 0
+    if args.command in ("rotate-key", "rotate-keys"):
+        from email_service.services import accounts
+        from email_service.services.context import build_context
+
+        _prepare_database(settings)
+        print(f"re-encrypted {accounts.rotate_credentials(build_context(settings))} credential(s)")
+        return 0
+    return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``email-service`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # no "Context impl ..." lines on every start
+    if args.command == "generate-key":
+        from email_service.security.credentials import generate_key
+
+        print(generate_key())
+        return 0
+    from email_service.errors import EmailServiceError
+
     try:
-        if args.command == "generate-key":
-            print(generate_key())
-            return 0
-        settings = Settings.from_env()
-        if args.command == "serve":
-            return _serve(settings, args)
-        if args.command == "db":
-            upgrade_database(settings.database_migration_url, app_url=settings.database_url)
-            print("database is at the latest revision")
-            return 0
-        if args.command == "token":
-            config = build_context(settings).tokens
-            print(
-                create_jwt_token(
-                    config,
-                    tenant_id=args.tenant,
-                    user_id=args.user,
-                    role=args.role,
-                    expires_in_hours=args.hours,
-                )
-            )
-            return 0
-        if args.command == "sync":
-            return _sync(settings, args.account_id)
-        if args.command in ("rotate-key", "rotate-keys"):
-            _prepare_database(settings)
-            changed = accounts.rotate_credentials(build_context(settings))
-            print(f"re-encrypted {changed} credential(s)")
-            return 0
+        return _dispatch(args)
     except EmailServiceError as exc:
         print(f"email-service: {exc.message}", file=sys.stderr)
         return 2
     except ValueError as exc:
         print(f"email-service: {exc}", file=sys.stderr)
         return 2
-    return 1
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ KNOWN_DEFAULT_SECRETS = frozenset(
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _JWT_ALGORITHMS = {"HS256", "HS384", "HS512"}
+_LOG_FORMATS = frozenset({"json", "console"})
+_JOB_RUNNERS = frozenset({"inprocess", "celery"})
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -58,6 +60,20 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
         raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _optional_int(env: Mapping[str, str], name: str, *, minimum: int) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    return _int(env, name, minimum, minimum=minimum)
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: frozenset[str]) -> str:
+    value = (env.get(name) or default).strip().lower()
+    if value not in choices:
+        raise ConfigurationError(f"{name} must be one of {sorted(choices)}, got {value!r}")
     return value
 
 
@@ -101,11 +117,28 @@ class Settings:
     scheduler_tick_seconds: int = 15
     auto_upgrade_db: bool = True
     log_level: str = "INFO"
+    log_format: str = "console"
+    job_runner: str = "inprocess"
+    celery_result_backend: str | None = None
+    celery_visibility_timeout: int | None = None
+    web_concurrency: int = 2
+    web_threads: int = 8
+    metrics_token: str | None = field(default=None, repr=False)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
+    prometheus_multiproc_dir: Path | None = None
+    sync_requeue_after_seconds: int = 900
+    sync_stalled_after_seconds: int = 120
 
     @property
     def is_production(self) -> bool:
         """True in production mode (``FLASK_ENV`` or ``EMAIL_SERVICE_ENV`` is ``production``)."""
         return self.environment == "production"
+
+    @property
+    def uses_celery(self) -> bool:
+        """True when jobs go to Celery workers (``JOB_RUNNER=celery``; the default in production)."""
+        return self.job_runner == "celery"
 
     @property
     def is_postgres(self) -> bool:
@@ -126,7 +159,7 @@ class Settings:
         Raises:
             ConfigurationError: a value is malformed, or unsafe in production; the message names the setting.
         """
-        env = dict(os.environ if environ is None else environ)
+        env: Mapping[str, str] = os.environ if environ is None else environ
         mode = (env.get("EMAIL_SERVICE_ENV") or env.get("FLASK_ENV") or "development").strip().lower()
         production = mode == "production"
         data_dir = Path(env.get("EMAIL_SERVICE_DATA_DIR") or "instance").expanduser().resolve()
@@ -163,7 +196,23 @@ class Settings:
             scheduler_tick_seconds=_int(env, "SCHEDULER_TICK_SECONDS", 15, minimum=1),
             auto_upgrade_db=_flag(env, "AUTO_UPGRADE_DB", not production),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            log_format=_choice(env, "LOG_FORMAT", "json" if production else "console", _LOG_FORMATS),
+            job_runner=_choice(env, "JOB_RUNNER", "celery" if production else "inprocess", _JOB_RUNNERS),
+            celery_result_backend=env.get("CELERY_RESULT_BACKEND") or None,
+            celery_visibility_timeout=_optional_int(env, "CELERY_VISIBILITY_TIMEOUT", minimum=10),
+            web_concurrency=_int(env, "WEB_CONCURRENCY", 2, minimum=1),
+            web_threads=_int(env, "WEB_THREADS", 8, minimum=1),
+            metrics_token=env.get("METRICS_TOKEN") or None,
+            metrics_host=env.get("METRICS_HOST") or "127.0.0.1",
+            metrics_port=_optional_int(env, "METRICS_PORT", minimum=1),
+            prometheus_multiproc_dir=Path(env["PROMETHEUS_MULTIPROC_DIR"])
+            if env.get("PROMETHEUS_MULTIPROC_DIR")
+            else None,
+            sync_requeue_after_seconds=_int(env, "SYNC_REQUEUE_AFTER_SECONDS", 900, minimum=10),
+            sync_stalled_after_seconds=_int(env, "SYNC_STALLED_AFTER_SECONDS", 120, minimum=10),
         )
+        if settings.uses_celery and not settings.celery_broker_url:
+            raise ConfigurationError("CELERY_BROKER_URL must be set when jobs run on Celery (JOB_RUNNER=celery)")
         if production:
             _check_production(settings, env)
         return settings
@@ -178,6 +227,8 @@ def _check_production(settings: Settings, env: Mapping[str, str]) -> None:
         raise ConfigurationError("CORS_ORIGINS must list exact origins in production, not '*'")
     if settings.auth_trust_headers and env.get("AUTH_TRUST_HEADERS", "").strip().lower() != "true":
         raise ConfigurationError("AUTH_TRUST_HEADERS must be explicitly 'true' to use header auth in production")
+    if settings.metrics_token is not None and len(settings.metrics_token) < 16:
+        raise ConfigurationError("METRICS_TOKEN must be at least 16 characters in production")
 
 
 def _secrets(env: Mapping[str, str], data_dir: Path, production: bool) -> tuple[str, tuple[str, ...]]:

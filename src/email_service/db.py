@@ -113,6 +113,20 @@ def insert_ignoring_conflicts(session: Session, model: type[Any], rows: list[dic
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+def schema_revisions(engine: Engine) -> tuple[set[str], set[str]]:
+    """``(current, head)``: the Alembic revisions the database is at and the heads of the migration scripts.
+
+    The database is at head when both sets are equal.  Raises SQLAlchemy errors when the database is unreachable.
+    """
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    heads = set(ScriptDirectory(str(migrations_dir())).get_heads())
+    with engine.connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    return current, heads
+
+
 def upgrade_database(migration_url: str, *, app_url: str | None = None, revision: str = "head") -> None:
     """Run the Alembic migrations up to ``revision`` (the only way the schema changes, DESIGN.md section 6).
 

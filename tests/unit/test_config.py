@@ -22,6 +22,7 @@ def prod_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         "JWT_SECRET_KEY": STRONG,
         "CREDENTIAL_ENCRYPTION_KEYS": generate_key(),
         "CORS_ORIGINS": "https://mail.example.com",
+        "CELERY_BROKER_URL": "redis://redis:6379/0",
     }
     env.update(overrides)
     return env

@@ -8,43 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from apiflask import APIBlueprint, APIFlask
-from sqlalchemy import text
-
-from email_service import __version__
+from apiflask import APIFlask
 
 from . import accounts, dev, mailbox, sync
-from .context import service_context
-from .schemas import HealthOut
+from .ops import ops_blueprint
 
 CANONICAL_PREFIX = "/api/v1"
 ALIAS_PREFIX = "/api"
 #: Operations that need no credentials (everything else answers 401 without them).
-OPEN_PATHS = frozenset({"/health", f"{CANONICAL_PREFIX}/test/generate-token"})
-
-
-def _health_blueprint() -> APIBlueprint:
-    bp = APIBlueprint("health", __name__, tag="Health")
-
-    @bp.get("/health")
-    @bp.output(HealthOut)
-    @bp.doc(summary="Liveness and database check (seed 000)", responses=[503])
-    def health() -> Any:
-        body = {"status": "healthy", "service": "email_service", "version": __version__, "database": "ok"}
-        try:
-            with service_context().db.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-        except Exception:
-            body.update(status="unhealthy", database="unavailable")
-            return body, 503
-        return body
-
-    return bp
+OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", f"{CANONICAL_PREFIX}/test/generate-token"})
 
 
 def register_api(app: APIFlask, *, enable_dev_endpoints: bool) -> None:
-    """Register the blueprints on ``app`` under both prefixes, the health check and the spec filter."""
-    app.register_blueprint(_health_blueprint())
+    """Register the blueprints on ``app`` under both prefixes, the operations endpoints and the spec filter."""
+    app.register_blueprint(ops_blueprint())
     blueprints = [accounts.bp, sync.bp, mailbox.bp]
     if enable_dev_endpoints:
         blueprints.append(dev.bp)

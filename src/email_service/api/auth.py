@@ -1,4 +1,4 @@
-"""Authentication middleware (seed 001): bearer JWT or trusted headers, tenant context, roles, request log.
+"""Authentication middleware (seed 001): bearer JWT or trusted headers, tenant context, roles.
 
 * ``Authorization: Bearer <JWT>`` (HS256; ``exp`` required; ``tenant_id``, ``user_id``, ``role`` claims).
 * ``X-Tenant-ID`` + ``X-User-ID`` only when ``AUTH_TRUST_HEADERS`` is on; the role is then always ``user``
@@ -10,12 +10,10 @@ The principal is resolved once per request and kept on ``flask.g``.
 from __future__ import annotations
 
 import functools
-import logging
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, Response, g, request
+from flask import g, request
 
 from email_service.errors import EmailServiceError, Forbidden, Unauthorized
 from email_service.security.tokens import Principal, decode_jwt_token, parse_uuid
@@ -23,14 +21,12 @@ from email_service.services.access import verify_resource_access
 
 from .context import service_context
 
-log = logging.getLogger("email_service.request")
 F = TypeVar("F", bound=Callable[..., Any])
 MISSING_AUTH = "Bearer token or X-Tenant-ID and X-User-ID headers required"
 
 __all__ = [
     "current_principal",
     "extract_bearer_token",
-    "install_request_logging",
     "try_principal",
     "verify_resource_access",
     "verify_role",
@@ -111,35 +107,6 @@ def verify_role(*roles: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorator
-
-
-def install_request_logging(app: Flask) -> None:
-    """Log one line per request: method, path, status, duration, user, tenant, role, ip, user agent.
-
-    Never logs headers, bodies or query strings (they may hold secrets).
-    """
-
-    @app.before_request
-    def _start_timer() -> None:
-        g.request_started = time.perf_counter()
-
-    @app.after_request
-    def _log(response: Response) -> Response:
-        principal: Principal | None = g.get("principal")
-        started = g.get("request_started", time.perf_counter())
-        log.info(
-            "Request: method=%s endpoint=%s status=%s duration_ms=%.1f user_id=%s tenant_id=%s role=%s ip=%s ua=%r",
-            request.method,
-            request.path,
-            response.status_code,
-            (time.perf_counter() - started) * 1000,
-            principal.user_id if principal else "-",
-            principal.tenant_id if principal else "-",
-            principal.role if principal else "-",
-            request.remote_addr,
-            (request.user_agent.string or "")[:200],
-        )
-        return response
 
 
 def require_authentication() -> None:

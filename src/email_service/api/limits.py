@@ -11,10 +11,12 @@ from flask import Flask, request
 from flask_limiter import Limiter, RateLimitExceeded
 
 from email_service.config import Settings
+from email_service.observability import metrics
 
 from .auth import try_principal
+from .telemetry import route_template
 
-EXEMPT_PATHS = ("/health", "/api/v1/openapi.json", "/api/v1/docs")
+EXEMPT_PATHS = ("/health", "/ready", "/metrics", "/api/v1/openapi.json", "/api/v1/docs")
 
 
 def rate_limit_key() -> str:
@@ -49,6 +51,7 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
 
     @app.errorhandler(RateLimitExceeded)
     def _too_many(error: RateLimitExceeded) -> Any:
+        metrics.RATE_LIMITED.labels(route=route_template()).inc()
         body = {
             "error": "Rate limit exceeded",
             "message": f"Too many requests ({error.description}). Please try again later.",

@@ -206,6 +206,16 @@ class HealthOut(Schema):
     database = String()
 
 
+class ReadyOut(Schema):
+    """``GET /ready``: ``checks`` maps each part (database, migrations, redis, broker) to ``ok`` or a reason;
+    a 503 adds ``error`` and ``message`` naming the failing parts."""
+
+    status = String(required=True)
+    checks = Dict(keys=String(), values=String(), required=True)
+    error = String()
+    message = String()
+
+
 class TokenIn(Schema):
     """``POST /test/generate-token`` body (seed 001; development only)."""
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import jwt
 
+from email_service.config import Settings
 from email_service.errors import InvalidInput, Unauthorized
 
 ROLES = ("user", "admin")
@@ -26,6 +27,17 @@ class TokenConfig:
 
     def __repr__(self) -> str:
         return f"TokenConfig(algorithm={self.algorithm!r}, expiration_hours={self.expiration_hours})"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TokenConfig:
+        """The signing settings of ``settings`` (``JWT_*``)."""
+        return cls(
+            secret=settings.jwt_secret_key,
+            algorithm=settings.jwt_algorithm,
+            expiration_hours=settings.jwt_expiration_hours,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
 
 
 @dataclass(frozen=True)

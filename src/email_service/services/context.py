@@ -32,12 +32,6 @@ def build_context(settings: Settings, *, jobs: JobQueue | None = None) -> Servic
         db=Database(settings.database_url),
         cipher=CredentialCipher(settings.credential_keys),
         blobs=FilesystemBlobStore(settings.blob_storage_path),
-        tokens=TokenConfig(
-            secret=settings.jwt_secret_key,
-            algorithm=settings.jwt_algorithm,
-            expiration_hours=settings.jwt_expiration_hours,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-        ),
+        tokens=TokenConfig.from_settings(settings),
         jobs=jobs or RecordingJobQueue(),
     )

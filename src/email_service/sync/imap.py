@@ -19,6 +19,7 @@ advanced once the folder is complete).  INBOX goes first; newest messages first 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,10 +29,12 @@ from sqlalchemy import delete, func, select, update
 
 from email_service.errors import EmailServiceError
 from email_service.models import EmailAccount, EmailFolder, EmailMessage, SyncRun, now_ms
+from email_service.observability import metrics
 from email_service.protocols.imap import ImapSession, MailboxInfo, MailboxStatus
 from email_service.services.accounts import account_password
 from email_service.services.connection_test import imap_endpoint
 from email_service.services.context import ServiceContext
+from email_service.services.jobs import RetryJob
 from email_service.sync.locks import account_sync_lock
 from email_service.sync.store import flag_columns, insert_rows, message_rows
 
@@ -271,10 +274,9 @@ class ImapMirror:
             )
 
 
-def _run_is_active(ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID) -> bool:
+def _run_state(ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID) -> str | None:
     with ctx.db.tenant_session(tenant_id) as session:
-        state = session.execute(select(SyncRun.state).where(SyncRun.id == run_id)).scalar_one_or_none()
-    return state in ("queued", "running")
+        return session.execute(select(SyncRun.state).where(SyncRun.id == run_id)).scalar_one_or_none()
 
 
 def _set_run(ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID, **values: object) -> None:
@@ -290,47 +292,76 @@ def _set_account(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUI
 def sync_account(ctx: ServiceContext, *, tenant_id: uuid.UUID, account_id: uuid.UUID, run_id: uuid.UUID) -> str:
     """Run one sync of an IMAP account and record its outcome on the :class:`SyncRun` row.
 
-    Returns the final run state: ``succeeded``, ``failed``, or ``skipped`` when another worker holds the account's
-    lock (it is working this run: the run row is left to it) or the run has already ended (a job delivered twice).
-    A run found ``running`` while we hold the lock was interrupted (its worker died): it is worked again, which is
-    safe because every step of the mirror is idempotent.  Never raises for mail-server trouble: the error kind and
-    the server's message go to the run row.
+    Returns the final run state: ``succeeded``, ``failed``, or ``skipped`` when the run has ended already (a job
+    delivered twice) or is ``running`` under another worker's lock (that worker is working it).  A run found
+    ``running`` while we hold the lock was interrupted (its worker died): it is worked again, which is safe
+    because every step of the mirror is idempotent.  Never raises for mail-server trouble, a deleted or disabled
+    account or a destroyed credential: the error kind and message go to the run row and the job ends.
+
+    Raises:
+        RetryJob: the run is still ``queued`` but another sync of the account holds the lock (it is finishing an
+            earlier run): the runner tries again shortly.
     """
     with account_sync_lock(ctx.db, account_id) as taken:
-        if not taken or not _run_is_active(ctx, tenant_id, run_id):
-            return "skipped"
-        started = now_ms()
-        _set_run(ctx, tenant_id, run_id, state="running", started_at=started)
+        state = _run_state(ctx, tenant_id, run_id)
+        if state not in ("queued", "running"):
+            return _skipped()
+        if not taken:
+            if state == "queued":
+                raise RetryJob("Another sync of the account holds its lock", delay_seconds=5.0)
+            return _skipped()
+        started = time.monotonic()
+        _set_run(ctx, tenant_id, run_id, state="running", started_at=now_ms())
         _set_account(ctx, tenant_id, account_id, is_syncing=True)
-        mirror: ImapMirror | None = None
-        try:
-            with ctx.db.tenant_session(tenant_id) as session:
-                account = session.get(EmailAccount, account_id)
-                if account is None or account.deleted_at is not None or not account.is_enabled:
-                    raise EmailServiceError("Account is deleted or disabled")
-                endpoint = imap_endpoint(ctx, account, account_password(ctx, session, account))
-            with ImapSession(endpoint) as imap:
-                mirror = ImapMirror(ctx, tenant_id, account_id, imap)
-                mirror.run()
-        except EmailServiceError as exc:
-            log.warning("sync of account %s failed: %s: %s", account_id, type(exc).__name__, exc.message)
-            counts = mirror.counts if mirror else SyncCounts()
-            _finish(ctx, tenant_id, account_id, run_id, counts, error=(type(exc).__name__, exc.message))
-            return "failed"
-        except Exception:
-            log.exception("sync of account %s failed unexpectedly", account_id)
-            counts = mirror.counts if mirror else SyncCounts()
-            _finish(
-                ctx,
-                tenant_id,
-                account_id,
-                run_id,
-                counts,
-                error=("InternalError", "Internal error during sync"),
-            )
-            return "failed"
-        _finish(ctx, tenant_id, account_id, run_id, mirror.counts, error=None)
-        return "succeeded"
+        counts, error = _mirror(ctx, tenant_id, account_id)
+        _finish(ctx, tenant_id, account_id, run_id, counts, error=error)
+        _record_metrics(counts, error, time.monotonic() - started)
+        return "failed" if error else "succeeded"
+
+
+def _mirror(
+    ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID
+) -> tuple[SyncCounts, tuple[str, str] | None]:
+    """Mirror the account; ``(counts, None)`` on success, ``(counts so far, (error kind, message))`` on failure."""
+    mirror: ImapMirror | None = None
+    try:
+        with ctx.db.tenant_session(tenant_id) as session:
+            account = session.get(EmailAccount, account_id)
+            if account is None or account.deleted_at is not None:
+                return SyncCounts(), ("AccountDeleted", "The account was deleted")
+            if not account.is_enabled:
+                return SyncCounts(), ("AccountDisabled", "The account is disabled")
+            if account.credential_id is None:
+                return SyncCounts(), ("CredentialMissing", "The account has no stored password")
+            endpoint = imap_endpoint(ctx, account, account_password(ctx, session, account))
+        with ImapSession(endpoint) as imap:
+            mirror = ImapMirror(ctx, tenant_id, account_id, imap)
+            mirror.run()
+    except EmailServiceError as exc:
+        log.warning("sync of account %s failed: %s: %s", account_id, type(exc).__name__, exc.message)
+        return (mirror.counts if mirror else SyncCounts()), (type(exc).__name__, exc.message)
+    except Exception:
+        log.exception("sync of account %s failed unexpectedly", account_id)
+        return (mirror.counts if mirror else SyncCounts()), ("InternalError", "Internal error during sync")
+    assert mirror is not None
+    return mirror.counts, None
+
+
+def _skipped() -> str:
+    metrics.SYNC_RUNS.labels(outcome="skipped").inc()
+    return "skipped"
+
+
+def _record_metrics(counts: SyncCounts, error: tuple[str, str] | None, seconds: float) -> None:
+    metrics.SYNC_RUNS.labels(outcome="failed" if error else "succeeded").inc()
+    metrics.SYNC_DURATION.observe(seconds)
+    for change, value in (
+        ("added", counts.messages_added),
+        ("updated", counts.messages_updated),
+        ("removed", counts.messages_removed),
+    ):
+        if value:
+            metrics.SYNC_MESSAGES.labels(change=change).inc(value)
 
 
 def _finish(

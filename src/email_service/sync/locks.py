@@ -1,22 +1,26 @@
 """One sync per account at a time (DESIGN.md section 7).
 
 PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock``) held on a dedicated connection for the whole
-run, so it covers every worker process and host.  SQLite (embedded default, one process): an in-process lock.
+run, so it covers every worker process and host.  SQLite (one host): an exclusive ``flock`` on the account's lock
+file next to the database (``<database>.locks/<account id>.lock``), which covers every thread and every process of
+the host (the embedded default's job threads, a Celery worker's pool processes, the ``sync`` command).  Both are
+released by the operating system when the holder dies, so a killed worker never leaves an account locked.
 """
 
 from __future__ import annotations
 
-import threading
+import fcntl
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy import text
 
 from email_service.db import Database
+from email_service.fs import create_private_file, private_dir
 
-_local_locks: set[uuid.UUID] = set()
-_local_guard = threading.Lock()
 _LOCK_NAMESPACE = 0x454D  # "EM": keeps our advisory keys apart from other users of the database
 
 
@@ -39,13 +43,30 @@ def account_sync_lock(db: Database, account_id: uuid.UUID) -> Iterator[bool]:
                     connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                     connection.commit()
         return
-    with _local_guard:
-        taken = account_id not in _local_locks
-        if taken:
-            _local_locks.add(account_id)
+    path = _lock_file(db, account_id)
     try:
-        yield taken
+        descriptor = create_private_file(path, exclusive=True)
+    except FileExistsError:
+        descriptor = os.open(path, os.O_RDWR)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            taken = True
+        except BlockingIOError:
+            taken = False
+        yield taken  # closing the descriptor releases the lock
     finally:
-        if taken:
-            with _local_guard:
-                _local_locks.discard(account_id)
+        os.close(descriptor)
+
+
+def account_lock_is_free(db: Database, account_id: uuid.UUID) -> bool:
+    """True when no sync holds the account's lock now (probed by taking and releasing it at once)."""
+    with account_sync_lock(db, account_id) as taken:
+        return taken
+
+
+def _lock_file(db: Database, account_id: uuid.UUID) -> Path:
+    database = db.engine.url.database
+    if not database or database == ":memory:":
+        raise RuntimeError("account locks need a PostgreSQL database or an SQLite database file")
+    return private_dir(Path(f"{database}.locks")) / f"{account_id}.lock"

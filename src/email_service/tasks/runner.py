@@ -1,29 +1,28 @@
 """In-process job runner and periodic scheduler of the embedded default (DESIGN.md section 4).
 
-Jobs declared in :mod:`email_service.tasks.registry` run on a small thread pool; delayed jobs and retries wait in
-a timer heap; a scheduler thread wakes every ``SCHEDULER_TICK_SECONDS`` and queues a sync for each account whose
-``syncInterval`` has elapsed.  Production runs the same jobs on Celery workers instead.  Jobs queued here live in
-memory: a job lost to a stop is recovered at the next start (interrupted sync runs are closed and syncs are
-scheduled again).
+Jobs declared in :mod:`email_service.tasks.registry` run on a small thread pool, one attempt at a time through
+:func:`email_service.tasks.execution.attempt_job` (as on Celery); delayed jobs and retries wait in a timer heap; a
+scheduler thread runs the periodic work of :mod:`email_service.tasks.periodic` every ``SCHEDULER_TICK_SECONDS``.
+Production runs the same jobs on Celery workers instead.  Jobs queued here live in memory: a job lost to a stop is
+recovered at the next start (interrupted sync runs are closed and syncs are scheduled again).
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-import logging
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-from email_service.services import sync_runs
+from email_service.observability import metrics
 from email_service.services.context import ServiceContext
 from email_service.services.jobs import JobName, JsonScalar
+from email_service.tasks.execution import attempt_job
+from email_service.tasks.periodic import Scheduler, queue_due_syncs
 from email_service.tasks.registry import job_spec
-
-log = logging.getLogger("email_service.jobs")
 
 
 class InProcessJobRunner:
@@ -48,6 +47,7 @@ class InProcessJobRunner:
         """Run job ``name`` on a worker thread, after ``delay_seconds``.  Raises ``KeyError`` for an unknown kind."""
         job_spec(name)
         self._submit(name, dict(payload), attempt=0, delay_seconds=delay_seconds)
+        metrics.JOBS_QUEUED.labels(kind=name).inc()
 
     def _submit(self, name: str, payload: dict[str, JsonScalar], *, attempt: int, delay_seconds: float) -> None:
         if self._stop.is_set():
@@ -73,45 +73,29 @@ class InProcessJobRunner:
     def _run(self, name: str, payload: dict[str, JsonScalar], attempt: int) -> None:
         if self._ctx is None:
             raise RuntimeError("InProcessJobRunner.bind() was not called")
-        spec = job_spec(name)
-        try:
-            spec.handler(self._ctx, payload)
-        except spec.transient as exc:
-            if attempt >= spec.max_retries:
-                log.error("job %s gave up after %d attempts: %s", name, attempt + 1, type(exc).__name__)
-                return
-            delay = spec.retry_delay(attempt + 1, exc)
-            log.warning("job %s failed (%s); retry %d in %.1f s", name, type(exc).__name__, attempt + 1, delay)
-            self._submit(name, payload, attempt=attempt + 1, delay_seconds=delay)
-        except Exception:
-            log.exception("job %s failed", name)
+        result = attempt_job(self._ctx, name, payload, attempt=attempt)
+        if result.outcome == "retry":
+            self._submit(name, payload, attempt=attempt + 1, delay_seconds=result.retry_delay or 0.0)
 
     def schedule_due(self, tenant_ids: Iterable[uuid.UUID] | None = None) -> int:
-        """Queue a sync for every due account now (of ``tenant_ids`` only, when given).
-
-        Returns how many runs were newly queued (an account with a queued or running sync is not queued again).
-        """
+        """Queue a sync for every due account now (:func:`email_service.tasks.periodic.queue_due_syncs`)."""
         if self._ctx is None:
             return 0
-        queued = 0
-        for tenant_id, account_id in sync_runs.due_accounts(self._ctx, tenant_ids=tenant_ids):
-            _run, created = sync_runs.enqueue_sync(
-                self._ctx, tenant_id=tenant_id, account_id=account_id, trigger="scheduler", principal=None
-            )
-            queued += int(created)
-        return queued
+        return queue_due_syncs(self._ctx, tenant_ids)
 
-    def start_scheduler(self, tick_seconds: float) -> None:
-        """Start the periodic scheduler thread (daemon)."""
-
-        def loop() -> None:
-            while not self._stop.wait(tick_seconds):
-                try:
-                    self.schedule_due()
-                except Exception:
-                    log.exception("scheduler tick failed")
-
-        self._scheduler = threading.Thread(target=loop, name="email-sync-scheduler", daemon=True)
+    def start_scheduler(self) -> None:
+        """Start the periodic scheduler thread (daemon): :data:`email_service.tasks.periodic.PERIODIC` every
+        ``SCHEDULER_TICK_SECONDS``, the first tick one interval after the start."""
+        if self._ctx is None:
+            raise RuntimeError("InProcessJobRunner.bind() was not called")
+        scheduler = Scheduler(self._ctx)
+        self._scheduler = threading.Thread(
+            target=scheduler.run_forever,
+            args=(self._stop,),
+            kwargs={"first_tick_now": False},
+            name="email-sync-scheduler",
+            daemon=True,
+        )
         self._scheduler.start()
 
     def shutdown(self, wait: bool = True) -> None:

@@ -28,6 +28,7 @@ PRODUCTION = {
     "JWT_SECRET_KEY": "p" * 48,
     "CORS_ORIGINS": "https://mail.example.com",
     "AUTH_TRUST_HEADERS": "false",
+    "CELERY_BROKER_URL": "redis://127.0.0.1:6379/13",  # production runs jobs on Celery (this app shares the runner)
 }
 
 

@@ -22,6 +22,8 @@ pytestmark = pytest.mark.integration
 
 CANONICAL_PATHS = {
     "/health",
+    "/ready",
+    "/metrics",
     "/api/v1/accounts",
     "/api/v1/accounts/{account_id}",
     "/api/v1/accounts/{account_id}/sync",
@@ -34,6 +36,8 @@ CANONICAL_PATHS = {
     "/api/v1/test/generate-token",
 }
 METHODS = {"get", "put", "post", "delete", "patch"}
+#: Operations endpoints: no rate limit, no bearer token of a tenant user, no input.
+OPS_PATHS = ("/health", "/ready", "/metrics")
 
 
 @pytest.fixture
@@ -72,15 +76,17 @@ def test_every_operation_documents_its_bodies(spec: dict[str, Any]) -> None:
             content = responses[success]["content"]
             if path.endswith("/raw"):
                 assert set(content) == {"message/rfc822"}
+            elif path == "/metrics":
+                assert set(content) == {"text/plain"}
             else:
                 assert _json_schema(spec, responses[success]).get("properties"), f"{method} {path}"
             for code, response in responses.items():
                 if code.startswith(("4", "5")):
                     error = _json_schema(spec, response)
                     assert set(error["required"]) == {"error", "message"}, f"{method} {path} {code}"
-            if path != "/health":
+            if path not in OPS_PATHS:
                 assert "429" in responses, f"{method} {path} documents the rate limit"
-            if path in ("/health", "/api/v1/test/generate-token"):
+            if path in (*OPS_PATHS, "/api/v1/test/generate-token"):
                 assert not operation.get("security"), f"{method} {path} needs no credentials"
             else:
                 assert operation["security"] == [{"BearerAuth": []}], f"{method} {path}"
@@ -145,6 +151,8 @@ def fuzz_target(app_with: Callable[..., APIFlask], ctx: ServiceContext, caller: 
 
 OPERATIONS = [
     ("GET", "/health"),
+    ("GET", "/ready"),
+    ("GET", "/metrics"),
     ("GET", "/api/v1/accounts"),
     ("POST", "/api/v1/accounts"),
     ("GET", "/api/v1/accounts/{account_id}"),
@@ -188,7 +196,7 @@ FUZZ_CASES = [
     pytest.param(method, path, mode, id=f"{method} {path} {mode.value}")
     for method, path in OPERATIONS
     for mode in GenerationMode
-    if not (path == "/health" and mode is GenerationMode.NEGATIVE)  # no input to make invalid
+    if not (path in OPS_PATHS and mode is GenerationMode.NEGATIVE)  # no input to make invalid
 ]
 
 

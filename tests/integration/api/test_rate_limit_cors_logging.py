@@ -3,6 +3,7 @@ down), CORS for the configured frontend origin, and one request log line with th
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator
@@ -149,12 +150,22 @@ def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
-def _request_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "email_service.request"]
+def _request_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    """The fields of each request line (``extra`` fields of the ``email_service.request`` records)."""
+    fields = ("request_id", "method", "route", "path", "status", "duration_ms", "tenant_id", "user_id", "role")
+    return [{name: getattr(r, name) for name in fields} for r in caplog.records if r.name == "email_service.request"]
 
 
 def _everything_logged(caplog: pytest.LogCaptureFixture) -> str:
-    return "\n".join(f"{r.getMessage()} {r.exc_text or ''} {r.args!r}" for r in caplog.records)
+    """Every record as the production formatter renders it (JSON, every field) plus its raw message and args."""
+    formatter = _json_formatter()
+    return "\n".join(f"{formatter.format(r)} {r.getMessage()} {r.exc_text or ''} {r.args!r}" for r in caplog.records)
+
+
+def _json_formatter() -> logging.Formatter:
+    from email_service.observability.logs import _formatter
+
+    return _formatter(json_lines=True)
 
 
 def test_each_request_is_logged_with_the_caller(
@@ -165,24 +176,55 @@ def test_each_request_is_logged_with_the_caller(
     client.get("/api/v1/admin/accounts", headers=admin.headers)
     client.get("/api/v1/accounts")
     created, admin_list, anonymous = _request_lines(logs)[-3:]
-    for part in (
-        "method=POST",
-        "endpoint=/api/v1/accounts ",
-        "status=201",
-        f"user_id={caller.user_id}",
-        f"tenant_id={caller.tenant_id}",
-        "role=user",
-    ):
-        assert part in created
-    for part in (
-        "method=GET",
-        "endpoint=/api/v1/admin/accounts",
-        "status=200",
-        "role=admin",
-        f"user_id={admin.user_id}",
-    ):
-        assert part in admin_list
-    assert "status=401" in anonymous and "user_id=-" in anonymous
+    assert created | {"request_id": None, "duration_ms": None} == {
+        "request_id": None,
+        "method": "POST",
+        "route": "/api/v1/accounts",
+        "path": "/api/v1/accounts",
+        "status": 201,
+        "duration_ms": None,
+        "tenant_id": str(caller.tenant_id),
+        "user_id": str(caller.user_id),
+        "role": "user",
+    }
+    assert created["duration_ms"] >= 0 and len(created["request_id"]) == 32
+    assert (admin_list["method"], admin_list["route"], admin_list["status"]) == ("GET", "/api/v1/admin/accounts", 200)
+    assert (admin_list["role"], admin_list["user_id"]) == ("admin", str(admin.user_id))
+    assert (anonymous["status"], anonymous["user_id"], anonymous["tenant_id"]) == (401, None, None)
+
+
+def test_the_route_template_is_logged_not_the_ids_and_the_request_id_is_echoed(
+    client: FlaskClient, caller: Caller, logs: pytest.LogCaptureFixture
+) -> None:
+    account_id = create_account(client, caller)["id"]
+    sane = client.get(f"/api/v1/accounts/{account_id}", headers={**caller.headers, "X-Request-ID": "frontend-42.a"})
+    insane = client.get("/api/v1/accounts", headers={**caller.headers, "X-Request-ID": "bad id; <script>"})
+    missing = client.get("/api/v1/nowhere", headers=caller.headers)
+    assert sane.headers["X-Request-ID"] == "frontend-42.a"
+    assert insane.headers["X-Request-ID"] != "bad id; <script>" and len(insane.headers["X-Request-ID"]) == 32
+    assert missing.status_code == 404 and len(missing.headers["X-Request-ID"]) == 32
+    lines = _request_lines(logs)[-3:]
+    assert [line["request_id"] for line in lines] == [r.headers["X-Request-ID"] for r in (sane, insane, missing)]
+    assert [line["route"] for line in lines] == [
+        "/api/v1/accounts/<uuid:account_id>",
+        "/api/v1/accounts",
+        "<unmatched>",
+    ]
+    assert lines[0]["path"] == f"/api/v1/accounts/{account_id}"
+
+
+def test_the_production_log_line_is_one_json_object(
+    client: FlaskClient, caller: Caller, logs: pytest.LogCaptureFixture
+) -> None:
+    client.get("/api/v1/accounts", headers={**caller.headers, "X-Request-ID": "trace-1"})
+    record = next(r for r in reversed(logs.records) if r.name == "email_service.request")
+    line = _json_formatter().format(record)
+    assert "\n" not in line
+    parsed = json.loads(line)
+    assert parsed["event"] == "request" and parsed["level"] == "info" and parsed["request_id"] == "trace-1"
+    assert (
+        parsed["route"] == "/api/v1/accounts" and parsed["status"] == 200 and parsed["user_id"] == str(caller.user_id)
+    )
 
 
 def test_no_secret_is_ever_logged(client: FlaskClient, caller: Caller, logs: pytest.LogCaptureFixture) -> None:

@@ -1,0 +1,94 @@
+"""HTTP serving for ``email-service serve`` (issue 7): gunicorn in production, waitress in the embedded default.
+
+Both serve a socket the command has already bound (:func:`listen`), so a taken port is one clear line, whatever
+the server.  gunicorn: ``WEB_CONCURRENCY`` worker processes (default 2) of ``WEB_THREADS`` threads each (gthread),
+the app built in each worker after the fork (its own database pool and job queue), Prometheus multiprocess files
+of a dead worker dropped (``child_exit``), its error log through the process's structured logging and no access
+log of its own (the app logs one line per request).  waitress: one process of ``--threads`` threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from email_service.config import Settings
+from email_service.observability import metrics
+
+log = logging.getLogger("email_service")
+WsgiApp = Callable[..., Any]
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (IPv4 or IPv6 by the host's form).  Raises :class:`OSError`."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve_waitress(app: WsgiApp, sock: socket.socket, *, threads: int) -> None:
+    """Serve ``app`` on ``sock`` in this process until interrupted (embedded default)."""
+    from waitress.server import create_server
+
+    server = create_server(app, sockets=[sock], threads=threads, ident="email_service")
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+
+
+def serve_gunicorn(settings: Settings, load_app: Callable[[], WsgiApp], sock: socket.socket, *, threads: int) -> int:
+    """Serve the app of ``load_app()`` (called in each worker) on ``sock`` with gunicorn until stopped.
+
+    Returns gunicorn's exit status.
+    """
+    from gunicorn.app.base import BaseApplication
+    from gunicorn.glogging import Logger
+
+    class _StructuredLogger(Logger):  # type: ignore[misc]
+        """gunicorn's error log through the root handler (structlog); no access log (the app logs requests)."""
+
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            for handler in list(self.error_log.handlers):
+                self.error_log.removeHandler(handler)
+            self.error_log.propagate = True
+
+    options: dict[str, Any] = {
+        "bind": [f"fd://{sock.fileno()}"],
+        "workers": settings.web_concurrency,
+        "threads": threads,
+        "worker_class": "gthread",
+        "accesslog": None,
+        "logger_class": _StructuredLogger,
+        "child_exit": lambda _server, worker: metrics.mark_process_dead(worker.pid),
+        "proc_name": "email-service",
+        "timeout": 120,
+        "graceful_timeout": 30,
+    }
+
+    class _Gunicorn(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for name, value in options.items():
+                self.cfg.set(name, value)
+
+        def load(self) -> WsgiApp:
+            return load_app()
+
+    try:
+        _Gunicorn().run()
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0

@@ -1,0 +1,87 @@
+"""Recovery of sync runs whose job was lost (issue 7): a run is never left active for ever.
+
+One active run per account is enforced by the database (migration 0002), so a run stuck ``queued`` (its message
+was lost: a broker flushed, an in-process queue stopped) or ``running`` (its worker died and the broker has not
+redelivered yet) would block every later sync of that account.  The scheduler calls :func:`requeue_stalled_runs`
+periodically; it hands such runs to the job queue again, which is safe because :func:`sync_account` is idempotent
+(a run that has ended meanwhile is skipped; a run another worker is working is left to it).
+
+Bounds (settings, seconds):
+
+* ``SYNC_REQUEUE_AFTER_SECONDS`` (900): a run ``queued`` that long is queued again.  Long enough that a backlog
+  of due accounts waiting for a free worker is not queued twice every tick (1,000 accounts at the measured
+  rate of ``bench/scale_accounts.py`` drain in a few minutes); short enough that a lost message costs one
+  missed interval at the default ``syncInterval`` of 300 s, not hours.
+* ``SYNC_STALLED_AFTER_SECONDS`` (120): a run ``running`` whose account lock is free and whose row has not
+  changed for that long is queued again.  The lock is the real evidence (a live worker holds it for the whole
+  run, and it is released by the operating system when the worker dies); the bound only keeps the probe off
+  runs that are just starting or just finishing, and away from clock skew between hosts.
+
+Every run queued again has its ``updated_at`` moved to now, so it waits a full bound before the next attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import select, update
+
+from email_service.models import SyncRun, Tenant, now_ms
+from email_service.services.context import ServiceContext
+from email_service.services.sync_runs import sync_job_payload
+from email_service.sync.locks import account_lock_is_free
+
+log = logging.getLogger("email_service.sync")
+
+
+def requeue_stalled_runs(
+    ctx: ServiceContext,
+    *,
+    queued_after_seconds: float,
+    running_after_seconds: float,
+    now: int | None = None,
+    tenant_ids: Iterable[uuid.UUID] | None = None,
+) -> int:
+    """Queue again every run stuck ``queued`` or ``running`` (see the module docstring).  Returns how many.
+
+    Args:
+        queued_after_seconds / running_after_seconds: the bounds on the run's ``updated_at`` age.
+        now: epoch ms (default: the clock).
+        tenant_ids: only these tenants (default: every tenant of the registry).
+    """
+    current = now if now is not None else now_ms()
+    if tenant_ids is None:
+        with ctx.db.system_session() as session:
+            tenant_ids = list(session.execute(select(Tenant.tenant_id)).scalars())
+    requeued = 0
+    for tenant_id in tenant_ids:
+        for run_id, account_id in _stalled(ctx, tenant_id, current, queued_after_seconds, running_after_seconds):
+            with ctx.db.tenant_session(tenant_id) as session:
+                session.execute(update(SyncRun).where(SyncRun.id == run_id).values(updated_at=now_ms()))
+            ctx.jobs.enqueue("sync_account", sync_job_payload(tenant_id, account_id, run_id))
+            log.warning("sync run queued again", extra={"run_id": str(run_id), "account_id": str(account_id)})
+            requeued += 1
+    return requeued
+
+
+def _stalled(
+    ctx: ServiceContext, tenant_id: uuid.UUID, now: int, queued_after: float, running_after: float
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    queued_before, running_before = now - int(queued_after * 1000), now - int(running_after * 1000)
+    with ctx.db.tenant_session(tenant_id) as session:
+        rows = session.execute(
+            select(SyncRun.id, SyncRun.account_id, SyncRun.state, SyncRun.updated_at).where(
+                SyncRun.tenant_id == tenant_id,
+                SyncRun.state.in_(("queued", "running")),
+                SyncRun.updated_at < max(queued_before, running_before),
+            )
+        ).all()
+    stalled = []
+    for run_id, account_id, state, updated_at in rows:
+        stuck_queued = state == "queued" and updated_at < queued_before
+        dead_running = state == "running" and updated_at < running_before
+        if stuck_queued or (dead_running and account_lock_is_free(ctx.db, account_id)):
+            stalled.append((run_id, account_id))
+    return stalled

@@ -1,0 +1,43 @@
+"""The job runtime of one serving process, chosen by the settings (DESIGN.md section 4, issue 7).
+
+* Embedded default (``JOB_RUNNER=inprocess``): an :class:`InProcessJobRunner` bound to the context, with the
+  periodic scheduler thread when ``SCHEDULER_ENABLED``.
+* Production (``JOB_RUNNER=celery``, the production default): a :class:`CeleryJobQueue`; the workers run the jobs
+  (``email-service worker``) and ``email-service beat`` runs the periodic work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from email_service.config import Settings
+from email_service.services.context import ServiceContext, build_context
+from email_service.tasks.runner import InProcessJobRunner
+
+
+@dataclass
+class JobRuntime:
+    """The context the API serves with and the in-process runner behind it (``None`` on Celery)."""
+
+    ctx: ServiceContext
+    runner: InProcessJobRunner | None = None
+
+    def shutdown(self) -> None:
+        """Stop the in-process runner (running jobs are abandoned; their runs are recovered later)."""
+        if self.runner is not None:
+            self.runner.shutdown(wait=False)
+
+
+def start_job_runtime(settings: Settings, *, scheduler: bool = True) -> JobRuntime:
+    """Build the context and the job queue of ``settings``; start the in-process scheduler when ``scheduler`` and
+    ``SCHEDULER_ENABLED`` (embedded default only)."""
+    if settings.uses_celery:
+        from email_service.tasks.celery_app import CeleryJobQueue, celery_init_app
+
+        return JobRuntime(build_context(settings, jobs=CeleryJobQueue(celery_init_app(settings))))
+    runner = InProcessJobRunner(workers=settings.job_workers)
+    ctx = build_context(settings, jobs=runner)
+    runner.bind(ctx)
+    if scheduler and settings.scheduler_enabled:
+        runner.start_scheduler()
+    return JobRuntime(ctx, runner)
