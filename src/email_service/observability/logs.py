@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -35,7 +36,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def _drop_formatted_message(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _drop_formatted_message(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """``message`` is the text another formatter may have cached on the record: it is the ``event`` already."""
     event.pop("message", None)
     return event
