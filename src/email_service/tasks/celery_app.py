@@ -55,15 +55,16 @@ def visibility_timeout(settings: Settings) -> int:
 
 
 def time_limits(spec: JobSpec, visibility: int) -> tuple[int, int]:
-    """``(soft, hard)`` time limits of ``spec`` in seconds, both below ``visibility`` (capped at 90 % and 80 % of
-    it when the kind's own limits do not fit)."""
-    hard = min(spec.time_limit, int(visibility * 0.9))
-    soft = min(spec.soft_time_limit, int(visibility * 0.8), hard - 1)
-    if hard < spec.time_limit:
-        log.warning(
-            "job time limits capped below the visibility timeout",
-            extra={"job": spec.name, "soft_time_limit": soft, "time_limit": hard, "visibility_timeout": visibility},
-        )
+    """``(soft, hard)`` time limits of ``spec`` in seconds: the kind's own when they are below ``visibility``, else
+    capped at 80 % and 90 % of it (logged)."""
+    if spec.time_limit < visibility:
+        return spec.soft_time_limit, spec.time_limit
+    hard = int(visibility * 0.9)
+    soft = min(spec.soft_time_limit, int(visibility * 0.8))
+    log.warning(
+        "job time limits capped below the visibility timeout",
+        extra={"job": spec.name, "soft_time_limit": soft, "time_limit": hard, "visibility_timeout": visibility},
+    )
     return soft, hard
 
 
@@ -169,4 +170,5 @@ def _register(app: Celery, spec: JobSpec, visibility: int, context: _WorkerConte
         time_limit=hard,
         max_retries=None,  # attempt_job enforces the kind's budget
         ignore_result=True,
+        shared=False,  # this app's shell only: another app of the process (tests, beat) gets its own
     )
