@@ -18,6 +18,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ if os.environ.get("CI"):
 JWT_SECRET = "test-secret-" + "x" * 40
 
 
+@contextmanager
 def _postgres_database(admin_url: str) -> Iterator[tuple[str, str]]:
     """Create a private database and the app role; yield ``(owner url, app url)``; drop the database after."""
     base = make_url(admin_url).set(drivername="postgresql+psycopg")
@@ -79,22 +81,30 @@ def data_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def database_urls(data_dir: Path) -> Iterator[tuple[str, str]]:
-    """``(migration url, app url)`` of the session's migrated database."""
+@contextmanager
+def migrated_database(data_dir: Path, name: str) -> Iterator[tuple[str, str]]:
+    """A new database at the head revision, dropped after: PostgreSQL when ``TEST_DATABASE_URL`` is set (owner and
+    non-owner app role), else the SQLite file ``<data_dir>/<name>.db``.  Yields ``(migration url, app url)``."""
     admin_url = os.environ.get("TEST_DATABASE_URL")
     if admin_url:
-        for owner_url, app_url in _postgres_database(admin_url):
+        with _postgres_database(admin_url) as (owner_url, app_url):
             upgrade_database(owner_url, app_url=app_url)
             yield owner_url, app_url
         return
-    url = f"sqlite:///{data_dir / 'test.db'}"
+    url = f"sqlite:///{data_dir / name}.db"
     upgrade_database(url)
     yield url, url
 
 
-def make_settings(data_dir: Path, database_urls: tuple[str, str], **overrides: str) -> Settings:
-    """Settings of the test app: explicit secrets, header auth on, in-memory rate limits."""
+@pytest.fixture(scope="session")
+def database_urls(data_dir: Path) -> Iterator[tuple[str, str]]:
+    """``(migration url, app url)`` of the session's migrated database."""
+    with migrated_database(data_dir, "test") as urls:
+        yield urls
+
+
+def settings_env(data_dir: Path, database_urls: tuple[str, str], **overrides: str) -> dict[str, str]:
+    """The environment of the test settings (also handed to service processes the tests start)."""
     env = {
         "EMAIL_SERVICE_DATA_DIR": str(data_dir),
         "DATABASE_URL": database_urls[1],
@@ -107,7 +117,12 @@ def make_settings(data_dir: Path, database_urls: tuple[str, str], **overrides: s
         "MAIL_TIMEOUT_SECONDS": "10",
     }
     env.update(overrides)
-    return Settings.from_env(env)
+    return env
+
+
+def make_settings(data_dir: Path, database_urls: tuple[str, str], **overrides: str) -> Settings:
+    """Settings of the test app: explicit secrets, header auth on, in-memory rate limits."""
+    return Settings.from_env(settings_env(data_dir, database_urls, **overrides))
 
 
 _SESSION_KEY = generate_key()

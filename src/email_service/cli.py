@@ -57,12 +57,17 @@ def _start(settings: Settings, *, multiprocess: bool = False) -> None:
 
     configure_logging(json_lines=settings.log_format == "json", level=settings.log_level)
     if multiprocess:
+        import atexit
+        import shutil
         import tempfile
         from pathlib import Path
 
-        from email_service.observability.metrics import prepare_multiprocess_dir
+        from email_service.observability.multiprocess import prepare_multiprocess_dir
 
-        folder = settings.prometheus_multiproc_dir or Path(tempfile.mkdtemp(prefix="email-service-metrics-"))
+        folder = settings.prometheus_multiproc_dir
+        if folder is None:  # a private folder for this process group, removed when it ends
+            folder = Path(tempfile.mkdtemp(prefix="email-service-metrics-"))
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
         prepare_multiprocess_dir(folder)
 
 

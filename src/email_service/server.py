@@ -77,6 +77,7 @@ def serve_gunicorn(settings: Settings, load_app: Callable[[], WsgiApp], sock: so
         "proc_name": "email-service",
         "timeout": 120,
         "graceful_timeout": 30,
+        "control_socket_disable": True,  # no gunicornc socket in the home folder (read-only in the image)
     }
 
     class _Gunicorn(BaseApplication):  # type: ignore[misc]

@@ -4,7 +4,7 @@ Every metric is declared here once.  ``prometheus_client`` picks its storage whe
 ``PROMETHEUS_MULTIPROC_DIR`` set (gunicorn workers, Celery pool processes) each process writes its samples to
 memory-mapped files in that folder and :func:`exposition` merges them; without it (the embedded default, one
 process) the samples live in memory.  The command line sets the folder before anything imports this module
-(:func:`prepare_multiprocess_dir`).
+(:func:`email_service.observability.multiprocess.prepare_multiprocess_dir`).
 
 Names and labels (units in the name, Prometheus conventions):
 
@@ -21,7 +21,6 @@ Names and labels (units in the name, Prometheus conventions):
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import (
@@ -35,9 +34,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from email_service.fs import private_dir
-
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from email_service.observability.multiprocess import MULTIPROC_ENV
 
 HTTP_REQUESTS = Counter(
     "email_service_http_requests_total", "HTTP requests by route template and status", ["method", "route", "status"]
@@ -63,21 +60,6 @@ JOBS_RUNNING = Gauge("email_service_jobs_running", "Jobs running now", ["kind"],
 JOBS_FINISHED = Counter(
     "email_service_jobs_finished_total", "Job attempts by outcome (succeeded, retried, failed)", ["kind", "outcome"]
 )
-
-
-def prepare_multiprocess_dir(path: Path) -> Path:
-    """Make ``path`` the multiprocess folder of this process and its children, emptied of a previous run's files.
-
-    Must run before :mod:`prometheus_client` is first imported (it reads ``PROMETHEUS_MULTIPROC_DIR`` at import),
-    i.e. from the command line before the app or the worker is loaded.  The folder belongs to one process group
-    (one ``serve`` or one ``worker``): removing the sample files of a previous run at start is what
-    prometheus_client asks for.  Only its ``*.db`` files are removed, never anything else.  Returns ``path``.
-    """
-    private_dir(path)
-    for stale in path.glob("*.db"):
-        stale.unlink(missing_ok=True)
-    os.environ[MULTIPROC_ENV] = str(path)
-    return path
 
 
 def mark_process_dead(pid: int) -> None:
@@ -119,6 +101,5 @@ __all__ = [
     "SYNC_RUNS",
     "exposition",
     "mark_process_dead",
-    "prepare_multiprocess_dir",
     "start_metrics_server",
 ]
