@@ -18,26 +18,21 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 from hypothesis import settings as hypothesis_settings
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from email_service.app import create_app
 from email_service.config import Settings
-from email_service.db import upgrade_database
 from email_service.security.credentials import generate_key
 from email_service.security.tokens import create_jwt_token
 from email_service.services.context import ServiceContext, build_context
 from email_service.tasks.runner import InProcessJobRunner
+from tests.support.databases import migrated_database
 from tests.support.dovecot import dovecot, mail_user  # noqa: F401  (re-exported fixtures)
-
-APP_ROLE = "email_service_app"
 
 # Row-level security is a PostgreSQL feature: its tests belong to the PostgreSQL run only (not skipped on SQLite,
 # where they have nothing to test, but not collected).
@@ -50,50 +45,11 @@ if os.environ.get("CI"):
 JWT_SECRET = "test-secret-" + "x" * 40
 
 
-@contextmanager
-def _postgres_database(admin_url: str) -> Iterator[tuple[str, str]]:
-    """Create a private database and the app role; yield ``(owner url, app url)``; drop the database after."""
-    base = make_url(admin_url).set(drivername="postgresql+psycopg")
-    name = f"email_service_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-        exists = connection.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": APP_ROLE}).first()
-        if not exists:
-            connection.execute(text(f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS"))
-    owner_url = base.set(database=name)
-    app_url = owner_url.set(username=APP_ROLE, password=None)
-    try:
-        yield (owner_url.render_as_string(hide_password=False), app_url.render_as_string(hide_password=False))
-    finally:
-        with admin.connect() as connection:
-            connection.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name}
-            )
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
-
-
 @pytest.fixture(scope="session")
 def data_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="email-service-test-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-@contextmanager
-def migrated_database(data_dir: Path, name: str) -> Iterator[tuple[str, str]]:
-    """A new database at the head revision, dropped after: PostgreSQL when ``TEST_DATABASE_URL`` is set (owner and
-    non-owner app role), else the SQLite file ``<data_dir>/<name>.db``.  Yields ``(migration url, app url)``."""
-    admin_url = os.environ.get("TEST_DATABASE_URL")
-    if admin_url:
-        with _postgres_database(admin_url) as (owner_url, app_url):
-            upgrade_database(owner_url, app_url=app_url)
-            yield owner_url, app_url
-        return
-    url = f"sqlite:///{data_dir / name}.db"
-    upgrade_database(url)
-    yield url, url
 
 
 @pytest.fixture(scope="session")

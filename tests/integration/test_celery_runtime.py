@@ -27,7 +27,8 @@ from email_service.models import EmailAccount, EmailMessage, SyncRun
 from email_service.services.context import ServiceContext
 from email_service.tasks.lease import DEFAULT_KEY, RedisLease
 from email_service.tasks.runtime import start_job_runtime
-from tests.conftest import Caller, create_imap_account, migrated_database, settings_env, wait_for_sync
+from tests.conftest import Caller, create_imap_account, settings_env, wait_for_sync
+from tests.support.databases import migrated_database
 from tests.support.dovecot import Dovecot
 from tests.support.services import ServiceProcess, free_port, sample, scrape, wait_until
 
