@@ -244,6 +244,43 @@ def _answers(port: int) -> bool:
         return False
 
 
+def _sync_phases(
+    ctx: ServiceContext, env: dict[str, str], work: Path, tenants: set[uuid.UUID], accounts: int, interval: int | None
+) -> dict[str, Any]:
+    """The backlog and steady phases on 2 workers and 1 beat, and the workers' peak RSS."""
+    report: dict[str, Any] = {}
+    workers = [
+        ServiceProcess(["worker", "--concurrency", "1"], env, work / f"worker-{i}.log").start() for i in range(2)
+    ]
+    with RssSampler([w.pid for w in workers]) as rss:
+        wait_until(lambda: all("ready." in w.output() for w in workers), 120, "the workers", interval=0.5)
+        started_ms = int(time.time() * 1000)
+        beat = ServiceProcess(["beat"], env, work / "beat.log").start()
+        wait_until(
+            lambda: _phase(ctx, tenants, started_ms, None)["syncs"] >= accounts,
+            3600,
+            "the backlog",
+            interval=2,
+        )
+        report["backlog"] = _phase(ctx, tenants, started_ms, None)
+        drain_s = report["backlog"]["syncs"] / report["backlog"]["syncs_per_minute"] * 60
+        interval = interval or max(30, int(drain_s * 1.5))
+        steady_ms = int(time.time() * 1000)
+        for tenant_id in tenants:
+            with ctx.db.tenant_session(tenant_id) as session:
+                session.execute(
+                    update(EmailAccount).where(EmailAccount.tenant_id == tenant_id).values(sync_interval=interval)
+                )
+        time.sleep(2 * interval + 5)
+        beat.stop()
+        time.sleep(5)
+        report["steady"] = {"interval_s": interval, **_phase(ctx, tenants, steady_ms, interval)}
+    report["worker_rss_peak_mib"] = [round(kib / 1024, 1) for kib in rss.peak.values()]
+    for worker in workers:
+        worker.stop()
+    return report
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--accounts", type=int, default=1000)
@@ -276,38 +313,7 @@ def main() -> int:
             created = _create_accounts(ctx, dovecot, args.accounts, args.messages)
             tenants = {principal.tenant_id for principal, _ in created}
             print(f"created {len(created)} accounts in {time.monotonic() - t0:.1f} s")
-            workers = [
-                ServiceProcess(["worker", "--concurrency", "1"], env, work / f"worker-{i}.log").start()
-                for i in range(2)
-            ]
-            with RssSampler([w.pid for w in workers]) as rss:
-                wait_until(lambda: all("ready." in w.output() for w in workers), 120, "the workers", interval=0.5)
-                started_ms = int(time.time() * 1000)
-                beat = ServiceProcess(["beat"], env, work / "beat.log").start()
-                wait_until(
-                    lambda: _phase(ctx, tenants, started_ms, None)["syncs"] >= args.accounts,
-                    3600,
-                    "the backlog",
-                    interval=2,
-                )
-                report["backlog"] = _phase(ctx, tenants, started_ms, None)
-                drain_s = report["backlog"]["syncs"] / report["backlog"]["syncs_per_minute"] * 60
-                interval = args.interval or max(30, int(drain_s * 1.5))
-                steady_ms = int(time.time() * 1000)
-                for tenant_id in tenants:
-                    with ctx.db.tenant_session(tenant_id) as session:
-                        session.execute(
-                            update(EmailAccount)
-                            .where(EmailAccount.tenant_id == tenant_id)
-                            .values(sync_interval=interval)
-                        )
-                time.sleep(2 * interval + 5)
-                beat.stop()
-                time.sleep(5)
-                report["steady"] = {"interval_s": interval, **_phase(ctx, tenants, steady_ms, interval)}
-            report["worker_rss_peak_mib"] = [round(kib / 1024, 1) for kib in rss.peak.values()]
-            for worker in workers:
-                worker.stop()
+            report.update(_sync_phases(ctx, env, work, tenants, args.accounts, args.interval))
             report["api"] = _api_bench(env, work, created[0][0], created[0][1], args.api_seconds)
             ctx.db.dispose()
     finally:

@@ -23,6 +23,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from email_service.errors import ConfigurationError
 from email_service.fs import create_private_file, private_dir
@@ -196,26 +197,32 @@ class Settings:
             scheduler_tick_seconds=_int(env, "SCHEDULER_TICK_SECONDS", 15, minimum=1),
             auto_upgrade_db=_flag(env, "AUTO_UPGRADE_DB", not production),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
-            log_format=_choice(env, "LOG_FORMAT", "json" if production else "console", _LOG_FORMATS),
-            job_runner=_choice(env, "JOB_RUNNER", "celery" if production else "inprocess", _JOB_RUNNERS),
-            celery_result_backend=env.get("CELERY_RESULT_BACKEND") or None,
-            celery_visibility_timeout=_optional_int(env, "CELERY_VISIBILITY_TIMEOUT", minimum=10),
-            web_concurrency=_int(env, "WEB_CONCURRENCY", 2, minimum=1),
-            web_threads=_int(env, "WEB_THREADS", 8, minimum=1),
-            metrics_token=env.get("METRICS_TOKEN") or None,
-            metrics_host=env.get("METRICS_HOST") or "127.0.0.1",
-            metrics_port=_optional_int(env, "METRICS_PORT", minimum=1),
-            prometheus_multiproc_dir=Path(env["PROMETHEUS_MULTIPROC_DIR"])
-            if env.get("PROMETHEUS_MULTIPROC_DIR")
-            else None,
-            sync_requeue_after_seconds=_int(env, "SYNC_REQUEUE_AFTER_SECONDS", 900, minimum=10),
-            sync_stalled_after_seconds=_int(env, "SYNC_STALLED_AFTER_SECONDS", 120, minimum=10),
+            **_runtime_settings(env, production),
         )
         if settings.uses_celery and not settings.celery_broker_url:
             raise ConfigurationError("CELERY_BROKER_URL must be set when jobs run on Celery (JOB_RUNNER=celery)")
         if production:
             _check_production(settings, env)
         return settings
+
+
+def _runtime_settings(env: Mapping[str, str], production: bool) -> dict[str, Any]:
+    """The settings of the production runtime (issue 7): jobs, serving, logs and metrics."""
+    multiproc = env.get("PROMETHEUS_MULTIPROC_DIR")
+    return dict(
+        log_format=_choice(env, "LOG_FORMAT", "json" if production else "console", _LOG_FORMATS),
+        job_runner=_choice(env, "JOB_RUNNER", "celery" if production else "inprocess", _JOB_RUNNERS),
+        celery_result_backend=env.get("CELERY_RESULT_BACKEND") or None,
+        celery_visibility_timeout=_optional_int(env, "CELERY_VISIBILITY_TIMEOUT", minimum=10),
+        web_concurrency=_int(env, "WEB_CONCURRENCY", 2, minimum=1),
+        web_threads=_int(env, "WEB_THREADS", 8, minimum=1),
+        metrics_token=env.get("METRICS_TOKEN") or None,
+        metrics_host=env.get("METRICS_HOST") or "127.0.0.1",
+        metrics_port=_optional_int(env, "METRICS_PORT", minimum=1),
+        prometheus_multiproc_dir=Path(multiproc) if multiproc else None,
+        sync_requeue_after_seconds=_int(env, "SYNC_REQUEUE_AFTER_SECONDS", 900, minimum=10),
+        sync_stalled_after_seconds=_int(env, "SYNC_STALLED_AFTER_SECONDS", 120, minimum=10),
+    )
 
 
 def _check_production(settings: Settings, env: Mapping[str, str]) -> None:
