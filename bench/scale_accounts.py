@@ -65,7 +65,7 @@ def _env(data_dir: Path, urls: tuple[str, str], redis_url: str) -> dict[str, str
         "CELERY_BROKER_URL": redis_url,
         "SCHEDULER_TICK_SECONDS": "1",
         "RATE_LIMIT": "100000000 per minute",
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": "INFO",  # the workers say "ready." at INFO
         "LOG_FORMAT": "json",
         "MAIL_TIMEOUT_SECONDS": "30",
         "AUTO_UPGRADE_DB": "false",
@@ -252,32 +252,35 @@ def _sync_phases(
     workers = [
         ServiceProcess(["worker", "--concurrency", "1"], env, work / f"worker-{i}.log").start() for i in range(2)
     ]
-    with RssSampler([w.pid for w in workers]) as rss:
-        wait_until(lambda: all("ready." in w.output() for w in workers), 120, "the workers", interval=0.5)
-        started_ms = int(time.time() * 1000)
-        beat = ServiceProcess(["beat"], env, work / "beat.log").start()
-        wait_until(
-            lambda: _phase(ctx, tenants, started_ms, None)["syncs"] >= accounts,
-            3600,
-            "the backlog",
-            interval=2,
-        )
-        report["backlog"] = _phase(ctx, tenants, started_ms, None)
-        drain_s = report["backlog"]["syncs"] / report["backlog"]["syncs_per_minute"] * 60
-        interval = interval or max(30, int(drain_s * 1.5))
-        steady_ms = int(time.time() * 1000)
-        for tenant_id in tenants:
-            with ctx.db.tenant_session(tenant_id) as session:
-                session.execute(
-                    update(EmailAccount).where(EmailAccount.tenant_id == tenant_id).values(sync_interval=interval)
-                )
-        time.sleep(2 * interval + 5)
-        beat.stop()
-        time.sleep(5)
-        report["steady"] = {"interval_s": interval, **_phase(ctx, tenants, steady_ms, interval)}
-    report["worker_rss_peak_mib"] = [round(kib / 1024, 1) for kib in rss.peak.values()]
-    for worker in workers:
-        worker.stop()
+    beat: ServiceProcess | None = None
+    try:
+        with RssSampler([w.pid for w in workers]) as rss:
+            wait_until(lambda: all("ready." in w.output() for w in workers), 120, "the workers", interval=0.5)
+            started_ms = int(time.time() * 1000)
+            beat = ServiceProcess(["beat"], env, work / "beat.log").start()
+            wait_until(
+                lambda: _phase(ctx, tenants, started_ms, None)["syncs"] >= accounts,
+                3600,
+                "the backlog",
+                interval=2,
+            )
+            report["backlog"] = _phase(ctx, tenants, started_ms, None)
+            drain_s = report["backlog"]["syncs"] / report["backlog"]["syncs_per_minute"] * 60
+            interval = interval or max(30, int(drain_s * 1.5))
+            steady_ms = int(time.time() * 1000)
+            for tenant_id in tenants:
+                with ctx.db.tenant_session(tenant_id) as session:
+                    session.execute(
+                        update(EmailAccount).where(EmailAccount.tenant_id == tenant_id).values(sync_interval=interval)
+                    )
+            time.sleep(2 * interval + 5)
+            beat.stop()
+            time.sleep(5)
+            report["steady"] = {"interval_s": interval, **_phase(ctx, tenants, steady_ms, interval)}
+        report["worker_rss_peak_mib"] = [round(kib / 1024, 1) for kib in rss.peak.values()]
+    finally:  # never leave a worker consuming the broker
+        for process in [*workers, *([beat] if beat else [])]:
+            process.stop()
     return report
 
 
@@ -293,6 +296,7 @@ def main() -> int:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--api-seconds", type=int, default=10)
     parser.add_argument("--output", type=Path, default=ROOT / "bench/results/scale_accounts.json")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (process logs) and print it")
     args = parser.parse_args()
     for tool in ("wrk", "dovecot"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
@@ -319,7 +323,10 @@ def main() -> int:
     finally:
         broker.flushdb()
         broker.close()
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"work folder kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     _print(report)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2, default=str))
