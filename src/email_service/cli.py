@@ -103,12 +103,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if gunicorn:
         return serve_gunicorn(settings, lambda: _build_app(settings), sock, threads=threads)
     from email_service.app import create_app
-    from email_service.services import sync_runs
     from email_service.tasks.runtime import start_job_runtime
 
-    runtime = start_job_runtime(settings)
-    if runtime.runner is not None and not settings.is_postgres:
-        sync_runs.fail_interrupted_runs(runtime.ctx)  # embedded default: this process owned every run
+    runtime = start_job_runtime(settings, owns_all_runs=not settings.is_postgres)
     try:
         serve_waitress(create_app(context=runtime.ctx), sock, threads=threads)
     finally:

@@ -11,7 +11,10 @@ Two modes, same code:
 
 Environment names follow the seeds (000, 001, 004): ``DATABASE_URL``, ``REDIS_URL``, ``JWT_SECRET_KEY``,
 ``JWT_ALGORITHM``, ``JWT_EXPIRATION_HOURS``, ``CORS_ORIGINS``, ``FLASK_ENV``, ``CELERY_BROKER_URL``,
-``BLOB_STORAGE_PATH``, ``MAX_ATTACHMENT_SIZE``.
+``BLOB_STORAGE_PATH``, ``MAX_ATTACHMENT_SIZE``.  The production runtime (issue 7) adds ``JOB_RUNNER`` (celery by
+default in production, which then needs ``CELERY_BROKER_URL``), ``WEB_CONCURRENCY``, ``LOG_FORMAT``,
+``METRICS_TOKEN`` and others; ``.env.example`` lists every setting with its default and meaning, and a test keeps
+it in step with :meth:`Settings.from_env`.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from email_service.config import Settings
+from email_service.services import sync_runs
 from email_service.services.context import ServiceContext, build_context
 from email_service.tasks.runner import InProcessJobRunner
 
@@ -28,9 +29,14 @@ class JobRuntime:
             self.runner.shutdown(wait=False)
 
 
-def start_job_runtime(settings: Settings, *, scheduler: bool = True) -> JobRuntime:
-    """Build the context and the job queue of ``settings``; start the in-process scheduler when ``scheduler`` and
-    ``SCHEDULER_ENABLED`` (embedded default only)."""
+def start_job_runtime(settings: Settings, *, owns_all_runs: bool = False) -> JobRuntime:
+    """Build the context and the job queue of ``settings``; with the in-process runner, start its scheduler when
+    ``SCHEDULER_ENABLED``.
+
+    Args:
+        owns_all_runs: this process is the only one that runs jobs (the embedded default's single ``serve`` on
+            SQLite): runs left queued or running by its previous life are closed first, as interrupted.
+    """
     if settings.uses_celery:
         from email_service.tasks.celery_app import CeleryJobQueue, celery_init_app
 
@@ -38,6 +44,8 @@ def start_job_runtime(settings: Settings, *, scheduler: bool = True) -> JobRunti
     runner = InProcessJobRunner(workers=settings.job_workers)
     ctx = build_context(settings, jobs=runner)
     runner.bind(ctx)
-    if scheduler and settings.scheduler_enabled:
+    if owns_all_runs:
+        sync_runs.fail_interrupted_runs(ctx)
+    if settings.scheduler_enabled:
         runner.start_scheduler()
     return JobRuntime(ctx, runner)
