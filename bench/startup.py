@@ -1,12 +1,13 @@
 """Start-up time of light commands, before and after the lazy-import work, in one run (issue 7).
 
 Measures with hyperfine (Debian package ``hyperfine``) ``email-service --help`` and ``email-service token ...``
-for the source tree of ``--baseline`` (default ``main``, extracted with ``git archive``) and for this checkout,
+for the source tree of ``--baseline`` (default: where this branch left ``main``, ``git merge-base HEAD main``,
+extracted with ``git archive``, so that it runs with this environment's packages) and for this checkout,
 both through the same interpreter and virtual environment (``python -m email_service.cli``; the baseline's
 ``src`` is put first on ``PYTHONPATH``), plus the installed console script of this checkout.  Prints mean ±
 standard deviation and the ratio to the baseline; writes ``bench/results/startup.json``.  Run::
 
-    uv run python bench/startup.py [--baseline main] [--runs 20]
+    uv run python bench/startup.py [--baseline REF] [--runs 20]
 """
 
 from __future__ import annotations
@@ -32,10 +33,15 @@ def _extract(ref: str, into: Path) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--baseline", default="main", help="git ref of the 'before' source tree")
+    parser.add_argument("--baseline", default=None, help="git ref of the 'before' tree (default: merge-base with main)")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--output", type=Path, default=ROOT / "bench/results/startup.json")
     args = parser.parse_args()
+    if args.baseline is None:
+        merge_base = subprocess.run(
+            ["git", "-C", str(ROOT), "merge-base", "HEAD", "main"], capture_output=True, text=True
+        )
+        args.baseline = merge_base.stdout.strip()[:10]
     if shutil.which("hyperfine") is None:
         print("hyperfine is not installed (apt-get install hyperfine)", file=sys.stderr)
         return 2
@@ -58,6 +64,7 @@ def main() -> int:
         for name, command in commands.items():
             hyperfine += ["-n", name, f"env EMAIL_SERVICE_DATA_DIR={data_dir} {command}"]
         subprocess.run(hyperfine, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": ""})
+        # (a failing command, e.g. a baseline needing packages this environment lacks, stops hyperfine: see stderr)
         results = {r["command"]: r for r in json.loads(exported.read_text())["results"]}
     finally:
         shutil.rmtree(work, ignore_errors=True)
