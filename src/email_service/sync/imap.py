@@ -373,21 +373,26 @@ def _finish(
     *,
     error: tuple[str, str] | None,
 ) -> None:
+    """Record the outcome on the run and the account in one transaction: a client that sees the run ended also
+    sees the account's ``isSyncing`` and ``lastSyncAt`` of that run."""
     finished = now_ms()
-    _set_run(
-        ctx,
-        tenant_id,
-        run_id,
-        state="failed" if error else "succeeded",
-        finished_at=finished,
-        folders_synced=counts.folders_synced,
-        messages_added=counts.messages_added,
-        messages_updated=counts.messages_updated,
-        messages_removed=counts.messages_removed,
-        error_kind=error[0] if error else None,
-        error=error[1] if error else None,
-    )
-    values: dict[str, object] = {"is_syncing": False}
+    account_values: dict[str, object] = {"is_syncing": False}
     if error is None:
-        values["last_sync_at"] = finished
-    _set_account(ctx, tenant_id, account_id, **values)
+        account_values["last_sync_at"] = finished
+    with ctx.db.tenant_session(tenant_id) as session:
+        session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id)
+            .values(
+                updated_at=finished,
+                state="failed" if error else "succeeded",
+                finished_at=finished,
+                folders_synced=counts.folders_synced,
+                messages_added=counts.messages_added,
+                messages_updated=counts.messages_updated,
+                messages_removed=counts.messages_removed,
+                error_kind=error[0] if error else None,
+                error=error[1] if error else None,
+            )
+        )
+        session.execute(update(EmailAccount).where(EmailAccount.id == account_id).values(**account_values))
