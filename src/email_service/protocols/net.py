@@ -102,6 +102,13 @@ def normalise_host(host: str) -> str:
     return host.strip().lower().removeprefix("[").removesuffix("]").rstrip(".")
 
 
+def _ip_literal(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+
+
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> tuple[str, tuple[ipaddress.IPv4Address, ...]] | None:
     """The IPv4 address(es) an IPv6 address carries, with the name of the form, or ``None``."""
     if address.ipv4_mapped is not None:
@@ -230,9 +237,9 @@ def check_host(
         address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
         reason = None if policy.permits(name, address) else address_refusal(address)
         if reason is not None:
-            where = f"is {address}" if str(address) == name else f"resolves to {address}"
+            literal = address == _ip_literal(name)
             raise HostNotAllowed(
-                f"Host {host!r} {where}, a non-public address: {reason}",
+                f"Host {host!r} {'is' if literal else f'resolves to {address},'} a non-public address: {reason}",
                 host=host,
                 address=str(address),
                 reason=reason,

@@ -7,6 +7,7 @@ under the endpoint's host policy; certificates are always verified against the h
 
 from __future__ import annotations
 
+import contextlib
 import poplib
 import socket
 import ssl
@@ -64,11 +65,11 @@ def _connect(endpoint: Pop3Endpoint) -> poplib.POP3:
     if endpoint.encryption == "starttls":
         try:
             client.stls(context=client_ssl_context(endpoint.ca_bundle))
-        except poplib.error_proto as exc:
-            client.close()
-            raise TLSError(f"POP3 server refused STLS: {exc}") from None
-        except BaseException:
-            client.close()
+        except BaseException as exc:
+            with contextlib.suppress(OSError):  # a failed handshake leaves a detached socket: EBADF on close
+                client.close()
+            if isinstance(exc, poplib.error_proto):
+                raise TLSError(f"POP3 server refused STLS: {exc}") from None
             raise
     return client
 

@@ -54,7 +54,7 @@ def tls_error(exc: ssl.SSLError, peer: str, action: str = "connecting") -> TLSEr
     CAs) makes the service trust it; a host name mismatch and other verification failures give OpenSSL's reason.
     """
     if isinstance(exc, ssl.SSLCertVerificationError):
-        reason = exc.verify_message or exc.reason or "verification failed"
+        reason = (exc.verify_message or exc.reason or "verification failed").rstrip(".")
         message = f"The TLS certificate of {peer} could not be verified ({reason})"
         if exc.verify_code in UNKNOWN_CA_VERIFY_CODES:
             return TLSError(
