@@ -209,7 +209,7 @@ def test_generated_token_works(client: FlaskClient, ctx: ServiceContext, caller:
         )
         assert minted.status_code == 200
         body = minted.get_json()
-        assert body["token_type"] == "Bearer" and body["expires_in"] > 0
+        assert body["tokenType"] == "Bearer" and body["expiresIn"] > 0
         headers = _bearer(body["token"])
         listed = client.get("/api/v1/accounts", headers=headers)
         assert [a["id"] for a in listed.get_json()["accounts"]] == [account["id"]]
@@ -225,7 +225,7 @@ def test_generated_token_works(client: FlaskClient, ctx: ServiceContext, caller:
     ids = {"tenant_id": str(caller.tenant_id), "user_id": str(caller.user_id)}
     assert client.post("/api/v1/test/generate-token", json={**ids, "expires_in_hours": 1.5}).status_code == 400
     two_hours = client.post("/api/v1/test/generate-token", json={**ids, "expires_in_hours": 2})
-    assert two_hours.get_json()["expires_in"] == 7200
+    assert two_hours.get_json()["expiresIn"] == 7200
     root = client.post(
         "/api/v1/test/generate-token",
         json={"tenant_id": str(caller.tenant_id), "user_id": str(caller.user_id), "role": "root"},
