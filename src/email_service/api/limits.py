@@ -68,15 +68,15 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
         if current is None:
             return response
         try:
-            reset_at = current.reset_at
+            resets = current.window[0]  # epoch seconds (float) at which the window's counter starts again
         except Exception:  # storage gone between the check and now: the response goes out without the headers
             log.warning("rate-limit window unavailable; headers left out")
             return response
         response.headers["X-RateLimit-Limit"] = str(current.limit.amount)
         response.headers["X-RateLimit-Remaining"] = str(current.remaining)
-        response.headers["X-RateLimit-Reset"] = str(reset_at)
+        response.headers["X-RateLimit-Reset"] = str(math.ceil(resets))
         if response.status_code == 429:
-            response.headers["Retry-After"] = str(max(1, math.ceil(reset_at - time.time())))
+            response.headers["Retry-After"] = str(max(1, math.ceil(resets - time.time())))
         return response
 
     return limiter
