@@ -22,7 +22,8 @@ from .schemas import HealthOut
 
 
 def _health_blueprint() -> APIBlueprint:
-    bp = guard(APIBlueprint("health", __name__, tag="Health"), authenticated=False)
+    tag = {"name": "Health", "description": "Liveness of the service and its database"}
+    bp = guard(APIBlueprint("health", __name__, tag=tag), authenticated=False)
 
     @bp.get("/health")
     @bp.output(HealthOut, example=examples.HEALTH)

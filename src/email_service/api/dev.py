@@ -13,7 +13,14 @@ from .context import service_context
 from .gate import guard
 from .schemas import TokenIn, TokenOut
 
-bp = guard(APIBlueprint("dev", __name__, tag="Development"), authenticated=False)
+bp = guard(
+    APIBlueprint(
+        "dev",
+        __name__,
+        tag={"name": "Development", "description": "Helpers that exist outside production only (seed 001)"},
+    ),
+    authenticated=False,
+)
 
 
 @bp.post("/test/generate-token")
@@ -24,6 +31,7 @@ bp = guard(APIBlueprint("dev", __name__, tag="Development"), authenticated=False
     description="Signs an HS256 token with the service's secret for testing a frontend without an identity provider. "
     "Takes `tenantId`, `userId`, `role` (`user` or `admin`) and `expiresInHours`; seed 001's `tenant_id`, `user_id` "
     "and `expires_in_hours` are accepted too. The route does not exist in production.",
+    operation_id="generateToken",
     responses=[400, 415, 429],
 )
 def generate_token(json_data: dict[str, Any]) -> dict[str, Any]:
