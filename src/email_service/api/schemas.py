@@ -10,14 +10,13 @@ import re
 from typing import Any
 
 from apiflask import Schema
-from apiflask.fields import UUID, Boolean, Dict, Integer, List, Nested, String
+from apiflask.fields import UUID, Dict, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range, Regexp
 from marshmallow import ValidationError, post_load, validates_schema
 
 from email_service.security.tokens import ROLES
 
-from . import fields
-from .fields import EmailAddress, QuerySchema, Text, WholeNumber
+from .fields import Boolean, EmailAddress, QuerySchema, Text, WholeNumber
 
 PROTOCOLS = ("imap", "pop3")
 ENCRYPTIONS = ("none", "tls", "starttls")
@@ -53,7 +52,7 @@ class _AccountWritable(Schema):
     encryption = Text(validate=OneOf(ENCRYPTIONS, error="Encryption must be none, tls or starttls"))
     username = Text(validate=Length(1, 255), error_messages=_required("username"))
     password = Text(validate=Length(1, 1024), load_only=True, error_messages=_required("password"))
-    isSyncEnabled = fields.Boolean()
+    isSyncEnabled = Boolean()
     syncInterval = WholeNumber(
         validate=Range(60, 7 * 86400, error="syncInterval must be between 60 and 604800 seconds"),
         metadata={"description": "Seconds between scheduled syncs"},
@@ -87,7 +86,7 @@ class AccountCreateIn(_AccountWritable):
     encryption = Text(load_default="tls", validate=OneOf(ENCRYPTIONS, error="Encryption must be none, tls or starttls"))
     username = Text(required=True, validate=Length(1, 255), error_messages=_required("username"))
     password = Text(required=True, validate=Length(1, 1024), load_only=True, error_messages=_required("password"))
-    isSyncEnabled = fields.Boolean(load_default=True)
+    isSyncEnabled = Boolean(load_default=True)
     syncInterval = WholeNumber(
         load_default=300,
         validate=Range(60, 7 * 86400, error="syncInterval must be between 60 and 604800 seconds"),
@@ -97,7 +96,7 @@ class AccountCreateIn(_AccountWritable):
 class AccountUpdateIn(_AccountWritable):
     """PUT /accounts/{id} body: any subset of the writable fields, at least one."""
 
-    isEnabled = fields.Boolean()
+    isEnabled = Boolean()
 
     @validates_schema
     def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
@@ -240,7 +239,7 @@ def _exactly_one_of(*names: str) -> dict[str, Any]:
 
 
 #: JSON Schema rules of request bodies that marshmallow fields cannot state, by component name; the OpenAPI
-#: document adds them (:func:`email_service.api.openapi.document_input_rules`).
+#: document adds them (:func:`email_service.api.openapi.finish_document`).
 SCHEMA_RULES: dict[str, dict[str, Any]] = {
     "AccountUpdateIn": {"minProperties": 1},
     "TokenIn": {
