@@ -109,4 +109,5 @@ def raw_message(ctx: ServiceContext, *, principal: Principal, message_id: uuid.U
         digest = message.raw_sha256
     if not digest:
         raise NotFound("Raw message not available")
-    return ctx.blobs.size(digest), ctx.blobs.iter_chunks(digest)
+    namespace = str(principal.tenant_id)
+    return ctx.blobs.size(namespace, digest), ctx.blobs.iter_chunks(namespace, digest)

@@ -192,7 +192,7 @@ class ImapMirror:
                         folder_id=folder_id,
                         uidvalidity=uidvalidity,
                     )
-                    self.ctx.blobs.put(fetched.raw, sha256=row["raw_sha256"])
+                    self.ctx.blobs.put(str(self.tenant_id), fetched.raw, sha256=row["raw_sha256"])
                     messages.append(row)
                     attachments.extend(parts)
                 if pending is not None:

@@ -66,7 +66,7 @@ def create_account(client: FlaskClient, caller: Caller, **overrides: Any) -> dic
 
 def seed_mailbox(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
     """Write an INBOX, one message (raw bytes in the blob store) and one attachment row; ``(folder, message)``."""
-    digest = ctx.blobs.put(RAW_MESSAGE)
+    digest = ctx.blobs.put(str(tenant_id), RAW_MESSAGE)
     folder_id, message_id = uuid.uuid4(), uuid.uuid4()
     with ctx.db.tenant_session(tenant_id) as session:
         session.add(
