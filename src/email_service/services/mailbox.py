@@ -75,8 +75,17 @@ def list_messages(
         return Page(items=list(rows), total=int(total), limit=limit, offset=offset)
 
 
-def _load_message(session: Session, principal: Principal, message_id: uuid.UUID) -> EmailMessage:
-    message = session.get(EmailMessage, message_id)
+def load_message(
+    session: Session, principal: Principal, message_id: uuid.UUID, *, for_update: bool = False
+) -> EmailMessage:
+    """A message of a live account visible to ``principal`` in the open ``session`` (``for_update``: row locked
+    until the transaction ends, on PostgreSQL).
+
+    Raises:
+        NotFound: no such message in the caller's tenant (or its account is deleted).
+        Forbidden: another user's message and the caller is not an admin.
+    """
+    message = session.get(EmailMessage, message_id, with_for_update=for_update)
     if message is None or message.tenant_id != principal.tenant_id:
         raise NotFound("Message not found")
     load_account(session, principal, message.account_id)
@@ -86,7 +95,7 @@ def _load_message(session: Session, principal: Principal, message_id: uuid.UUID)
 def get_message(ctx: ServiceContext, *, principal: Principal, message_id: uuid.UUID) -> MessageDetail:
     """One message with its attachments.  Raises :class:`NotFound` / :class:`Forbidden`."""
     with ctx.db.tenant_session(principal.tenant_id) as session:
-        message = _load_message(session, principal, message_id)
+        message = load_message(session, principal, message_id)
         attachments = list(
             session.execute(
                 select(EmailAttachment)
@@ -105,7 +114,7 @@ def raw_message(ctx: ServiceContext, *, principal: Principal, message_id: uuid.U
         NotFound: unknown message, or its raw bytes are not in the blob store.
     """
     with ctx.db.tenant_session(principal.tenant_id) as session:
-        message = _load_message(session, principal, message_id)
+        message = load_message(session, principal, message_id)
         digest = message.raw_sha256
     if not digest:
         raise NotFound("Raw message not available")
