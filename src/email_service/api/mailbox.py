@@ -12,11 +12,12 @@ from email_service.models import EmailMessage
 from email_service.services import mailbox as service
 
 from . import examples
+from .attachments import attachment_url
 from .auth import current_principal
 from .common import AUTH_ERRORS
 from .context import service_context
 from .gate import guard
-from .mailbox_schemas import FolderListOut, MessageListOut, MessageListQuery, MessageOut
+from .mailbox_schemas import FolderListOut, MessageListOut, MessageListQuery, MessageOut, MessageQuery
 from .openapi import MESSAGE_LINKS
 from .schemas import PaginationQuery
 
@@ -119,16 +120,25 @@ def list_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str
 
 
 @bp.get("/messages/<uuid:message_id>")
+@bp.input(MessageQuery, location="query")
 @bp.output(MessageOut, example=examples.MESSAGE)
 @bp.doc(
     summary="One message with addresses, bodies, flags and attachments",
-    description="All addresses, threading headers, the text and HTML bodies, attachment metadata and the "
-    "parser's defects; `rawUrl` serves the stored RFC 5322 bytes.",
+    description="All addresses, threading headers, the text body, the HTML body sanitised for display (remote "
+    "images blocked unless `remoteImages=true`, `hasRemoteImages` says whether there are any; `cid:` images point "
+    "at their attachment's download URL), attachment metadata and the parser's defects; `rawUrl` serves the "
+    "stored RFC 5322 bytes, the only place the unsanitised HTML is available.",
     operation_id="getMessage",
     responses=AUTH_ERRORS,
 )
-def get_message(message_id: uuid.UUID) -> dict[str, Any]:
-    detail = service.get_message(service_context(), principal=current_principal(), message_id=message_id)
+def get_message(message_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str, Any]:
+    detail = service.get_message(
+        service_context(),
+        principal=current_principal(),
+        message_id=message_id,
+        inline_url=lambda attachment_id: attachment_url(attachment_id, inline=True),
+        remote_images=query_data["remoteImages"],
+    )
     message = detail.message
     body = message_summary(message)
     body.update(
@@ -139,7 +149,8 @@ def get_message(message_id: uuid.UUID) -> dict[str, Any]:
         inReplyTo=message.in_reply_to,
         references=message.references,
         textBody=message.text_body,
-        htmlBody=message.html_body,
+        htmlBody=detail.html.html if detail.html else None,
+        hasRemoteImages=bool(detail.html and detail.html.has_remote_images),
         defects=message.defects,
         rawUrl=url_for(".raw_message", message_id=message.id),
         attachments=[
@@ -152,6 +163,8 @@ def get_message(message_id: uuid.UUID) -> dict[str, Any]:
                 "disposition": a.disposition,
                 "contentHash": a.content_hash,
                 "partId": a.part_id,
+                "url": attachment_url(a.id),
+                "virusScanStatus": a.virus_scan_status,
             }
             for a in detail.attachments
         ],

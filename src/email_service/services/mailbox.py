@@ -6,7 +6,7 @@ Same isolation as accounts (seed 001): the account (or the message's account) mu
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from email_service.errors import NotFound
 from email_service.models import EmailAttachment, EmailFolder, EmailMessage
+from email_service.protocols.mime.sanitise import SanitisedHtml, sanitise_html
 from email_service.security.tokens import Principal
 from email_service.services.accounts import Page, load_account
 from email_service.services.context import ServiceContext
@@ -23,11 +24,13 @@ ROLE_ORDER = {"inbox": 0, "drafts": 1, "sent": 2, "archive": 3, "spam": 4, "tras
 
 @dataclass(frozen=True)
 class MessageDetail:
-    """A message row with its attachment rows and the name of its folder."""
+    """A message row with its attachment rows, the name of its folder and its HTML body made safe to display
+    (``None`` when the message has no HTML body)."""
 
     message: EmailMessage
     attachments: list[EmailAttachment]
     folder_name: str
+    html: SanitisedHtml | None
 
 
 def list_folders(ctx: ServiceContext, *, principal: Principal, account_id: uuid.UUID) -> list[EmailFolder]:
@@ -92,8 +95,20 @@ def load_message(
     return message
 
 
-def get_message(ctx: ServiceContext, *, principal: Principal, message_id: uuid.UUID) -> MessageDetail:
-    """One message with its attachments.  Raises :class:`NotFound` / :class:`Forbidden`."""
+def get_message(
+    ctx: ServiceContext,
+    *,
+    principal: Principal,
+    message_id: uuid.UUID,
+    inline_url: Callable[[uuid.UUID], str],
+    remote_images: bool = False,
+) -> MessageDetail:
+    """One message with its attachments and its HTML body sanitised (:mod:`email_service.protocols.mime.sanitise`):
+    ``cid:`` images point at ``inline_url(attachment id)`` of the part with that Content-ID, remote images are
+    blocked unless ``remote_images``.  The unsanitised body is only in the raw message.
+
+    Raises :class:`NotFound` / :class:`Forbidden`.
+    """
     with ctx.db.tenant_session(principal.tenant_id) as session:
         message = load_message(session, principal, message_id)
         attachments = list(
@@ -104,7 +119,11 @@ def get_message(ctx: ServiceContext, *, principal: Principal, message_id: uuid.U
             ).scalars()
         )
         folder = session.get(EmailFolder, message.folder_id)
-        return MessageDetail(message, attachments, folder.name if folder else "")
+    html = None
+    if message.html_body is not None:
+        inline = {a.content_id: inline_url(a.id) for a in attachments if a.content_id}
+        html = sanitise_html(message.html_body, inline_urls=inline, allow_remote_images=remote_images)
+    return MessageDetail(message, attachments, folder.name if folder else "", html)
 
 
 def raw_message(ctx: ServiceContext, *, principal: Principal, message_id: uuid.UUID) -> tuple[int, Iterator[bytes]]:
