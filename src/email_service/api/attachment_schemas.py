@@ -39,10 +39,14 @@ class AttachmentMetadataOut(AttachmentOut):
     virusName = String(allow_none=True, metadata={"description": "What the virus scanner found"})
 
 
+class AttachmentListItemOut(AttachmentOut):
+    """An attachment in a list (same fields as :class:`AttachmentOut`; its own component for client generators)."""
+
+
 class AttachmentListOut(Schema):
     """``{"data": [...], "pagination": {...}}`` (seed 004)."""
 
-    data = List(Nested(AttachmentOut))
+    data = List(Nested(AttachmentListItemOut))
     pagination = Nested(PaginationOut)
 
 

@@ -37,45 +37,40 @@ bp = guard(
         tag={"name": "Attachments", "description": "Attachments of messages: list, download, upload, delete"},
     )
 )
+
+
+def _json(description: str, schema: str = "ErrorOut") -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+def _binary(description: str, **extra: Any) -> dict[str, Any]:
+    media = {"schema": {"type": "string", "format": "binary"}, **extra}
+    return {"description": description, "content": {"application/octet-stream": media}}
+
+
+_COMMON_ERRORS = {401: "No or bad credentials", 404: "No such resource", 429: "Rate limit exceeded"}
 #: Responses of a download besides the 200 file.
 DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "The file (``Content-Disposition`` attachment, or inline for safe types when asked)",
-        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}, "example": "..."}},
-    },
-    206: {
-        "description": "One byte range of the file (``Range``), with ``Content-Range``",
-        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-    },
-    304: {"description": "``If-None-Match`` matched the ETag"},
-    **{
-        code: {
-            "description": description,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}},
-        }
-        for code, description in (
-            (400, "Invalid query parameter"),
-            (401, "No or bad credentials"),
-            (403, "Another user's attachment, or the attachment is infected (the message names the finding)"),
-            (404, "No such attachment, or its bytes are gone"),
-            (416, "The range is not satisfiable (``Content-Range: bytes */<size>``)"),
-            (429, "Rate limit exceeded"),
-            (503, "Virus scanning is on and the scanner could not be reached"),
-        )
-    },
+    200: _binary("The file (`Content-Disposition` attachment, or inline for safe types when asked)", example="..."),
+    206: _binary("One byte range of the file (`Range`), with `Content-Range`"),
+    304: {"description": "`If-None-Match` matched the ETag"},
+    **{code: _json(text) for code, text in _COMMON_ERRORS.items()},
+    400: _json("Invalid query parameter"),
+    403: _json("Another user's attachment, or the attachment is infected (the message names the finding)"),
+    416: _json("The range is not satisfiable (`Content-Range: bytes */<size>`)"),
+    503: _json("Virus scanning is on and the scanner could not be reached"),
 }
-
-
-#: Error responses of an upload besides the 201 attachment.
-UPLOAD_RESPONSES: dict[int, str] = {
-    200: "The same bytes were already attached to this draft: that attachment",
-    400: "Not a draft, no room for another attachment, empty file, type not allowed, malformed form",
-    401: "No or bad credentials",
-    403: "Another user's message",
-    404: "No such message",
-    413: "The file is over MAX_ATTACHMENT_SIZE (found while the body streams in)",
-    415: "The body is not multipart/form-data",
-    429: "Rate limit exceeded",
+#: Responses of an upload besides the 201 attachment.
+UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _json("The same bytes were already attached to this draft: that attachment", "AttachmentOut"),
+    **{code: _json(text) for code, text in _COMMON_ERRORS.items()},
+    400: _json("Not a draft, no room for another attachment, empty file, type not allowed, malformed form"),
+    403: _json("Another user's message"),
+    413: _json("The file is over MAX_ATTACHMENT_SIZE (found while the body streams in)"),
+    415: _json("The body is not multipart/form-data"),
 }
 
 

@@ -20,7 +20,7 @@ from schemathesis import GenerationMode
 
 from email_service.services.context import ServiceContext
 from tests.conftest import Caller
-from tests.integration.api.conftest import Mailbox, create_account, seed_mailbox
+from tests.integration.api.conftest import Mailbox, create_account, seed_draft, seed_mailbox_rows
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +35,10 @@ CANONICAL_PATHS = {
     "/api/v1/admin/accounts",
     "/api/v1/messages/{message_id}",
     "/api/v1/messages/{message_id}/raw",
+    "/api/v1/messages/{message_id}/attachments",
+    "/api/v1/attachments/{attachment_id}",
+    "/api/v1/attachments/{attachment_id}/download",
+    "/api/v1/attachments/{attachment_id}/metadata",
     "/api/v1/test/generate-token",
 }
 METHODS = {"get", "put", "post", "delete", "patch"}
@@ -72,10 +76,12 @@ def test_every_operation_documents_its_bodies(spec: dict[str, Any]) -> None:
     for path, item in spec["paths"].items():
         for method, operation in item.items():
             responses = operation["responses"]
-            [success] = [code for code in responses if code.startswith("2")]
+            success = min(code for code in responses if code.startswith("2"))
             content = responses[success]["content"]
             if path.endswith("/raw"):
                 assert set(content) == {"message/rfc822"}
+            elif path.endswith("/download"):
+                assert set(content) == {"application/octet-stream"} and "206" in responses and "416" in responses
             else:
                 assert _json_schema(spec, responses[success]).get("properties"), f"{method} {path}"
             for code, response in responses.items():
@@ -144,7 +150,7 @@ def test_every_operation_has_a_summary_a_description_and_an_example(spec: dict[s
 
 def _is_text(schema: dict[str, Any]) -> bool:
     kind = schema.get("type")
-    return "string" in (kind if isinstance(kind, list) else [kind]) and schema.get("format") != "uuid"
+    return "string" in (kind if isinstance(kind, list) else [kind]) and schema.get("format") not in ("uuid", "binary")
 
 
 def _text_properties(spec: dict[str, Any], schema: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -163,13 +169,13 @@ def test_every_text_input_documents_the_text_rule(spec: dict[str, Any]) -> None:
     for method, path, operation in _operations(spec):
         texts = [(p["name"], p["schema"]) for p in operation.get("parameters", []) if p["in"] == "query"]
         texts = [(name, schema) for name, schema in texts if _is_text(schema)]
-        if "requestBody" in operation:
-            texts += list(_text_properties(spec, operation["requestBody"]["content"]["application/json"]["schema"]))
+        for media in operation.get("requestBody", {}).get("content", {}).values():  # JSON and multipart bodies
+            texts += list(_text_properties(spec, media["schema"]))
         for name, prop in texts:
             checked += 1
             assert prop.get("pattern"), f"{method} {path} {name}"
             assert not re.search(prop["pattern"], "a\x00b"), f"{method} {path} {name} admits NUL"
-    assert checked == 21, "10 text fields of each account body, the token's role"
+    assert checked == 22, "10 text fields of each account body, the token's role, an upload's filename"
 
 
 def test_links_lead_from_a_new_account_to_its_operations(spec: dict[str, Any]) -> None:
@@ -243,8 +249,10 @@ class FuzzTarget:
         self.app, self.ctx, self.owner = app, ctx, owner
         self.client = app.test_client()
         account = create_account(self.client, owner, hostname="127.0.0.1", port=1, encryption="none")
-        folder_id, message_id = seed_mailbox(ctx, owner.tenant_id, uuid.UUID(account["id"]))
-        self.mailbox = Mailbox(owner, account, folder_id, message_id)
+        account_id = uuid.UUID(account["id"])
+        folder_id, message_id, attachment_id = seed_mailbox_rows(ctx, owner.tenant_id, account_id)
+        self.mailbox = Mailbox(owner, account, folder_id, message_id, attachment_id)
+        self.draft_id = seed_draft(ctx, owner.tenant_id, account_id)
 
     def fresh_account_id(self) -> str:
         """An account of the owner that no earlier example has changed or deleted."""
@@ -271,6 +279,11 @@ OPERATIONS = [
     ("GET", "/api/v1/admin/accounts"),
     ("GET", "/api/v1/messages/{message_id}"),
     ("GET", "/api/v1/messages/{message_id}/raw"),
+    ("GET", "/api/v1/messages/{message_id}/attachments"),
+    ("POST", "/api/v1/messages/{message_id}/attachments"),
+    ("GET", "/api/v1/attachments/{attachment_id}/download"),
+    ("GET", "/api/v1/attachments/{attachment_id}/metadata"),
+    ("DELETE", "/api/v1/attachments/{attachment_id}"),
     ("POST", "/api/v1/test/generate-token"),
 ]
 
@@ -293,8 +306,10 @@ def _point_at_real_resources(case: Any, target: FuzzTarget) -> None:
             continue
         if name == "account_id":
             params[name] = target.fresh_account_id() if case.method in ("PUT", "DELETE") else target.mailbox.account_id
-        elif name == "message_id":
-            params[name] = str(target.mailbox.message_id)
+        elif name == "message_id":  # uploads go to the draft; the other operations read the mirrored message
+            params[name] = str(target.draft_id if case.method == "POST" else target.mailbox.message_id)
+        elif name == "attachment_id":
+            params[name] = str(target.mailbox.attachment_id)
 
 
 FUZZ_CASES = [
