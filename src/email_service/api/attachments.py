@@ -48,7 +48,7 @@ def _json(description: str, schema: str = "ErrorOut") -> dict[str, Any]:
 
 def _binary(description: str, **extra: Any) -> dict[str, Any]:
     media = {"schema": {"type": "string", "format": "binary"}, **extra}
-    return {"description": description, "content": {"application/octet-stream": media}}
+    return {"description": description, "content": {"*/*": media}}
 
 
 _COMMON_ERRORS = {401: "No or bad credentials", 404: "No such resource", 429: "Rate limit exceeded"}
