@@ -65,7 +65,7 @@ class MultipartUpload:
 
     def __init__(self) -> None:
         _mimetype, options = parse_options_header(request.headers.get("Content-Type", ""))
-        self._decoder = MultipartDecoder(options["boundary"].encode("latin-1"), max_form_memory_size=MAX_FILENAME_FIELD)
+        self._decoder = MultipartDecoder(options["boundary"].encode("latin-1"))
         self._part_filename: str | None = None
         self._field_filename: str | None = None
         self._seen: set[str] = set()
@@ -87,8 +87,6 @@ class MultipartUpload:
                 event = self._decoder.next_event()
             except ValueError:
                 raise InvalidInput("Malformed multipart/form-data body") from None
-            except RequestEntityTooLarge:
-                raise InvalidInput(f"filename must be at most {MAX_FILENAME_FIELD} bytes") from None
             if isinstance(event, NeedData):
                 data = self._read()
                 self._decoder.receive_data(data or None)
@@ -130,6 +128,10 @@ class MultipartUpload:
                     yield bytes(event.data)
             else:
                 text += event.data
+                if len(text) > MAX_FILENAME_FIELD:
+                    raise InvalidInput(
+                        f"filename must be at most {MAX_FILENAME_FIELD} bytes", details={"filename": ["Too long."]}
+                    )
                 if not event.more_data:
                     self._field_filename = _filename_field(bytes(text))
         if "file" not in self._seen:

@@ -40,8 +40,8 @@ def safe_filename(name: str | None, *, default_extension: str = "") -> str:
     """
     text = unicodedata.normalize("NFC", name or "")
     text = text.replace("\\", "/").rsplit("/", 1)[-1]  # folder parts of either kind of path
-    text = _DROP.sub("", text)
-    text = " ".join(text.split())  # tabs and runs of white space (other than the dropped ones) become one space
+    text = _DROP.sub("", re.sub(r"[\t\n\v\f\r\u2028\u2029]", " ", text))  # line breaks and tabs: spaces
+    text = " ".join(text.split())
     text = text.lstrip(". ").rstrip(". ")
     if _WINDOWS_RESERVED.match(text):
         text = f"_{text}"
