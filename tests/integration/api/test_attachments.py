@@ -15,7 +15,7 @@ from apiflask import APIFlask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from email_service.models import EmailMessage
+from email_service.models import EmailAttachment, EmailMessage
 from email_service.services.context import ServiceContext
 from tests.conftest import Caller
 from tests.integration.api.attachment_helpers import HTML, PDF, SVG, TEXT, multipart, png, upload, uploaded
@@ -385,3 +385,33 @@ def test_other_users_and_tenants_never_reach_an_attachment(
         assert response.status_code in (200, 201), (method, path, response.get_data(as_text=True))
     with ctx.db.tenant_session(owner.tenant_id) as session:
         assert session.execute(select(EmailMessage.id).where(EmailMessage.id == draft)).scalar_one() == draft
+
+
+def test_the_message_html_is_served_sanitised_with_cid_links_and_remote_images_on_request(
+    client: FlaskClient, ctx: ServiceContext, mailbox: Mailbox
+) -> None:
+    owner = mailbox.owner
+    html = (
+        '<p onclick="steal()">Hello</p><script>alert(1)</script><img src="cid:logo@example.test">'
+        '<img src="https://track.example/open.gif"><a href="javascript:alert(1)">x</a>'
+    )
+    with ctx.db.tenant_session(owner.tenant_id) as session:
+        message = session.get(EmailMessage, mailbox.message_id)
+        assert message is not None
+        message.html_body = html
+        attachment = session.get(EmailAttachment, mailbox.attachment_id)
+        assert attachment is not None
+        attachment.content_id = "logo@example.test"
+    body = client.get(f"/api/v1/messages/{mailbox.message_id}", headers=owner.headers).get_json()
+    assert body["hasRemoteImages"] is True
+    assert (
+        "script" not in body["htmlBody"] and "onclick" not in body["htmlBody"] and "javascript" not in body["htmlBody"]
+    )
+    assert "track.example" not in body["htmlBody"] and "<p>Hello</p>" in body["htmlBody"]
+    assert f'src="/api/v1/attachments/{mailbox.attachment_id}/download?inline=true"' in body["htmlBody"]
+    assert body["attachments"][0]["url"] == f"/api/v1/attachments/{mailbox.attachment_id}/download"
+    shown = client.get(f"/api/v1/messages/{mailbox.message_id}?remoteImages=true", headers=owner.headers).get_json()
+    assert 'src="https://track.example/open.gif"' in shown["htmlBody"] and "script" not in shown["htmlBody"]
+    raw = client.get(f"/api/v1/messages/{mailbox.message_id}/raw", headers=owner.headers)
+    assert raw.status_code == 200  # the unsanitised original stays available only as the raw message
+    assert client.get(f"/api/v1/messages/{mailbox.message_id}?remoteImages=1", headers=owner.headers).status_code == 400
