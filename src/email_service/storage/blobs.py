@@ -105,6 +105,11 @@ class BlobStore(Protocol):
         ``chunk_size``; nothing is read before the first piece is asked for, except the existence check."""
         ...
 
+    def open_file(self, namespace: str, sha256: str) -> BinaryIO | None:
+        """An open file of the blob when it is on the local disk (a WSGI server can send it without copying it
+        through Python), else ``None``."""
+        ...
+
     def exists(self, namespace: str, sha256: str) -> bool:
         """True when the blob is stored."""
         ...
@@ -244,6 +249,10 @@ class FilesystemBlobStore:
                 yield from read_range(handle, start, stop, chunk_size)
 
         return pieces()
+
+    def open_file(self, namespace: str, sha256: str) -> BinaryIO | None:
+        """The blob's file, open for reading.  Raises :class:`NotFound`."""
+        return self._existing(namespace, sha256).open("rb")
 
     def exists(self, namespace: str, sha256: str) -> bool:
         """True when the blob is stored."""

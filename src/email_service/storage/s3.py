@@ -129,6 +129,10 @@ class S3BlobStore:
 
         return pieces()
 
+    def open_file(self, namespace: str, sha256: str) -> BinaryIO | None:
+        """``None``: objects are streamed with :meth:`iter_chunks`."""
+        return None
+
     def exists(self, namespace: str, sha256: str) -> bool:
         """True when the blob is stored (``HeadObject``)."""
         return self._head(namespace, sha256) is not None
