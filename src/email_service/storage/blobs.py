@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -326,14 +325,13 @@ def refresh(path: Path) -> bool:
     return True
 
 
-class FileBlobWriter:
-    """:class:`BlobWriter` of :class:`FilesystemBlobStore`: a 0600 temporary file, renamed into place."""
+class HashingWriter:
+    """Base of the stores' writers: appends to a temporary file ``_handle`` while hashing and counting."""
 
-    def __init__(self, store: FilesystemBlobStore, namespace: str, temporary: Path) -> None:
-        self.store, self.namespace, self.temporary = store, namespace, temporary
+    def __init__(self, handle: BinaryIO) -> None:
         self.sha256_so_far = hashlib.sha256()
         self.size = 0
-        self._handle: BinaryIO | None = os.fdopen(create_private_file(temporary), "wb")
+        self._handle: BinaryIO | None = handle
 
     def write(self, chunk: bytes) -> None:
         """Append ``chunk``."""
@@ -341,6 +339,14 @@ class FileBlobWriter:
         self._handle.write(chunk)
         self.sha256_so_far.update(chunk)
         self.size += len(chunk)
+
+
+class FileBlobWriter(HashingWriter):
+    """:class:`BlobWriter` of :class:`FilesystemBlobStore`: a 0600 temporary file, renamed into place."""
+
+    def __init__(self, store: FilesystemBlobStore, namespace: str, temporary: Path) -> None:
+        self.store, self.namespace, self.temporary = store, namespace, temporary
+        super().__init__(os.fdopen(create_private_file(temporary), "wb"))
 
     def commit(self) -> str:
         """Rename the temporary file into place under its digest (or refresh an existing copy)."""
@@ -378,7 +384,3 @@ def open_blob_store(settings: Settings) -> BlobStore:
         return S3BlobStore(settings.s3_bucket, endpoint_url=settings.s3_endpoint_url, prefix=settings.s3_prefix)
     return FilesystemBlobStore(settings.blob_storage_path)
 
-
-def now() -> float:
-    """Current time in epoch seconds (the clock blob modification times are compared with)."""
-    return time.time()

@@ -25,7 +25,14 @@ import boto3
 from botocore.exceptions import ClientError
 
 from email_service.errors import NotFound
-from email_service.storage.blobs import CHUNK_SIZE, BlobWriter, StoredBlob, check_digest, check_namespace
+from email_service.storage.blobs import (
+    CHUNK_SIZE,
+    BlobWriter,
+    HashingWriter,
+    StoredBlob,
+    check_digest,
+    check_namespace,
+)
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 
@@ -178,21 +185,12 @@ class S3BlobStore:
         return 0
 
 
-class S3BlobWriter:
+class S3BlobWriter(HashingWriter):
     """:class:`BlobWriter` of :class:`S3BlobStore`: hashed into a private temporary file, uploaded on commit."""
 
     def __init__(self, store: S3BlobStore, namespace: str) -> None:
         self.store, self.namespace = store, namespace
-        self.sha256_so_far = hashlib.sha256()
-        self.size = 0
-        self._handle: BinaryIO | None = tempfile.TemporaryFile()  # noqa: SIM115 - closed by commit/abort
-
-    def write(self, chunk: bytes) -> None:
-        """Append ``chunk``."""
-        assert self._handle is not None, "writer already closed"
-        self._handle.write(chunk)
-        self.sha256_so_far.update(chunk)
-        self.size += len(chunk)
+        super().__init__(tempfile.TemporaryFile())  # noqa: SIM115 - closed by commit/abort
 
     def commit(self) -> str:
         """Upload the spooled bytes under their digest (or refresh the stored copy)."""
