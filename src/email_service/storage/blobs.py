@@ -383,4 +383,3 @@ def open_blob_store(settings: Settings) -> BlobStore:
         assert settings.s3_bucket is not None  # checked by Settings
         return S3BlobStore(settings.s3_bucket, endpoint_url=settings.s3_endpoint_url, prefix=settings.s3_prefix)
     return FilesystemBlobStore(settings.blob_storage_path)
-
