@@ -453,3 +453,21 @@ def test_inline_text_footer_is_kept_but_not_a_paperclip() -> None:
     (part,) = parsed_back.attachments
     assert (part.part_id, part.content_type, part.disposition, part.filename) == ("2", "text/plain", "inline", None)
     assert not parsed_back.has_attachments
+
+
+@pytest.mark.parametrize(
+    ("disposition", "expected"),
+    [
+        ('attachment; filename="<>"', "<>"),
+        ('attachment; filename="<report>"', "<report>"),
+        (r'attachment; filename="a \"quoted\" name.txt"', 'a "quoted" name.txt'),
+        ("attachment; filename*=utf-8''%E2%82%AC%20rates.pdf", "€ rates.pdf"),
+    ],
+)
+def test_filename_parameters_are_unquoted_not_stripped_of_angle_brackets(disposition: str, expected: str) -> None:
+    raw = (
+        "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n"
+        f"hi\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: {disposition}\r\n\r\nx\r\n--b--\r\n"
+    ).encode()
+    (attachment,) = parse_message(raw).attachments
+    assert attachment.filename == expected

@@ -312,6 +312,31 @@ def _raw_header(part: Message, name: str) -> str | None:
     return None
 
 
+def _unquote(value: str) -> str:
+    """A quoted-string's content (RFC 2045 section 5.1 / RFC 5322 section 3.2.4); anything else as it is.
+
+    Not ``email.utils.unquote``: that one also strips a pair of angle brackets, turning a file named ``<>``
+    into an empty name.
+    """
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", value[1:-1])
+    return value
+
+
+def _param(part: Message, name: str, header: str) -> str | None:
+    """Parameter ``name`` of ``header`` (RFC 2045 / RFC 2231 continuations and charsets), unquoted, or ``None``."""
+    value = part.get_param(name, None, header, unquote=False)
+    if value is None:
+        return None
+    if isinstance(value, tuple):  # RFC 2231: (charset, language, percent-decoded text)
+        charset, _language, text = value
+        try:
+            return str(bytes(_unquote(text), "raw-unicode-escape"), charset or "us-ascii", "replace")
+        except LookupError:
+            return str(bytes(_unquote(text), "raw-unicode-escape"), "us-ascii", "replace")
+    return _unquote(str(value))
+
+
 def _filename(part: Message, defects: list[str]) -> str | None:
     """Filename from Content-Disposition ``filename`` or Content-Type ``name`` (RFC 2183, 2231, 2047)."""
     source = part
@@ -322,7 +347,9 @@ def _filename(part: Message, defects: list[str]) -> str | None:
             if value is not None:
                 source[key] = _eight_bit(_unfold(value), defects)
     try:
-        filename = source.get_filename()
+        filename = _param(source, "filename", "content-disposition")
+        if filename is None:
+            filename = _param(source, "name", "content-type")
     except Exception:  # malformed RFC 2231 parameters
         defects.append("InvalidFilenameParameter")
         return None
