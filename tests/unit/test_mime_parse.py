@@ -467,7 +467,8 @@ def test_inline_text_footer_is_kept_but_not_a_paperclip() -> None:
 def test_filename_parameters_are_unquoted_not_stripped_of_angle_brackets(disposition: str, expected: str) -> None:
     raw = (
         "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n"
-        f"hi\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: {disposition}\r\n\r\nx\r\n--b--\r\n"
+        "hi\r\n--b\r\nContent-Type: application/octet-stream\r\n"
+        f"Content-Disposition: {disposition}\r\n\r\nx\r\n--b--\r\n"
     ).encode()
     (attachment,) = parse_message(raw).attachments
     assert attachment.filename == expected
