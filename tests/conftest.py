@@ -33,6 +33,7 @@ from email_service.services.context import ServiceContext, build_context
 from email_service.tasks.runner import InProcessJobRunner
 from tests.support.databases import migrated_database
 from tests.support.dovecot import dovecot, mail_user  # noqa: F401  (re-exported fixtures)
+from tests.support.peers import clamd, s3_server  # noqa: F401  (re-exported fixtures)
 
 # Row-level security is a PostgreSQL feature: its tests belong to the PostgreSQL run only (not skipped on SQLite,
 # where they have nothing to test, but not collected).
@@ -59,8 +60,10 @@ def database_urls(data_dir: Path) -> Iterator[tuple[str, str]]:
         yield urls
 
 
-def settings_env(data_dir: Path, database_urls: tuple[str, str], **overrides: str) -> dict[str, str]:
-    """The environment of the test settings (also handed to service processes the tests start)."""
+def settings_env(data_dir: Path, database_urls: tuple[str, str], **overrides: str | None) -> dict[str, str]:
+    """The environment of the test settings (also handed to service processes the tests start): explicit secrets,
+    header auth on, in-memory rate limits; an override of ``None`` leaves that variable unset (its default
+    applies)."""
     env = {
         "EMAIL_SERVICE_DATA_DIR": str(data_dir),
         "DATABASE_URL": database_urls[1],
@@ -72,12 +75,16 @@ def settings_env(data_dir: Path, database_urls: tuple[str, str], **overrides: st
         "SCHEDULER_ENABLED": "false",
         "MAIL_TIMEOUT_SECONDS": "10",
     }
-    env.update(overrides)
+    for name, value in overrides.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     return env
 
 
-def make_settings(data_dir: Path, database_urls: tuple[str, str], **overrides: str) -> Settings:
-    """Settings of the test app: explicit secrets, header auth on, in-memory rate limits."""
+def make_settings(data_dir: Path, database_urls: tuple[str, str], **overrides: str | None) -> Settings:
+    """Settings of the test app (:func:`settings_env`)."""
     return Settings.from_env(settings_env(data_dir, database_urls, **overrides))
 
 

@@ -8,10 +8,11 @@ email-service token --tenant T --user U [--role admin] [--hours N]
 email-service sync ACCOUNT_ID                             one sync now, in the foreground; prints the outcome as JSON
 email-service rotate-key                                  re-encrypt every credential under the primary key
 email-service generate-key                                print a new CREDENTIAL_ENCRYPTION_KEYS entry
+email-service gc-blobs [--grace-seconds N] [--dry-run]    remove blobs no row references; prints a JSON report
 
 Start-up is kept short (issue 7): this module imports only :mod:`argparse` at load time; each command imports what
-it needs, and only the commands that use the database schema (serve, worker, db upgrade, sync, rotate-key) check
-it with Alembic.  ``bench/startup.py`` measures ``--help`` and ``token``.
+it needs, and only the commands that use the database schema (serve, worker, db upgrade, sync, rotate-key,
+gc-blobs) check it with Alembic.  ``bench/startup.py`` measures ``--help`` and ``token``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("account_id")
     commands.add_parser("rotate-key", aliases=["rotate-keys"], help="re-encrypt credentials under the primary key")
     commands.add_parser("generate-key", help="print a new credential encryption key")
+    gc = commands.add_parser("gc-blobs", help="remove blobs no row references (after a grace period)")
+    gc.add_argument("--grace-seconds", type=int, default=None, help="default: BLOB_GC_GRACE_SECONDS (3600)")
+    gc.add_argument("--dry-run", action="store_true", help="count what would be removed, remove nothing")
     return parser
 
 
@@ -102,12 +106,15 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     )
     if gunicorn:
         return serve_gunicorn(settings, lambda: _build_app(settings), sock, threads=threads)
+    from email_service.api.uploads import MULTIPART_OVERHEAD
     from email_service.app import create_app
     from email_service.tasks.runtime import start_job_runtime
 
     runtime = start_job_runtime(settings, owns_all_runs=not settings.is_postgres)
     try:
-        serve_waitress(create_app(context=runtime.ctx), sock, threads=threads)
+        # Uploads are streamed to the app; waitress refuses a larger body itself (413) before buffering it.
+        max_body = settings.max_attachment_size + MULTIPART_OVERHEAD
+        serve_waitress(create_app(context=runtime.ctx), sock, threads=threads, max_request_body_size=max_body)
     finally:
         runtime.shutdown()
     return 0
@@ -194,6 +201,24 @@ def _sync(settings: Settings, account_id: str) -> int:
     return 0 if state == "succeeded" else 1
 
 
+def _gc_blobs(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from email_service.services.blob_gc import collect_blobs
+    from email_service.services.context import build_context
+
+    _prepare_database(settings)
+    report = collect_blobs(build_context(settings), grace_seconds=args.grace_seconds, dry_run=args.dry_run)
+    print(json.dumps({"dryRun": args.dry_run, **{_camel(k): v for k, v in asdict(report).items()}}))
+    return 0
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     from email_service.config import Settings
 
@@ -215,6 +240,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         upgrade_database(settings.database_migration_url, app_url=settings.database_url)
         print("database is at the latest revision")
         return 0
+    if args.command == "gc-blobs":
+        return _gc_blobs(settings, args)
     if args.command in ("rotate-key", "rotate-keys"):
         from email_service.services import accounts
         from email_service.services.context import build_context

@@ -74,13 +74,23 @@ class Database:
         self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
 
     @contextmanager
-    def tenant_session(self, tenant_id: uuid.UUID) -> Iterator[Session]:
+    def tenant_session(self, tenant_id: uuid.UUID, *, read_only: bool = False) -> Iterator[Session]:
         """One transaction bound to ``tenant_id``: committed on success, rolled back on any exception.
 
         Yields a :class:`Session`.  On PostgreSQL the transaction-local setting ``app.current_tenant_id`` is set
         first, so RLS policies only ever show this tenant's rows.
+
+        ``read_only=True`` is for a use case that reads several rows and must see them as of ONE moment (an
+        account and its latest sync run, a page and its counts): PostgreSQL runs it ``REPEATABLE READ READ ONLY``
+        (one snapshot for every statement, not one per statement as READ COMMITTED does), SQLite in an explicit
+        ``BEGIN`` (pysqlite would otherwise run each SELECT on its own, outside any transaction).  It must not
+        write.
         """
         with self._sessions() as session, session.begin():
+            if read_only:
+                session.execute(
+                    text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY" if self.is_postgres else "BEGIN")
+                )
             if self.is_postgres:
                 session.execute(
                     text("SELECT set_config('app.current_tenant_id', :tenant_id, true)"),

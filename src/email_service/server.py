@@ -36,11 +36,14 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve_waitress(app: WsgiApp, sock: socket.socket, *, threads: int) -> None:
-    """Serve ``app`` on ``sock`` in this process until interrupted (embedded default)."""
+def serve_waitress(app: WsgiApp, sock: socket.socket, *, threads: int, max_request_body_size: int) -> None:
+    """Serve ``app`` on ``sock`` in this process until interrupted (embedded default); waitress answers 413 to a
+    body over ``max_request_body_size`` bytes before buffering it."""
     from waitress.server import create_server
 
-    server = create_server(app, sockets=[sock], threads=threads, ident="email_service")
+    server = create_server(
+        app, sockets=[sock], threads=threads, ident="email_service", max_request_body_size=max_request_body_size
+    )
     try:
         server.run()
     except KeyboardInterrupt:

@@ -1,60 +1,28 @@
 """HTTP API: blueprints (one module per resource), schemas, auth middleware, error mapping, OpenAPI.
 
 Every blueprint is served under the canonical ``/api/v1`` prefix and again under ``/api`` (DESIGN.md section 2);
-the OpenAPI document lists the canonical paths only.
+the OpenAPI document lists the canonical paths only.  Every blueprint is made through
+:func:`email_service.api.gate.guard` (credentials, role, query parameter names, JSON body).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from apiflask import APIFlask
 
-from . import accounts, dev, mailbox, sync
+from . import accounts, attachments, dev, mailbox, sync
+from .openapi import ALIAS_PREFIX, CANONICAL_PREFIX, finish_document, install_docs_assets
 from .ops import ops_blueprint
-
-CANONICAL_PREFIX = "/api/v1"
-ALIAS_PREFIX = "/api"
-#: Operations that need no credentials (everything else answers 401 without them).
-OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", f"{CANONICAL_PREFIX}/test/generate-token"})
 
 
 def register_api(app: APIFlask, *, enable_dev_endpoints: bool) -> None:
-    """Register the blueprints on ``app`` under both prefixes, the operations endpoints and the spec filter."""
+    """Register the blueprints on ``app`` under both prefixes, the operations endpoints (``/health``, ``/ready``,
+    ``/metrics``), the docs page's assets and the spec processor."""
     app.register_blueprint(ops_blueprint())
-    blueprints = [accounts.bp, sync.bp, mailbox.bp]
+    blueprints = [accounts.bp, sync.bp, mailbox.bp, attachments.bp]
     if enable_dev_endpoints:
         blueprints.append(dev.bp)
     for bp in blueprints:
         app.register_blueprint(bp, url_prefix=CANONICAL_PREFIX)
         app.register_blueprint(bp, url_prefix=ALIAS_PREFIX, name=f"{bp.name}_alias")
-
-    @app.spec_processor
-    def _canonical_paths_only(spec: dict[Any, Any] | str) -> dict[Any, Any] | str:
-        if not isinstance(spec, dict):
-            return spec
-        spec["paths"] = {
-            path: item
-            for path, item in spec.get("paths", {}).items()
-            if path.startswith(CANONICAL_PREFIX) or not path.startswith(ALIAS_PREFIX)
-        }
-        _document_input_rules(spec)
-        return spec
-
-
-def _document_input_rules(spec: dict[Any, Any]) -> None:
-    """Add the input rules apiflask leaves out of the document: every JSON body is required (an empty POST or PUT
-    is a 400), path ids are UUIDs (routes use the ``uuid`` converter; anything else is a 404), a PUT of an
-    account changes at least one field, and every operation but the open ones needs the bearer token."""
-    for path, item in spec.get("paths", {}).items():
-        for operation in item.values():
-            if path not in OPEN_PATHS:
-                operation["security"] = [{"BearerAuth": []}]
-            if "requestBody" in operation:
-                operation["requestBody"]["required"] = True
-            for parameter in operation.get("parameters", []):
-                if parameter.get("in") == "path" and parameter["name"].endswith("_id"):
-                    parameter["schema"] = {"type": "string", "format": "uuid"}
-    update = spec.get("components", {}).get("schemas", {}).get("AccountUpdateIn")
-    if update is not None:
-        update["minProperties"] = 1
+    install_docs_assets(app)
+    app.spec_processor(finish_document)

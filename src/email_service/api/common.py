@@ -1,24 +1,13 @@
-"""Helpers shared by the blueprints: JSON body rules, the documented error responses, camelCase mapping."""
+"""Helpers shared by the blueprints: the documented error responses, camelCase mapping."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from flask import request
-
-from email_service.errors import UnsupportedMediaType
-
 #: Error responses documented on every authenticated operation.
 AUTH_ERRORS = [400, 401, 403, 404, 429]
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
-
-
-def require_json_body() -> None:
-    """A write with a body must be ``application/json`` (415 otherwise, DESIGN.md section 5)."""
-    has_body = request.method in ("POST", "PUT", "PATCH") and bool(request.content_length or request.data)
-    if has_body and not request.is_json:
-        raise UnsupportedMediaType("Content-Type must be application/json")
 
 
 def snake(data: dict[str, Any]) -> dict[str, Any]:

@@ -11,17 +11,29 @@ from flask import Response, url_for
 from email_service.models import EmailMessage
 from email_service.services import mailbox as service
 
-from .auth import current_principal, require_authentication
+from . import examples
+from .attachments import attachment_url
+from .auth import current_principal
 from .common import AUTH_ERRORS
 from .context import service_context
-from .mailbox_schemas import FolderListOut, MessageListOut, MessageListQuery, MessageOut
+from .gate import guard
+from .mailbox_schemas import FolderListOut, MessageListOut, MessageListQuery, MessageOut, MessageQuery
+from .openapi import MESSAGE_LINKS
 from .schemas import PaginationQuery
 
-bp = APIBlueprint("mailbox", __name__, tag="Mailbox")
+bp = guard(
+    APIBlueprint(
+        "mailbox",
+        __name__,
+        tag={"name": "Mailbox", "description": "Folders and messages of the mirrored mailbox"},
+    )
+)
 RAW_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "RFC 5322 bytes",
-        "content": {"message/rfc822": {"schema": {"type": "string", "format": "binary"}}},
+        "content": {
+            "message/rfc822": {"schema": {"type": "string", "format": "binary"}, "example": examples.RAW_MESSAGE}
+        },
     },
     **{
         code: {
@@ -31,7 +43,6 @@ RAW_RESPONSES: dict[int | str, dict[str, Any]] = {
         for code in AUTH_ERRORS
     },
 }
-bp.before_request(require_authentication)
 
 
 def _address(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -68,8 +79,13 @@ def message_summary(message: EmailMessage) -> dict[str, Any]:
 
 @bp.get("/accounts/<uuid:account_id>/folders")
 @bp.input(PaginationQuery, location="query")
-@bp.output(FolderListOut)
-@bp.doc(summary="Folders of the account with role, total and unread counts", responses=AUTH_ERRORS)
+@bp.output(FolderListOut, example=examples.FOLDER_LIST)
+@bp.doc(
+    summary="Folders of the account with role, total and unread counts",
+    description="Every mailbox found by the last sync, with its special-use role (RFC 6154) or `custom`.",
+    operation_id="listFolders",
+    responses=AUTH_ERRORS,
+)
 def list_folders(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str, Any]:
     folders = service.list_folders(service_context(), principal=current_principal(), account_id=account_id)
     limit, offset = query_data["limit"], query_data["offset"]
@@ -81,8 +97,13 @@ def list_folders(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str,
 
 @bp.get("/accounts/<uuid:account_id>/messages")
 @bp.input(MessageListQuery, location="query")
-@bp.output(MessageListOut)
-@bp.doc(summary="Messages of the account or of one folder, newest first", responses=AUTH_ERRORS)
+@bp.output(MessageListOut, example=examples.MESSAGE_LIST, links=MESSAGE_LINKS)
+@bp.doc(
+    summary="Messages of the account or of one folder, newest first",
+    description="Headers, flags and a text preview, newest `receivedAt` first; `folderId` narrows to one folder.",
+    operation_id="listMessages",
+    responses=AUTH_ERRORS,
+)
 def list_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str, Any]:
     page = service.list_messages(
         service_context(),
@@ -99,10 +120,25 @@ def list_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str
 
 
 @bp.get("/messages/<uuid:message_id>")
-@bp.output(MessageOut)
-@bp.doc(summary="One message with addresses, bodies, flags and attachments", responses=AUTH_ERRORS)
-def get_message(message_id: uuid.UUID) -> dict[str, Any]:
-    detail = service.get_message(service_context(), principal=current_principal(), message_id=message_id)
+@bp.input(MessageQuery, location="query")
+@bp.output(MessageOut, example=examples.MESSAGE)
+@bp.doc(
+    summary="One message with addresses, bodies, flags and attachments",
+    description="All addresses, threading headers, the text body, the HTML body sanitised for display (remote "
+    "images blocked unless `remoteImages=true`, `hasRemoteImages` says whether there are any; `cid:` images point "
+    "at their attachment's download URL), attachment metadata and the parser's defects; `rawUrl` serves the "
+    "stored RFC 5322 bytes, the only place the unsanitised HTML is available.",
+    operation_id="getMessage",
+    responses=AUTH_ERRORS,
+)
+def get_message(message_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str, Any]:
+    detail = service.get_message(
+        service_context(),
+        principal=current_principal(),
+        message_id=message_id,
+        inline_url=lambda attachment_id: attachment_url(attachment_id, inline=True),
+        remote_images=query_data["remoteImages"],
+    )
     message = detail.message
     body = message_summary(message)
     body.update(
@@ -113,7 +149,8 @@ def get_message(message_id: uuid.UUID) -> dict[str, Any]:
         inReplyTo=message.in_reply_to,
         references=message.references,
         textBody=message.text_body,
-        htmlBody=message.html_body,
+        htmlBody=detail.html.html if detail.html else None,
+        hasRemoteImages=bool(detail.html and detail.html.has_remote_images),
         defects=message.defects,
         rawUrl=url_for(".raw_message", message_id=message.id),
         attachments=[
@@ -126,6 +163,8 @@ def get_message(message_id: uuid.UUID) -> dict[str, Any]:
                 "disposition": a.disposition,
                 "contentHash": a.content_hash,
                 "partId": a.part_id,
+                "url": attachment_url(a.id),
+                "virusScanStatus": a.virus_scan_status,
             }
             for a in detail.attachments
         ],
@@ -136,6 +175,8 @@ def get_message(message_id: uuid.UUID) -> dict[str, Any]:
 @bp.get("/messages/<uuid:message_id>/raw")
 @bp.doc(
     summary="The message as stored on the server (message/rfc822)",
+    description="The raw bytes as a download (`Content-Disposition: attachment`), never rendered inline.",
+    operation_id="getRawMessage",
     responses=RAW_RESPONSES,
 )
 def raw_message(message_id: uuid.UUID) -> Response:

@@ -6,6 +6,8 @@ from apiflask import Schema
 from apiflask.fields import UUID, Boolean, Integer, List, Nested, String
 from apiflask.validators import Range
 
+from .fields import Boolean as StrictBoolean
+from .fields import QuerySchema
 from .schemas import PaginationOut, offset_field
 
 
@@ -127,6 +129,8 @@ class AttachmentSummaryOut(Schema):
     disposition = String()
     contentHash = String(allow_none=True)
     partId = String(allow_none=True)
+    url = String(metadata={"description": "Download URL"})
+    virusScanStatus = String(metadata={"description": "pending | clean | infected | error | skipped"})
 
 
 class MessageOut(MessageSummaryOut):
@@ -139,7 +143,14 @@ class MessageOut(MessageSummaryOut):
     inReplyTo = String(allow_none=True)
     references = List(String())
     textBody = String(allow_none=True)
-    htmlBody = String(allow_none=True)
+    htmlBody = String(
+        allow_none=True,
+        metadata={
+            "description": "Sanitised HTML: no scripts, handlers, forms, frames or remote CSS; cid: images point at "
+            "their download URL; remote images replaced unless remoteImages=true. The original is in rawUrl."
+        },
+    )
+    hasRemoteImages = Boolean(metadata={"description": "The HTML body references remote images"})
     attachments = List(Nested(AttachmentSummaryOut))
     defects = List(String())
     rawUrl = String()
@@ -152,7 +163,13 @@ class MessageListOut(Schema):
     pagination = Nested(PaginationOut)
 
 
-class MessageListQuery(Schema):
+class MessageQuery(QuerySchema):
+    """``remoteImages=true`` keeps remote images in ``htmlBody`` (blocked by default: tracking pixels)."""
+
+    remoteImages = StrictBoolean(load_default=False, metadata={"description": "Load remote images in htmlBody"})
+
+
+class MessageListQuery(QuerySchema):
     """``folderId`` (optional), ``limit`` 1-100 (default 50), ``offset`` 0 to 2**31-1."""
 
     folderId = UUID(load_default=None, allow_none=True)

@@ -20,28 +20,43 @@ from email_service.errors import NotFound, Unauthorized
 from email_service.observability import metrics
 from email_service.services.readiness import check_readiness
 
+from . import examples
 from .context import service_context
+from .gate import guard
 from .schemas import HealthOut, ReadyOut
 
 _ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
 METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Prometheus text exposition format 0.0.4",
-        "content": {"text/plain": {"schema": {"type": "string"}}},
+        "content": {"text/plain": {"schema": {"type": "string"}, "example": examples.METRICS}},
     },
     401: {"description": "METRICS_TOKEN is set and the request does not carry it", "content": _ERROR},
     404: {"description": "Production without METRICS_TOKEN: metrics are switched off", "content": _ERROR},
 }
-READY_RESPONSES: dict[int | str, dict[str, Any]] = {503: {"description": "Not ready", "content": _ERROR}}
+READY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    503: {
+        "description": "Not ready",
+        "content": {"application/json": {**_ERROR["application/json"], "example": examples.NOT_READY}},
+    }
+}
 
 
 def ops_blueprint() -> APIBlueprint:
-    """The blueprint of ``/health``, ``/ready`` and ``/metrics`` (served once, at the root)."""
-    bp = APIBlueprint("ops", __name__, tag="Operations")
+    """The blueprint of ``/health``, ``/ready`` and ``/metrics`` (served once, at the root; no credentials of a
+    tenant user, not rate limited, the query-parameter check of :func:`~email_service.api.gate.guard`)."""
+    tag = {"name": "Operations", "description": "Liveness, readiness and metrics of the service"}
+    bp = guard(APIBlueprint("ops", __name__, tag=tag), authenticated=False)
 
     @bp.get("/health")
-    @bp.output(HealthOut)
-    @bp.doc(summary="Liveness and database check (seed 000)", responses=[503])
+    @bp.output(HealthOut, example=examples.HEALTH)
+    @bp.doc(
+        summary="Liveness and database check (seed 000)",
+        description="Answers 200 with the service name and version when the database answers `SELECT 1`, "
+        "503 with `database: unavailable` otherwise. Needs no credentials and is not rate limited.",
+        operation_id="getHealth",
+        responses=[503],
+    )
     def health() -> Any:
         body = {"status": "healthy", "service": "email_service", "version": __version__, "database": "ok"}
         try:
@@ -53,10 +68,12 @@ def ops_blueprint() -> APIBlueprint:
         return body
 
     @bp.get("/ready")
-    @bp.output(ReadyOut)
+    @bp.output(ReadyOut, example=examples.READY)
     @bp.doc(
         summary="Readiness: database, migrations at head, Redis and broker when configured",
-        description="200 when every check is `ok`; 503 naming the failing parts in `message` and `checks`.",
+        description="200 when every check is `ok`; 503 naming the failing parts in `message` and `checks`. "
+        "Needs no credentials and is not rate limited.",
+        operation_id="getReadiness",
         responses=READY_RESPONSES,
     )
     def ready() -> Any:
@@ -72,7 +89,9 @@ def ops_blueprint() -> APIBlueprint:
     @bp.doc(
         summary="Prometheus metrics of this API process group",
         description="HTTP requests by route template and status, latencies, rate-limit refusals, jobs queued. "
-        "Needs `Authorization: Bearer <METRICS_TOKEN>` when METRICS_TOKEN is set; off in production without it.",
+        "Needs `Authorization: Bearer <METRICS_TOKEN>` when METRICS_TOKEN is set; off in production without it. "
+        "Not rate limited.",
+        operation_id="getMetrics",
         responses=METRICS_RESPONSES,
     )
     def metrics_view() -> Response:

@@ -3,7 +3,7 @@
 from email_service.models.account import EmailAccount, EmailCredential, Tenant
 from email_service.models.audit import AuditLog
 from email_service.models.base import Base, TenantScoped, now_ms
-from email_service.models.mailbox import FOLDER_ROLES, EmailAttachment, EmailFolder, EmailMessage
+from email_service.models.mailbox import FOLDER_ROLES, SCAN_STATUSES, EmailAttachment, EmailFolder, EmailMessage
 from email_service.models.sync import SYNC_RUN_STATES, SyncRun
 
 TENANT_TABLES = (
@@ -18,6 +18,7 @@ TENANT_TABLES = (
 
 __all__ = [
     "FOLDER_ROLES",
+    "SCAN_STATUSES",
     "SYNC_RUN_STATES",
     "TENANT_TABLES",
     "AuditLog",

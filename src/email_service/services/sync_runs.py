@@ -104,8 +104,8 @@ def request_sync(ctx: ServiceContext, *, principal: Principal, account_id: uuid.
 
 
 def sync_status(ctx: ServiceContext, *, principal: Principal, account_id: uuid.UUID) -> SyncStatus:
-    """The account and its most recent run.  Raises :class:`NotFound` / :class:`Forbidden`."""
-    with ctx.db.tenant_session(principal.tenant_id) as session:
+    """The account and its most recent run, as of one moment.  Raises :class:`NotFound` / :class:`Forbidden`."""
+    with ctx.db.tenant_session(principal.tenant_id, read_only=True) as session:
         account = load_account(session, principal, account_id)
         run = session.execute(
             select(SyncRun).where(SyncRun.account_id == account_id).order_by(SyncRun.created_at.desc()).limit(1)

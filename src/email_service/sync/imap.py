@@ -182,6 +182,7 @@ class ImapMirror:
         loses at most the uncommitted batches and a committed row always has its raw bytes.
         """
         batch_size = self.ctx.settings.sync_batch_size
+        scan_status = "pending" if self.ctx.settings.virus_scan_enabled else "skipped"
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="email-sync-writer") as writer:
             pending: Future[int] | None = None
             for start in range(0, len(uids), batch_size):
@@ -194,8 +195,9 @@ class ImapMirror:
                         account_id=self.account_id,
                         folder_id=folder_id,
                         uidvalidity=uidvalidity,
+                        scan_status=scan_status,
                     )
-                    self.ctx.blobs.put(fetched.raw, sha256=row["raw_sha256"])
+                    self.ctx.blobs.put(str(self.tenant_id), fetched.raw, sha256=row["raw_sha256"])
                     messages.append(row)
                     attachments.extend(parts)
                 if pending is not None:
@@ -279,14 +281,19 @@ def _run_state(ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID) -> 
         return session.execute(select(SyncRun.state).where(SyncRun.id == run_id)).scalar_one_or_none()
 
 
-def _set_run(ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID, **values: object) -> None:
+def _set_run_and_account(
+    ctx: ServiceContext,
+    tenant_id: uuid.UUID,
+    run_id: uuid.UUID,
+    account_id: uuid.UUID,
+    run: dict[str, object],
+    account: dict[str, object],
+) -> None:
+    """Update the run row and the account's sync flags in one transaction, so that ``GET /accounts/{id}/sync``
+    never sees a finished run on an account still marked syncing (or the reverse)."""
     with ctx.db.tenant_session(tenant_id) as session:
-        session.execute(update(SyncRun).where(SyncRun.id == run_id).values(updated_at=now_ms(), **values))
-
-
-def _set_account(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID, **values: object) -> None:
-    with ctx.db.tenant_session(tenant_id) as session:
-        session.execute(update(EmailAccount).where(EmailAccount.id == account_id).values(**values))
+        session.execute(update(SyncRun).where(SyncRun.id == run_id).values(updated_at=now_ms(), **run))
+        session.execute(update(EmailAccount).where(EmailAccount.id == account_id).values(**account))
 
 
 def sync_account(ctx: ServiceContext, *, tenant_id: uuid.UUID, account_id: uuid.UUID, run_id: uuid.UUID) -> str:
@@ -311,8 +318,9 @@ def sync_account(ctx: ServiceContext, *, tenant_id: uuid.UUID, account_id: uuid.
                 raise RetryJob("Another sync of the account holds its lock", delay_seconds=5.0)
             return _skipped()
         started = time.monotonic()
-        _set_run(ctx, tenant_id, run_id, state="running", started_at=now_ms())
-        _set_account(ctx, tenant_id, account_id, is_syncing=True)
+        _set_run_and_account(
+            ctx, tenant_id, run_id, account_id, {"state": "running", "started_at": now_ms()}, {"is_syncing": True}
+        )
         counts, error = _mirror(ctx, tenant_id, account_id)
         _finish(ctx, tenant_id, account_id, run_id, counts, error=error)
         _record_metrics(counts, error, time.monotonic() - started)
@@ -376,23 +384,17 @@ def _finish(
     """Record the outcome on the run and the account in one transaction: a client that sees the run ended also
     sees the account's ``isSyncing`` and ``lastSyncAt`` of that run."""
     finished = now_ms()
-    account_values: dict[str, object] = {"is_syncing": False}
+    run: dict[str, object] = {
+        "state": "failed" if error else "succeeded",
+        "finished_at": finished,
+        "folders_synced": counts.folders_synced,
+        "messages_added": counts.messages_added,
+        "messages_updated": counts.messages_updated,
+        "messages_removed": counts.messages_removed,
+        "error_kind": error[0] if error else None,
+        "error": error[1] if error else None,
+    }
+    account: dict[str, object] = {"is_syncing": False}
     if error is None:
-        account_values["last_sync_at"] = finished
-    with ctx.db.tenant_session(tenant_id) as session:
-        session.execute(
-            update(SyncRun)
-            .where(SyncRun.id == run_id)
-            .values(
-                updated_at=finished,
-                state="failed" if error else "succeeded",
-                finished_at=finished,
-                folders_synced=counts.folders_synced,
-                messages_added=counts.messages_added,
-                messages_updated=counts.messages_updated,
-                messages_removed=counts.messages_removed,
-                error_kind=error[0] if error else None,
-                error=error[1] if error else None,
-            )
-        )
-        session.execute(update(EmailAccount).where(EmailAccount.id == account_id).values(**account_values))
+        account["last_sync_at"] = finished
+    _set_run_and_account(ctx, tenant_id, run_id, account_id, run, account)

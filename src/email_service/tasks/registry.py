@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import OperationalError
 
 from email_service.protocols.errors import ConnectionFailed, TemporaryFailure
+from email_service.services.attachment_content import scan_attachment_job
 from email_service.services.context import ServiceContext
 from email_service.services.jobs import JOB_NAMES, JsonScalar, RetryJob
 from email_service.sync.imap import sync_account
@@ -70,11 +71,17 @@ def _sync_account(ctx: ServiceContext, payload: Mapping[str, JsonScalar]) -> str
     )
 
 
+def _scan_attachment(ctx: ServiceContext, payload: Mapping[str, JsonScalar]) -> str:
+    return scan_attachment_job(ctx, tenant_id=_uuid(payload, "tenantId"), attachment_id=_uuid(payload, "attachmentId"))
+
+
 JOBS: Mapping[str, JobSpec] = {
     spec.name: spec
     for spec in (
         # A first sync of a large mailbox can take long; it resumes where it stopped if it is killed.
         JobSpec("sync_account", _sync_account, soft_time_limit=3 * 3600, time_limit=3 * 3600 + 300),
+        # clamd scans 25 MB in seconds; an unreachable clamd is retried (ConnectionFailed) for about an hour.
+        JobSpec("scan_attachment", _scan_attachment, soft_time_limit=300, time_limit=360, max_retries=8),
     )
 }
 

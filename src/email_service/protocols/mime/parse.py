@@ -70,7 +70,9 @@ class AttachmentInfo:
 
     ``part_id``: IMAP section number (``"2"``, ``"1.2"``); ``filename``: decoded (RFC 2231, RFC 2047) or
     ``None``; ``content_type``: lowercase ``type/subtype``; ``size``: decoded octets; ``content_id``: without
-    ``<>``; ``disposition``: ``attachment`` or ``inline``; ``sha256``: hex digest of the decoded bytes.
+    ``<>``; ``disposition``: ``attachment`` or ``inline``; ``sha256``: hex digest of the decoded bytes;
+    ``content_encoding``: the Content-Transfer-Encoding as received, lowercase (``7bit`` when absent, RFC 2045
+    section 6.1).
     """
 
     part_id: str
@@ -80,6 +82,7 @@ class AttachmentInfo:
     content_id: str | None
     disposition: str
     sha256: str
+    content_encoding: str = "7bit"
 
 
 @dataclass(frozen=True)
@@ -309,6 +312,31 @@ def _raw_header(part: Message, name: str) -> str | None:
     return None
 
 
+def _unquote(value: str) -> str:
+    """A quoted-string's content (RFC 2045 section 5.1 / RFC 5322 section 3.2.4); anything else as it is.
+
+    Not ``email.utils.unquote``: that one also strips a pair of angle brackets, turning a file named ``<>``
+    into an empty name.
+    """
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", value[1:-1])
+    return value
+
+
+def _param(part: Message, name: str, header: str) -> str | None:
+    """Parameter ``name`` of ``header`` (RFC 2045 / RFC 2231 continuations and charsets), unquoted, or ``None``."""
+    value = part.get_param(name, None, header, unquote=False)
+    if value is None:
+        return None
+    if isinstance(value, tuple):  # RFC 2231: (charset, language, percent-decoded text)
+        charset, _language, text = value
+        try:
+            return str(bytes(_unquote(text), "raw-unicode-escape"), charset or "us-ascii", "replace")
+        except LookupError:
+            return str(bytes(_unquote(text), "raw-unicode-escape"), "us-ascii", "replace")
+    return _unquote(str(value))
+
+
 def _filename(part: Message, defects: list[str]) -> str | None:
     """Filename from Content-Disposition ``filename`` or Content-Type ``name`` (RFC 2183, 2231, 2047)."""
     source = part
@@ -319,7 +347,9 @@ def _filename(part: Message, defects: list[str]) -> str | None:
             if value is not None:
                 source[key] = _eight_bit(_unfold(value), defects)
     try:
-        filename = source.get_filename()
+        filename = _param(source, "filename", "content-disposition")
+        if filename is None:
+            filename = _param(source, "name", "content-type")
     except Exception:  # malformed RFC 2231 parameters
         defects.append("InvalidFilenameParameter")
         return None
@@ -352,6 +382,11 @@ def _content_id(part: Message) -> str | None:
         return None
     ids = _message_ids(raw)
     return ids[0] if ids else None
+
+
+def _transfer_encoding(part: Message) -> str:
+    raw = _raw_header(part, "content-transfer-encoding")
+    return storable(_unfold(raw).strip().lower())[:32] if raw and raw.strip() else "7bit"
 
 
 def _disposition(part: Message) -> str | None:
@@ -393,6 +428,7 @@ class _Leaf:
             content_id=_content_id(self.part),
             disposition="attachment" if self.disposition == "attachment" else "inline",
             sha256=hashlib.sha256(data).hexdigest(),
+            content_encoding=_transfer_encoding(self.part),
         )
         return info, data
 

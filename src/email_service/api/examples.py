@@ -1,0 +1,192 @@
+"""Example requests and responses of the OpenAPI document (seed 000's account example; ids are seed 000/001's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+TENANT_ID = "550e8400-e29b-41d4-a716-446655440000"
+USER_ID = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+ACCOUNT_ID = "3f2a9c1e-8d4b-4e6f-9a7c-2b1d0e5f6a70"
+FOLDER_ID = "8c1f4e2a-5b3d-4c7e-9f0a-1d2e3f4a5b6c"
+MESSAGE_ID = "d4e5f6a7-b8c9-4d0e-8f1a-2b3c4d5e6f70"
+SYNC_ID = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"
+EPOCH_MS = 1706033200000
+
+ACCOUNT_CREATE: dict[str, Any] = {
+    "accountName": "Work Email",
+    "emailAddress": "user@company.example",
+    "protocol": "imap",
+    "hostname": "imap.company.example",
+    "port": 993,
+    "encryption": "tls",
+    "username": "user@company.example",
+    "password": "secure_password_123",
+    "isSyncEnabled": True,
+    "syncInterval": 300,
+}
+ACCOUNT_UPDATE: dict[str, Any] = {"accountName": "Updated Name", "isSyncEnabled": False, "syncInterval": 600}
+ACCOUNT: dict[str, Any] = {
+    "id": ACCOUNT_ID,
+    "tenantId": TENANT_ID,
+    "userId": USER_ID,
+    **{key: value for key, value in ACCOUNT_CREATE.items() if key != "password"},
+    "smtpHostname": "smtp.company.example",
+    "smtpPort": 465,
+    "smtpEncryption": "tls",
+    "smtpUsername": None,
+    "lastSyncAt": EPOCH_MS,
+    "isSyncing": False,
+    "isEnabled": True,
+    "createdAt": EPOCH_MS,
+    "updatedAt": EPOCH_MS,
+}
+ACCOUNT_LIST: dict[str, Any] = {"accounts": [ACCOUNT], "pagination": {"total": 1, "limit": 100, "offset": 0}}
+DELETED: dict[str, Any] = {"message": "Account deleted successfully", "id": ACCOUNT_ID}
+
+SYNC_STARTED: dict[str, Any] = {"syncId": SYNC_ID, "accountId": ACCOUNT_ID, "state": "queued", "created": True}
+SYNC_STATUS: dict[str, Any] = {
+    "accountId": ACCOUNT_ID,
+    "isSyncing": False,
+    "lastSyncAt": EPOCH_MS + 4000,
+    "syncId": SYNC_ID,
+    "state": "succeeded",
+    "trigger": "api",
+    "requestedAt": EPOCH_MS,
+    "startedAt": EPOCH_MS + 100,
+    "finishedAt": EPOCH_MS + 4000,
+    "counts": {"foldersSynced": 5, "messagesAdded": 120, "messagesUpdated": 3, "messagesRemoved": 1},
+    "lastError": None,
+}
+CONNECTION_TEST: dict[str, Any] = {
+    "success": False,
+    "protocol": "imap",
+    "folderCount": None,
+    "messageCount": None,
+    "error": "[AUTHENTICATIONFAILED] Authentication failed.",
+    "errorKind": "AuthenticationFailed",
+    "durationMs": 182,
+}
+
+FOLDER_LIST: dict[str, Any] = {
+    "folders": [
+        {
+            "id": FOLDER_ID,
+            "accountId": ACCOUNT_ID,
+            "name": "INBOX",
+            "delimiter": "/",
+            "role": "inbox",
+            "attributes": ["\\HasNoChildren"],
+            "totalCount": 120,
+            "unreadCount": 4,
+            "isSelectable": True,
+            "lastSyncedAt": EPOCH_MS,
+        }
+    ],
+    "pagination": {"total": 1, "limit": 100, "offset": 0},
+}
+_ALICE = {"name": "Alice", "email": "alice@example.com"}
+_BOB = {"name": "Bob", "email": "bob@company.example"}
+MESSAGE_SUMMARY: dict[str, Any] = {
+    "id": MESSAGE_ID,
+    "accountId": ACCOUNT_ID,
+    "folderId": FOLDER_ID,
+    "uid": 4127,
+    "messageId": "q1@example.com",
+    "threadId": None,
+    "subject": "Quarterly numbers",
+    "from": _ALICE,
+    "to": [_BOB],
+    "cc": [],
+    "sentAt": EPOCH_MS,
+    "receivedAt": EPOCH_MS + 2000,
+    "preview": "Here are the numbers for the quarter.",
+    "flags": ["\\Seen"],
+    "isRead": True,
+    "isFlagged": False,
+    "isAnswered": False,
+    "isDraft": False,
+    "hasAttachments": True,
+    "size": 48213,
+}
+MESSAGE_LIST: dict[str, Any] = {"messages": [MESSAGE_SUMMARY], "pagination": {"total": 1, "limit": 50, "offset": 0}}
+ATTACHMENT_ID = "e5f6a7b8-c9d0-4e1f-8a2b-3c4d5e6f7a80"
+ATTACHMENT: dict[str, Any] = {
+    "id": ATTACHMENT_ID,
+    "messageId": MESSAGE_ID,
+    "filename": "numbers.pdf",
+    "mimeType": "application/pdf",
+    "size": 40960,
+    "uploadedAt": EPOCH_MS,
+    "contentHash": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    "url": f"/api/v1/attachments/{ATTACHMENT_ID}/download",
+    "virusScanStatus": "clean",
+    "contentId": None,
+}
+ATTACHMENT_LIST: dict[str, Any] = {"data": [ATTACHMENT], "pagination": {"total": 1, "offset": 0, "limit": 50}}
+ATTACHMENT_METADATA: dict[str, Any] = {
+    **ATTACHMENT,
+    "contentEncoding": "base64",
+    "disposition": "attachment",
+    "virusName": None,
+}
+ATTACHMENT_UPLOADED: dict[str, Any] = {
+    **ATTACHMENT,
+    "virusScanStatus": "pending",
+    "contentHash": ATTACHMENT["contentHash"],
+}
+ATTACHMENT_DELETED: dict[str, Any] = {"success": True, "message": "Attachment deleted"}
+MESSAGE: dict[str, Any] = {
+    **MESSAGE_SUMMARY,
+    "folderName": "INBOX",
+    "bcc": [],
+    "replyTo": [],
+    "sender": None,
+    "inReplyTo": None,
+    "references": [],
+    "textBody": "Here are the numbers for the quarter.\n",
+    "htmlBody": None,
+    "hasRemoteImages": False,
+    "attachments": [
+        {
+            "id": ATTACHMENT_ID,
+            "filename": "numbers.pdf",
+            "mimeType": "application/pdf",
+            "size": 40960,
+            "contentId": None,
+            "disposition": "attachment",
+            "contentHash": None,
+            "partId": "2",
+            "url": f"/api/v1/attachments/{ATTACHMENT_ID}/download",
+            "virusScanStatus": "clean",
+        }
+    ],
+    "defects": [],
+    "rawUrl": f"/api/v1/messages/{MESSAGE_ID}/raw",
+}
+RAW_MESSAGE = (
+    "From: Alice <alice@example.com>\r\nTo: Bob <bob@company.example>\r\nSubject: Quarterly numbers\r\n"
+    "Message-ID: <q1@example.com>\r\nDate: Wed, 24 Jan 2024 12:06:40 +0000\r\n\r\n"
+    "Here are the numbers for the quarter.\r\n"
+)
+HEALTH: dict[str, Any] = {"status": "healthy", "service": "email_service", "version": "0.1.0", "database": "ok"}
+READY: dict[str, Any] = {
+    "status": "ready",
+    "checks": {"database": "ok", "migrations": "ok", "redis": "ok", "broker": "ok"},
+}
+NOT_READY: dict[str, Any] = {
+    "status": "not ready",
+    "checks": {"database": "ok", "migrations": "ok", "redis": "ok", "broker": "unavailable"},
+    "error": "Service unavailable",
+    "message": "Not ready: broker unavailable",
+}
+METRICS = (
+    "# HELP email_service_http_requests_total HTTP requests by route template and status\n"
+    "# TYPE email_service_http_requests_total counter\n"
+    'email_service_http_requests_total{method="GET",route="/api/v1/accounts",status="200"} 42.0\n'
+)
+TOKEN_REQUEST: dict[str, Any] = {"tenantId": TENANT_ID, "userId": USER_ID, "role": "user", "expiresInHours": 24}
+TOKEN: dict[str, Any] = {
+    "token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJyb2xlIjoidXNlciJ9.c2lnbmF0dXJl",
+    "tokenType": "Bearer",
+    "expiresIn": 86400,
+}
