@@ -15,6 +15,10 @@ COPY migrations ./migrations
 RUN uv sync --frozen --no-dev
 
 FROM python:3.11-slim-bookworm AS runtime
+# libmagic1: python-magic reads the type of uploaded files from their bytes.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libmagic1 \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin email-service \
     && mkdir -p /data /tmp/email-service-metrics \
     && chown 10001:10001 /data /tmp/email-service-metrics

@@ -153,6 +153,7 @@ def test_dockerfile_is_multi_stage_locked_non_root_with_a_health_check() -> None
     assert "uv sync --frozen --no-dev" in dockerfile
     assert re.search(r"^USER 10001$", dockerfile, re.MULTILINE)
     assert re.search(r"^HEALTHCHECK .*\n?.*/health", dockerfile, re.MULTILINE)
+    assert re.search(r"apt-get install .*\blibmagic1\b", dockerfile)  # python-magic loads it when the app starts
 
 
 @pytest.mark.parametrize(
@@ -165,7 +166,8 @@ def test_dockerfile_is_multi_stage_locked_non_root_with_a_health_check() -> None
 def test_light_commands_do_not_load_the_database_web_or_job_stack(argv: list[str], tmp_path: Path) -> None:
     code = (
         "import sys\nfrom email_service.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-        "heavy = ('sqlalchemy', 'alembic', 'flask', 'apiflask', 'celery', 'structlog', 'prometheus_client')\n"
+        "heavy = ('sqlalchemy', 'alembic', 'flask', 'apiflask', 'celery', 'structlog', 'prometheus_client', 'boto3',"
+        " 'magic')\n"
         "print('LOADED', sorted(name for name in heavy if name in sys.modules))\n"
     )
     result = subprocess.run(
