@@ -43,7 +43,7 @@ from email_service.security.credentials import generate_key
 from email_service.security.tokens import Principal
 from email_service.services import accounts, sync_runs
 from email_service.services.context import build_context
-from email_service.sync.imap import sync_account
+from email_service.sync.account import sync_account
 
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 WORDS = [

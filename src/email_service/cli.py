@@ -3,7 +3,7 @@
 email-service serve [--host H] [--port P]     API + in-process job runner + periodic sync scheduler
 email-service db upgrade                      Alembic migrations to head
 email-service token --tenant T --user U [--role admin] [--hours N]
-email-service sync ACCOUNT_ID                 one sync now, in the foreground; prints the outcome as JSON
+email-service sync ACCOUNT_ID                 one sync now, in the foreground: progress on stderr, outcome as JSON
 email-service rotate-key                      re-encrypt every credential under the primary key
 email-service generate-key                    print a new CREDENTIAL_ENCRYPTION_KEYS entry
 """
@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import select
 
+from email_service.cli_progress import SyncProgressDisplay
 from email_service.config import Settings
 from email_service.db import upgrade_database
 from email_service.errors import EmailServiceError, NotFound
@@ -29,7 +30,7 @@ from email_service.security.credentials import generate_key
 from email_service.security.tokens import create_jwt_token
 from email_service.services import accounts, sync_runs
 from email_service.services.context import ServiceContext, build_context
-from email_service.sync.imap import sync_account
+from email_service.sync.account import sync_account
 from email_service.tasks.runner import InProcessJobRunner
 
 
@@ -47,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--user", required=True)
     token.add_argument("--role", default="user", choices=["user", "admin"])
     token.add_argument("--hours", type=float, default=None)
-    sync = commands.add_parser("sync", help="sync one account now, in the foreground")
+    sync = commands.add_parser(
+        "sync", help="sync one account now, in the foreground (progress on stderr, outcome as JSON on stdout)"
+    )
     sync.add_argument("account_id")
     commands.add_parser("rotate-key", aliases=["rotate-keys"], help="re-encrypt credentials under the primary key")
     commands.add_parser("generate-key", help="print a new credential encryption key")
@@ -112,7 +115,8 @@ def _sync(settings: Settings, account_id: str) -> int:
     run, _created = sync_runs.enqueue_sync(
         ctx, tenant_id=tenant_id, account_id=account_uuid, trigger="cli", principal=None
     )
-    state = sync_account(ctx, tenant_id=tenant_id, account_id=account_uuid, run_id=run.id)
+    with SyncProgressDisplay() as display:
+        state = sync_account(ctx, tenant_id=tenant_id, account_id=account_uuid, run_id=run.id, on_progress=display)
     with ctx.db.tenant_session(tenant_id) as session:
         done = session.get(SyncRun, run.id)
         assert done is not None
@@ -125,6 +129,7 @@ def _sync(settings: Settings, account_id: str) -> int:
                     "messagesAdded": done.messages_added,
                     "messagesUpdated": done.messages_updated,
                     "messagesRemoved": done.messages_removed,
+                    "foldersFailed": done.folders_failed,
                     "errorKind": done.error_kind,
                     "error": done.error,
                 }

@@ -185,6 +185,7 @@ def test_incremental_sync_fetches_only_new_mail_and_applies_flags_and_expunges(
     again = _sync(client, caller, account_id)
     assert again["counts"] == {
         "foldersSynced": again["counts"]["foldersSynced"],
+        "foldersFailed": 0,
         "messagesAdded": 0,
         "messagesUpdated": 0,
         "messagesRemoved": 0,

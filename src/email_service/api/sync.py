@@ -23,6 +23,8 @@ bp.before_request(require_authentication)
 @bp.output(SyncStartedOut, status_code=202)
 @bp.doc(
     summary="Start mirroring the account now (returns the running sync if one is active)",
+    description="IMAP accounts mirror every folder; POP3 accounts mirror the maildrop into INBOX by UIDL and leave "
+    "the mail on the server.  409 when the account is disabled.",
     responses=[*AUTH_ERRORS, 409],
 )
 def start_sync(account_id: uuid.UUID) -> Any:
@@ -33,7 +35,14 @@ def start_sync(account_id: uuid.UUID) -> Any:
 
 @bp.get("/accounts/<uuid:account_id>/sync")
 @bp.output(SyncStatusOut)
-@bp.doc(summary="State, counts and last error of the account's latest sync", responses=AUTH_ERRORS)
+@bp.doc(
+    summary="State, progress, counts and errors of the account's latest sync",
+    description="While a sync runs, progress gives folders done/total, the current folder, its fetched and "
+    "expected new messages, and a percentage.  A run that could not go through the account ends failed with "
+    "lastError; one where some folders failed ends succeeded, and those folders are in folderErrors (and carry "
+    "syncError in the folder list) until a later sync of them works.",
+    responses=AUTH_ERRORS,
+)
 def sync_status(account_id: uuid.UUID) -> dict[str, Any]:
     status = sync_runs.sync_status(service_context(), principal=current_principal(), account_id=account_id)
     run = status.run
@@ -48,7 +57,11 @@ def sync_status(account_id: uuid.UUID) -> dict[str, Any]:
         "startedAt": None,
         "finishedAt": None,
         "counts": None,
+        "progress": None,
         "lastError": None,
+        "folderErrors": [
+            {"folderId": f.id, "name": f.name, **(f.sync_error_detail or {})} for f in status.folder_errors
+        ],
     }
     if run is not None:
         body.update(
@@ -60,9 +73,19 @@ def sync_status(account_id: uuid.UUID) -> dict[str, Any]:
             finishedAt=run.finished_at,
             counts={
                 "foldersSynced": run.folders_synced,
+                "foldersFailed": run.folders_failed,
                 "messagesAdded": run.messages_added,
                 "messagesUpdated": run.messages_updated,
                 "messagesRemoved": run.messages_removed,
+            },
+            progress={
+                "foldersDone": run.folders_done,
+                "foldersTotal": run.folders_total,
+                "currentFolder": run.current_folder,
+                "folderMessagesFetched": run.folder_fetched,
+                "folderMessagesExpected": run.folder_expected,
+                "messagesFetched": run.messages_added,
+                "percent": sync_runs.run_percent(run),
             },
             lastError={"kind": run.error_kind, "message": run.error} if run.error else None,
         )

@@ -43,3 +43,8 @@ class PermanentFailure(ProtocolError):
 
 class MailboxError(ProtocolError):
     """A mailbox operation failed (no such folder, SELECT refused, UIDVALIDITY problem)."""
+
+
+class CapabilityMissing(PermanentFailure):
+    """The server lacks an optional capability the operation needs (e.g. POP3 UIDL for mirroring); fix the server
+    or the account settings, do not retry."""

@@ -46,6 +46,19 @@ def imap_endpoint(ctx: ServiceContext, account: EmailAccount, password: str) -> 
     )
 
 
+def pop3_endpoint(ctx: ServiceContext, account: EmailAccount, password: str) -> Pop3Endpoint:
+    """The POP3 endpoint of an account with the configured CA bundle and timeout."""
+    return Pop3Endpoint(
+        host=account.hostname,
+        port=account.port,
+        encryption=account.encryption,
+        username=account.username,
+        password=password,
+        ca_bundle=ctx.settings.mail_ca_bundle,
+        timeout=float(ctx.settings.mail_timeout_seconds),
+    )
+
+
 def test_account_connection(ctx: ServiceContext, *, principal: Principal, account_id: uuid.UUID) -> ConnectionReport:
     """Log in with the stored credentials.
 
@@ -59,17 +72,7 @@ def test_account_connection(ctx: ServiceContext, *, principal: Principal, accoun
     started = time.perf_counter()
     try:
         if account.protocol == "pop3":
-            count = pop3_check_login(
-                Pop3Endpoint(
-                    account.hostname,
-                    account.port,
-                    account.encryption,
-                    account.username,
-                    password,
-                    ctx.settings.mail_ca_bundle,
-                    float(ctx.settings.mail_timeout_seconds),
-                )
-            )
+            count = pop3_check_login(pop3_endpoint(ctx, account, password))
             report = ConnectionReport(True, "pop3", folder_count=1, message_count=count)
         else:
             with ImapSession(imap_endpoint(ctx, account, password)) as imap:
