@@ -33,7 +33,7 @@ from email_service.security.credentials import generate_key
 from email_service.security.tokens import create_jwt_token
 from email_service.services.context import ServiceContext, build_context
 from email_service.tasks.runner import InProcessJobRunner
-from tests.support.dovecot import dovecot, mail_user  # noqa: F401  (re-exported fixtures)
+from tests.support.dovecot import dovecot, dovecot_without_condstore, mail_user  # noqa: F401  (re-exported)
 
 APP_ROLE = "email_service_app"
 

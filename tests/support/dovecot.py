@@ -23,10 +23,10 @@ ACL plugin (RFC 4314, per-mailbox ``dovecot-acl`` files) is on, so :meth:`Doveco
 (e.g. list a mailbox its owner cannot read).  :meth:`Dovecot.record_imap` switches on Dovecot's rawlog for one
 user and :meth:`Dovecot.imap_commands` returns the commands the server received from that user's sessions.
 
-Fixtures ``dovecot`` (session) and ``mail_user`` (function) are at the end; a conftest re-exports them with
-``from tests.support.dovecot import dovecot, mail_user``.  Without the ``dovecot`` binary they skip, unless
-``EMAIL_SERVICE_REQUIRE_INTEGRATION=1`` makes them fail.  Debian packages: dovecot-imapd dovecot-pop3d
-dovecot-lmtpd.
+Fixtures ``dovecot`` and ``dovecot_without_condstore`` (session) and ``mail_user`` (function) are at the end; a
+conftest re-exports them with ``from tests.support.dovecot import dovecot, mail_user, ...``.  Without the
+``dovecot`` binary they skip, unless ``EMAIL_SERVICE_REQUIRE_INTEGRATION=1`` makes them fail.  Debian packages:
+dovecot-imapd dovecot-pop3d dovecot-lmtpd.
 """
 
 from __future__ import annotations
@@ -597,6 +597,14 @@ def dovecot() -> Iterator[Dovecot]:
         yield server
     finally:
         release_shared_dovecot()
+
+
+@pytest.fixture(scope="session")
+def dovecot_without_condstore() -> Iterator[Dovecot]:
+    """A second session-wide Dovecot that offers neither CONDSTORE nor QRESYNC (RFC 7162), for the fallbacks."""
+    _require_dovecot()
+    with Dovecot.start(without=("CONDSTORE", "QRESYNC")) as server:
+        yield server
 
 
 @pytest.fixture
