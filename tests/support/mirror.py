@@ -6,7 +6,18 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
-from tests.conftest import Caller, wait_for_sync
+from tests.conftest import Caller, account_body, wait_for_sync
+
+
+def create_pop3_account(
+    client: FlaskClient, caller: Caller, host: str, port: int, username: str, password: str, encryption: str = "none"
+) -> str:
+    """Register a POP3 account through the API (``encryption``: none, tls = POP3S, starttls = STLS); its id."""
+    body = account_body(protocol="pop3", hostname=host, port=port, encryption=encryption, username=username,
+                        password=password, emailAddress=username)  # fmt: skip
+    response = client.post("/api/v1/accounts", headers=caller.headers, json=body)
+    assert response.status_code == 201, response.get_json()
+    return str(response.get_json()["id"])
 
 
 def sync_now(client: FlaskClient, caller: Caller, account_id: str) -> dict[str, Any]:

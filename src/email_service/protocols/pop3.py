@@ -73,11 +73,11 @@ def _connect(endpoint: Pop3Endpoint) -> poplib.POP3:
     if endpoint.encryption == "starttls":
         try:
             client.stls(context=context)
-        except poplib.error_proto as exc:
-            client.close()
-            raise TLSError(f"POP3 server refused STLS: {exc}") from None
-        except BaseException:
-            client.close()
+        except BaseException as exc:
+            with contextlib.suppress(OSError):  # a failed handshake leaves a detached socket: EBADF on shutdown
+                client.close()
+            if isinstance(exc, poplib.error_proto):
+                raise TLSError(f"POP3 server refused STLS: {exc}") from None
             raise
     return client
 
