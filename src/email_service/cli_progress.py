@@ -2,11 +2,13 @@
 
 Progress goes to standard error, so standard output keeps exactly one line, the outcome as JSON, for scripts:
 on a terminal a ``tqdm`` bar (percentage, current folder, its fetched/expected new messages, folders done/total);
-otherwise plain lines, one when a folder starts and at most one every ``every`` seconds while it fetches.
+otherwise plain lines: one when a folder starts, one when its count of new messages is known, and at most one
+every ``every`` seconds while it fetches them.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from types import TracebackType
@@ -22,12 +24,19 @@ class SyncProgressDisplay:
         self.stream = stream or sys.stderr
         self.every = every
         self._bar: Any = None
-        self._folder: str | None = None
+        self._shown: tuple[str | None, int] = (None, 0)
         self._printed_at = 0.0
         if self.stream.isatty():
             from tqdm import tqdm  # imported only for a terminal: keeps other commands' start-up light
 
-            self._bar = tqdm(total=100.0, file=self.stream, bar_format="{l_bar}{bar}| {n:.0f}% {postfix}")
+            size = shutil.get_terminal_size()  # 80x24 when the terminal reports none (tqdm would then draw nothing)
+            self._bar = tqdm(
+                total=100.0,
+                file=self.stream,
+                ncols=size.columns,
+                nrows=size.lines,
+                bar_format="{l_bar}{bar}| {n:.0f}%{postfix}",
+            )
 
     def __enter__(self) -> Self:
         return self
@@ -43,14 +52,15 @@ class SyncProgressDisplay:
         where = f"folder {min(counts.folders_done + 1, counts.folders_total)}/{counts.folders_total}"
         fetched = f"{progress.folder_fetched}/{progress.folder_expected} new messages"
         if self._bar is not None:
-            self._bar.set_description_str(progress.folder or "sync", refresh=False)
+            if progress.folder is not None:
+                self._bar.set_description_str(progress.folder, refresh=False)
             self._bar.set_postfix_str(f"{fetched}, {where}", refresh=False)
             self._bar.update(progress.percent - self._bar.n)
             return
-        entered = progress.folder is not None and progress.folder != self._folder
-        self._folder = progress.folder
+        news = (progress.folder, progress.folder_expected) != self._shown
+        self._shown = (progress.folder, progress.folder_expected)
         now = time.monotonic()
-        if progress.folder is not None and (entered or now - self._printed_at >= self.every):
+        if progress.folder is not None and (news or now - self._printed_at >= self.every):
             self._printed_at = now
             print(
                 f"sync: {progress.folder}: {fetched} ({where}, {progress.percent:.0f}%)", file=self.stream, flush=True
