@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from email_service.errors import EmailServiceError
 from email_service.models import EmailAccount, SyncRun, now_ms
@@ -25,6 +25,7 @@ from email_service.protocols.pop3 import Pop3Endpoint, Pop3Session
 from email_service.services.accounts import account_password
 from email_service.services.connection_test import imap_endpoint, pop3_endpoint
 from email_service.services.context import ServiceContext
+from email_service.services.sync_runs import ACTIVE_STATES
 from email_service.sync.imap import ImapMirror
 from email_service.sync.locks import account_sync_lock
 from email_service.sync.pop3 import Pop3Mirror
@@ -50,10 +51,8 @@ def sync_account(
     the server's message go to the run row.  ``on_progress`` sees every step (e.g. a terminal progress bar).
     """
     with account_sync_lock(ctx.db, account_id) as taken:
-        if not taken or not _run_is_active(ctx, tenant_id, run_id):
+        if not taken or not _start(ctx, tenant_id, account_id, run_id):
             return "skipped"
-        _set_run(ctx, tenant_id, run_id, state="running", started_at=now_ms())
-        _set_account(ctx, tenant_id, account_id, is_syncing=True)
         progress = RunProgress(ctx, tenant_id, run_id, on_progress)
         error: tuple[str, str] | None = None
         try:
@@ -87,20 +86,19 @@ def _mirror(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID, pr
             ImapMirror(ctx, tenant_id, account_id, imap, progress).run()
 
 
-def _run_is_active(ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID) -> bool:
+def _start(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID, run_id: uuid.UUID) -> bool:
+    """Mark the run ``running`` (if it is still queued or running) and the account syncing, in one transaction;
+    ``False`` when the run has already ended."""
     with ctx.db.tenant_session(tenant_id) as session:
-        state = session.execute(select(SyncRun.state).where(SyncRun.id == run_id)).scalar_one_or_none()
-    return state in ("queued", "running")
-
-
-def _set_run(ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID, **values: object) -> None:
-    with ctx.db.tenant_session(tenant_id) as session:
-        session.execute(update(SyncRun).where(SyncRun.id == run_id).values(updated_at=now_ms(), **values))
-
-
-def _set_account(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID, **values: object) -> None:
-    with ctx.db.tenant_session(tenant_id) as session:
-        session.execute(update(EmailAccount).where(EmailAccount.id == account_id).values(**values))
+        started = session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id, SyncRun.state.in_(ACTIVE_STATES))
+            .values(state="running", started_at=now_ms(), updated_at=now_ms())
+            .returning(SyncRun.id)
+        ).first()
+        if started is not None:
+            session.execute(update(EmailAccount).where(EmailAccount.id == account_id).values(is_syncing=True))
+    return started is not None
 
 
 def _finish(
@@ -112,20 +110,14 @@ def _finish(
     *,
     error: tuple[str, str] | None,
 ) -> None:
+    """Record the outcome on the run and the account, in one transaction."""
     finished = now_ms()
-    values = progress.run_values()
-    values.pop("updated_at")
-    _set_run(
-        ctx,
-        tenant_id,
-        run_id,
-        **values,
-        state="failed" if error else "succeeded",
-        finished_at=finished,
-        error_kind=error[0] if error else None,
-        error=error[1] if error else None,
-    )
+    run = {**progress.run_values(), "updated_at": finished, "finished_at": finished}
+    run.update(state="failed" if error else "succeeded", error_kind=error[0] if error else None)
+    run["error"] = error[1] if error else None
     account: dict[str, object] = {"is_syncing": False}
     if error is None:
         account["last_sync_at"] = finished
-    _set_account(ctx, tenant_id, account_id, **account)
+    with ctx.db.tenant_session(tenant_id) as session:
+        session.execute(update(SyncRun).where(SyncRun.id == run_id).values(**run))
+        session.execute(update(EmailAccount).where(EmailAccount.id == account_id).values(**account))
