@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import imaplib
-import json
 import shutil
 import statistics
 import sys
@@ -30,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.sync_throughput import BenchService, generate_messages, time_mbsync
+from bench.sync_throughput import BenchService, generate_messages, time_mbsync, write_results
 from tests.support.dovecot import Dovecot
 
 Timer = Callable[[], float]
@@ -131,10 +130,7 @@ def main() -> int:
                     "rounds_ms": [round(value * 1000, 1) for value in runs[name]],
                     "ratio_to_mbsync": round(ratio, 3) if ratio is not None else None,
                 }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2))
-    print(f"\nwritten to {output}")
+    write_results(args.output, results)
     return 0
 
 

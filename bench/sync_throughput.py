@@ -279,11 +279,16 @@ def main() -> int:
             "ratio_to_raw_fetch": round(rate / raw, 4) if raw else None,
             "ratio_to_mbsync": round(rate / mbsync, 3) if mbsync else None,
         }
-    output = Path(args.output)
+    write_results(args.output, results)
+    return 0
+
+
+def write_results(path: str, results: dict[str, Any]) -> None:
+    """Write a benchmark's figures as JSON to ``path`` (folders made as needed) and say where."""
+    output = Path(path)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2))
     print(f"\nwritten to {output}")
-    return 0
 
 
 if __name__ == "__main__":

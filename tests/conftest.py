@@ -112,6 +112,17 @@ def make_settings(data_dir: Path, database_urls: tuple[str, str], **overrides: s
 _SESSION_KEY = generate_key()
 
 
+def cli_env(settings: Settings) -> dict[str, str]:
+    """The environment under which the ``email-service`` command sees the test session's database and keys."""
+    return {
+        "EMAIL_SERVICE_DATA_DIR": str(settings.data_dir),
+        "DATABASE_URL": settings.database_url,
+        "DATABASE_MIGRATION_URL": settings.database_migration_url,
+        "JWT_SECRET_KEY": settings.jwt_secret_key,
+        "CREDENTIAL_ENCRYPTION_KEYS": ",".join(settings.credential_keys),
+    }
+
+
 @pytest.fixture(scope="session")
 def settings(data_dir: Path, database_urls: tuple[str, str]) -> Settings:
     return make_settings(data_dir, database_urls)

@@ -23,7 +23,7 @@ from email_service.cli import main
 from email_service.config import Settings
 from email_service.protocols.imap import FetchedMessage, ImapSession
 from email_service.services.context import ServiceContext
-from tests.conftest import Caller, create_imap_account, wait_for_sync
+from tests.conftest import Caller, cli_env, create_imap_account, wait_for_sync
 from tests.support.dovecot import Dovecot
 
 pytestmark = pytest.mark.integration
@@ -97,14 +97,7 @@ def test_progress_is_visible_while_a_sync_runs(
 
 
 def _cli_env(settings: Settings) -> dict[str, str]:
-    return {
-        "EMAIL_SERVICE_DATA_DIR": str(settings.data_dir),
-        "DATABASE_URL": settings.database_url,
-        "DATABASE_MIGRATION_URL": settings.database_migration_url,
-        "JWT_SECRET_KEY": settings.jwt_secret_key,
-        "CREDENTIAL_ENCRYPTION_KEYS": ",".join(settings.credential_keys),
-        "SYNC_BATCH_SIZE": "50",
-    }
+    return {**cli_env(settings), "SYNC_BATCH_SIZE": "50"}
 
 
 def test_sync_command_prints_progress_lines_and_one_json_line(

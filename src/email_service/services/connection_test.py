@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from email_service.models import EmailAccount
 from email_service.protocols.errors import ProtocolError
@@ -33,30 +34,26 @@ class ConnectionReport:
     duration_ms: int = 0
 
 
+def _endpoint_fields(ctx: ServiceContext, account: EmailAccount, password: str) -> dict[str, Any]:
+    return {
+        "host": account.hostname,
+        "port": account.port,
+        "encryption": account.encryption,
+        "username": account.username,
+        "password": password,
+        "ca_bundle": ctx.settings.mail_ca_bundle,
+        "timeout": float(ctx.settings.mail_timeout_seconds),
+    }
+
+
 def imap_endpoint(ctx: ServiceContext, account: EmailAccount, password: str) -> ImapEndpoint:
     """The IMAP endpoint of an account with the configured CA bundle and timeout."""
-    return ImapEndpoint(
-        host=account.hostname,
-        port=account.port,
-        encryption=account.encryption,
-        username=account.username,
-        password=password,
-        ca_bundle=ctx.settings.mail_ca_bundle,
-        timeout=float(ctx.settings.mail_timeout_seconds),
-    )
+    return ImapEndpoint(**_endpoint_fields(ctx, account, password))
 
 
 def pop3_endpoint(ctx: ServiceContext, account: EmailAccount, password: str) -> Pop3Endpoint:
     """The POP3 endpoint of an account with the configured CA bundle and timeout."""
-    return Pop3Endpoint(
-        host=account.hostname,
-        port=account.port,
-        encryption=account.encryption,
-        username=account.username,
-        password=password,
-        ca_bundle=ctx.settings.mail_ca_bundle,
-        timeout=float(ctx.settings.mail_timeout_seconds),
-    )
+    return Pop3Endpoint(**_endpoint_fields(ctx, account, password))
 
 
 def test_account_connection(ctx: ServiceContext, *, principal: Principal, account_id: uuid.UUID) -> ConnectionReport:
