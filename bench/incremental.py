@@ -5,11 +5,12 @@ the service (in-process, ``sync_account`` as a job runs it) on SQLite and on Pos
 ``isync``) each mirror the mailbox once (not timed), then in ``--repeat`` interleaved rounds:
 
 * ``no-change``: a sync with nothing new on the server;
-* ``+N new``: ``--new`` messages are delivered (Maildir files, then one EXAMINE so Dovecot has indexed them before
+* ``+N new``: ``--new`` messages are delivered (Maildir files, then one SELECT so Dovecot has indexed them before
   anyone is timed) and each mirror syncs them.
 
-Prints the median milliseconds of each and the ratio to mbsync, and writes them as JSON (default
-``bench/results/incremental.json``).  Run::
+``raw_poll`` is the IMAP floor of a sync that finds nothing, with imaplib and nothing stored: LOGIN, ENABLE QRESYNC,
+LIST, EXAMINE of every folder, LOGOUT (what the service sends then).  Prints the median milliseconds of each and the
+ratios to mbsync and to ``raw_poll``, and writes them as JSON (default ``bench/results/incremental.json``).  Run::
 
     uv run python bench/incremental.py [--sizes 10000 100000] [--new 100] [--size 2000] [--repeat 5] [--no-postgres]
 """
@@ -35,17 +36,32 @@ from tests.support.dovecot import Dovecot
 Timer = Callable[[], float]
 
 
-def _examine(server: Dovecot, user: str, password: str) -> None:
-    """Open INBOX once so Dovecot indexes newly written Maildir files before anyone is timed."""
+def _index(server: Dovecot, user: str, password: str) -> None:
+    """SELECT INBOX once (read-write, so Dovecot saves its index) so newly written Maildir files are indexed before
+    anyone is timed."""
     client = imaplib.IMAP4(server.host, server.imap_port)
     client.login(user, password)
-    client.select("INBOX", readonly=True)
+    client.select("INBOX")
     client.logout()
 
 
+def raw_poll(server: Dovecot, user: str, password: str) -> float:
+    """Seconds for LOGIN, ENABLE QRESYNC, LIST, EXAMINE of every mailbox, LOGOUT with imaplib."""
+    started = time.perf_counter()
+    client = imaplib.IMAP4(server.host, server.imap_port)
+    client.login(user, password)
+    client._simple_command("ENABLE", "QRESYNC")
+    _typ, listing = client.list()
+    for line in listing:
+        name = (line.decode() if isinstance(line, bytes) else str(line)).rsplit(" ", 1)[-1].strip('"')
+        client.select(name, readonly=True)
+    client.logout()
+    return time.perf_counter() - started
+
+
 def _mirrors(server: Dovecot, user: str, password: str, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Each mirror set up and given its first full sync: ``{name: (timer, closer)}``."""
-    mirrors: dict[str, Any] = {}
+    """Each mirror set up and given its first full sync: ``{name: (timer, closer)}`` (``raw_poll`` first)."""
+    mirrors: dict[str, Any] = {"raw_poll": (lambda: raw_poll(server, user, password), lambda: None)}
     databases = ["sqlite"] + ([] if args.no_postgres else ["postgresql"])
     for database in databases:
         service = BenchService(server, user, password, workdir, database, args.postgres_url)
@@ -75,7 +91,7 @@ def measure_size(server: Dovecot, count: int, workdir: Path, args: argparse.Name
     """Rounds of no-change and +new syncs of a ``count``-message INBOX: ``{case: {mirror: [seconds, ...]}}``."""
     user, password = server.new_user()
     server.write_maildir(user, "INBOX", generate_messages(count, args.size))
-    _examine(server, user, password)
+    _index(server, user, password)
     print(f"INBOX of {count} messages of ~{args.size} bytes")
     mirrors = _mirrors(server, user, password, workdir / f"n{count}", args)
     cases: dict[str, dict[str, list[float]]] = {"no-change": {}, f"+{args.new} new": {}}
@@ -84,7 +100,7 @@ def measure_size(server: Dovecot, count: int, workdir: Path, args: argparse.Name
             for name, (timer, _close) in mirrors.items():
                 cases["no-change"].setdefault(name, []).append(timer())
             server.write_maildir(user, "INBOX", generate_messages(args.new, args.size, seed=1000 + number))
-            _examine(server, user, password)
+            _index(server, user, password)
             for name, (timer, _close) in mirrors.items():
                 cases[f"+{args.new} new"].setdefault(name, []).append(timer())
             line = "; ".join(f"{case} " + ", ".join(f"{n} {v[-1] * 1000:.0f}" for n, v in runs.items())
@@ -115,20 +131,20 @@ def main() -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    print(f"\n{'folder':>8}  {'case':<10}{'mirror':<20}{'median ms':>10}{'x mbsync':>10}")
+    print(f"\n{'folder':>8}  {'case':<10}{'mirror':<20}{'median ms':>10}{'x mbsync':>10}{'x raw_poll':>11}")
     for count, cases in measured.items():
         results["sizes"][count] = {}
         for case, runs in cases.items():
             medians = {name: statistics.median(values) for name, values in runs.items()}
-            reference = medians.get("mbsync")
+            ratios = {ref: {n: m / medians[ref] for n, m in medians.items()} if medians.get(ref) else {}
+                      for ref in ("mbsync", "raw_poll")}  # fmt: skip
             for name, median in medians.items():
-                ratio = median / reference if reference else None
-                shown = f"{ratio:.2f}" if ratio is not None else "-"
-                print(f"{count:>8}  {case:<10}{name:<20}{median * 1000:>10.1f}{shown:>10}")
+                shown = [f"{r[name]:.2f}" if name in r else "-" for r in ratios.values()]
+                print(f"{count:>8}  {case:<10}{name:<20}{median * 1000:>10.1f}{shown[0]:>10}{shown[1]:>11}")
                 results["sizes"][count].setdefault(case, {})[name] = {
                     "median_ms": round(median * 1000, 1),
                     "rounds_ms": [round(value * 1000, 1) for value in runs[name]],
-                    "ratio_to_mbsync": round(ratio, 3) if ratio is not None else None,
+                    **{f"ratio_to_{ref}": round(r[name], 3) if name in r else None for ref, r in ratios.items()},
                 }
     write_results(args.output, results)
     return 0
