@@ -19,7 +19,7 @@ import uuid
 from sqlalchemy import update
 
 from email_service.errors import EmailServiceError
-from email_service.models import EmailAccount, SyncRun, now_ms
+from email_service.models import EmailAccount, EmailFolder, SyncRun, now_ms
 from email_service.protocols.imap import ImapEndpoint, ImapSession
 from email_service.protocols.pop3 import Pop3Endpoint, Pop3Session
 from email_service.services.accounts import account_password
@@ -110,7 +110,8 @@ def _finish(
     *,
     error: tuple[str, str] | None,
 ) -> None:
-    """Record the outcome on the run and the account, in one transaction."""
+    """Record the outcome on the run and the account, and mark the folders found unchanged synced now, in one
+    transaction (a sync that finds nothing commits only here and in :func:`_start`)."""
     finished = now_ms()
     run = {**progress.run_values(), "updated_at": finished, "finished_at": finished}
     run.update(state="failed" if error else "succeeded", error_kind=error[0] if error else None)
@@ -121,3 +122,9 @@ def _finish(
     with ctx.db.tenant_session(tenant_id) as session:
         session.execute(update(SyncRun).where(SyncRun.id == run_id).values(**run))
         session.execute(update(EmailAccount).where(EmailAccount.id == account_id).values(**account))
+        if progress.unchanged_folders:
+            session.execute(
+                update(EmailFolder)
+                .where(EmailFolder.id.in_(progress.unchanged_folders))
+                .values(last_synced_at=finished, sync_error_kind=None, sync_error=None, sync_error_at=None)
+            )

@@ -15,7 +15,8 @@ A poll compares the EXAMINE answer with the stored ``uidvalidity``, ``uidnext``,
 count (``total_count``, kept by deltas, never recounted on the way):
 
 * UIDNEXT and HIGHESTMODSEQ unchanged and EXISTS equal to the stored count: nothing changed.  The folder cost one
-  EXAMINE; no stored UID is loaded, nothing is written but ``last_synced_at`` (one UPDATE for all such folders).
+  EXAMINE; no stored UID is loaded, nothing is written but ``last_synced_at`` (set for all such folders in the
+  transaction that records the run's outcome).
 * Flags: with CONDSTORE ``UID FETCH 1:<uidnext-1> (FLAGS) (CHANGEDSINCE <highestmodseq>)``.  Without it every
   message's flags must be fetched; that one FETCH also lists every UID, so it gives new mail and expunges too.
 * New mail: ``UID SEARCH UID <stored uidnext>:<uidnext-1>``.
@@ -107,7 +108,6 @@ class ImapMirror:
         self.account_id = account_id
         self.imap = imap
         self.progress = progress
-        self._untouched: list[uuid.UUID] = []
 
     def run(self) -> None:
         """Sync the folder list, then every selectable folder, INBOX first; one folder's error never stops it.
@@ -117,11 +117,8 @@ class ImapMirror:
         """
         refs = self._sync_folder_list(self.imap.list_mailboxes())
         self.progress.start(len(refs))
-        try:
-            for ref in refs:
-                self._sync_folder_guarded(ref)
-        finally:
-            self._mark_untouched()
+        for ref in refs:
+            self._sync_folder_guarded(ref)
 
     # -- folder list and folder errors -----------------------------------------------------------------------
 
@@ -196,18 +193,6 @@ class ImapMirror:
                 update(EmailFolder).where(EmailFolder.id == folder_id).values(updated_at=now_ms(), **values)
             )
 
-    def _mark_untouched(self) -> None:
-        """One UPDATE for every folder the run found unchanged: synced now, no error."""
-        if not self._untouched:
-            return
-        with self.ctx.db.tenant_session(self.tenant_id) as session:
-            session.execute(
-                update(EmailFolder)
-                .where(EmailFolder.id.in_(self._untouched))
-                .values(last_synced_at=now_ms(), sync_error_kind=None, sync_error=None, sync_error_at=None)
-            )
-        self._untouched = []
-
     # -- one folder ------------------------------------------------------------------------------------------
 
     def _sync_folder(self, ref: FolderRef) -> None:
@@ -216,7 +201,7 @@ class ImapMirror:
             ref = self._reset_folder(ref, status)
         if ref.state == "poll" and ref.uidnext is not None:
             if self._unchanged(ref, status):
-                self._untouched.append(ref.id)
+                self.progress.unchanged(ref.id)
                 return
             changes = self._poll_changes(ref, status)
         else:

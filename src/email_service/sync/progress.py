@@ -69,6 +69,7 @@ class RunProgress:
     ) -> None:
         self.ctx, self.tenant_id, self.run_id = ctx, tenant_id, run_id
         self.counts = SyncCounts()
+        self.unchanged_folders: list[uuid.UUID] = []
         self.folder: str | None = None
         self.folder_expected = 0
         self.folder_fetched = 0
@@ -113,6 +114,11 @@ class RunProgress:
         """``count`` stored messages were removed (expunged on the server, or their folder was reset)."""
         with self._lock:
             self.counts.messages_removed += count
+
+    def unchanged(self, folder_id: uuid.UUID) -> None:
+        """The current folder has nothing new; its ``last_synced_at`` is written with the run's outcome."""
+        with self._lock:
+            self.unchanged_folders.append(folder_id)
 
     def leave_folder(self, *, failed: bool = False, gone: bool = False) -> None:
         """The current folder is done: synced, ``failed`` (its error is on the folder row) or ``gone``."""
