@@ -43,7 +43,6 @@ sys.path.insert(0, str(ROOT))
 
 from email_service.config import Settings  # noqa: E402
 from email_service.models import EmailFolder, EmailMessage  # noqa: E402
-from email_service.protocols.imap import FetchedMessage  # noqa: E402
 from email_service.protocols.mime.parse import attachment_bytes  # noqa: E402
 from email_service.services.context import build_context  # noqa: E402
 from email_service.storage.blobs import FilesystemBlobStore  # noqa: E402
@@ -249,8 +248,15 @@ def mirror_part(count: int, part_kb: int) -> dict[str, Any]:
         store = FilesystemBlobStore(work / mode)
         started = time.perf_counter()
         for uid, raw in enumerate(raws, start=1):
-            fetched = FetchedMessage(uid=uid, flags=(), raw=raw, internaldate_ms=0, size=len(raw), modseq=None)
-            row, parts = message_rows(fetched, tenant_id=tenant, account_id=account, folder_id=folder, uidvalidity=1)
+            row, parts = message_rows(
+                raw,
+                identity={"uid": uid, "uidvalidity": 1},
+                tenant_id=tenant,
+                account_id=account,
+                folder_id=folder,
+                received_at=0,
+                size=len(raw),
+            )
             store.put(str(tenant), raw, sha256=row["raw_sha256"])
             if mode == "extract_at_sync":
                 for part in parts:

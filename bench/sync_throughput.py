@@ -43,7 +43,7 @@ from email_service.security.credentials import generate_key
 from email_service.security.tokens import Principal
 from email_service.services import accounts, sync_runs
 from email_service.services.context import build_context
-from email_service.sync.imap import sync_account
+from email_service.sync.account import sync_account
 
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 WORDS = [
@@ -161,53 +161,60 @@ def _drop_postgres(admin_url: str, name: str) -> None:
     engine.dispose()
 
 
+class BenchService:
+    """The service in-process on a fresh SQLite file or PostgreSQL database, with one IMAP account of ``user``.
+
+    :meth:`sync` runs one sync (as a job would) and returns ``(seconds, run row)``; :meth:`close` drops the
+    PostgreSQL database.
+    """
+
+    def __init__(self, server: Dovecot, user: str, password: str, workdir: Path, database: str, admin_url: str):
+        env = {
+            "EMAIL_SERVICE_DATA_DIR": str(workdir / f"service-{database}"),
+            "JWT_SECRET_KEY": "bench-" + "x" * 40,
+            "CREDENTIAL_ENCRYPTION_KEYS": generate_key(),
+            "SYNC_BATCH_SIZE": os.environ.get("SYNC_BATCH_SIZE", "500"),
+        }
+        self.admin_url, self.dropped = admin_url, None
+        if database == "postgresql":
+            owner_url, app_url, self.dropped = _postgres_urls(admin_url)
+            env.update(DATABASE_URL=app_url, DATABASE_MIGRATION_URL=owner_url)
+        settings = Settings.from_env(env)
+        upgrade_database(settings.database_migration_url, app_url=settings.database_url)
+        self.ctx = build_context(settings)
+        self.principal = Principal(uuid.uuid4(), uuid.uuid4(), "user")
+        fields = {"account_name": "bench", "email_address": "bench@example.com", "protocol": "imap",
+                  "hostname": server.host, "port": server.imap_port, "encryption": "none",
+                  "username": user}  # fmt: skip
+        self.account = accounts.create_account(self.ctx, principal=self.principal, password=password, fields=fields)
+
+    def sync(self) -> tuple[float, Any]:
+        """One sync, timed from the job's start (``sync_account``) to its end; raises if it did not succeed."""
+        tenant_id, account_id = self.principal.tenant_id, self.account.id
+        run, _ = sync_runs.enqueue_sync(self.ctx, tenant_id=tenant_id, account_id=account_id, trigger="cli",
+                                        principal=None)  # fmt: skip
+        started = time.perf_counter()
+        state = sync_account(self.ctx, tenant_id=tenant_id, account_id=account_id, run_id=run.id)
+        elapsed = time.perf_counter() - started
+        done = sync_runs.sync_status(self.ctx, principal=self.principal, account_id=account_id).run
+        assert state == "succeeded", done.error if done else state
+        return elapsed, done
+
+    def close(self) -> None:
+        self.ctx.db.dispose()
+        if self.dropped:
+            _drop_postgres(self.admin_url, self.dropped)
+
+
 def time_service(
     server: Dovecot, user: str, password: str, workdir: Path, database: str, admin_url: str
 ) -> tuple[float, int]:
-    data_dir = workdir / f"service-{database}"
-    env = {
-        "EMAIL_SERVICE_DATA_DIR": str(data_dir),
-        "JWT_SECRET_KEY": "bench-" + "x" * 40,
-        "CREDENTIAL_ENCRYPTION_KEYS": generate_key(),
-        "SYNC_BATCH_SIZE": os.environ.get("SYNC_BATCH_SIZE", "500"),
-    }
-    dropped = None
-    if database == "postgresql":
-        owner_url, app_url, dropped = _postgres_urls(admin_url)
-        env.update(DATABASE_URL=app_url, DATABASE_MIGRATION_URL=owner_url)
-    settings = Settings.from_env(env)
+    service = BenchService(server, user, password, workdir, database, admin_url)
     try:
-        upgrade_database(settings.database_migration_url, app_url=settings.database_url)
-        ctx = build_context(settings)
-        principal = Principal(uuid.uuid4(), uuid.uuid4(), "user")
-        account = accounts.create_account(
-            ctx,
-            principal=principal,
-            password=password,
-            fields={
-                "account_name": "bench",
-                "email_address": "bench@example.com",
-                "protocol": "imap",
-                "hostname": server.host,
-                "port": server.imap_port,
-                "encryption": "none",
-                "username": user,
-            },
-        )
-        run, _ = sync_runs.enqueue_sync(
-            ctx, tenant_id=principal.tenant_id, account_id=account.id, trigger="cli", principal=None
-        )
-        started = time.perf_counter()
-        state = sync_account(ctx, tenant_id=principal.tenant_id, account_id=account.id, run_id=run.id)
-        elapsed = time.perf_counter() - started
-        status = sync_runs.sync_status(ctx, principal=principal, account_id=account.id)
-        assert state == "succeeded", status.run.error if status.run else state
-        added = status.run.messages_added if status.run else 0
-        ctx.db.dispose()
-        return elapsed, added
+        elapsed, run = service.sync()
+        return elapsed, run.messages_added
     finally:
-        if dropped:
-            _drop_postgres(admin_url, dropped)
+        service.close()
 
 
 def _measure_round(
@@ -272,11 +279,16 @@ def main() -> int:
             "ratio_to_raw_fetch": round(rate / raw, 4) if raw else None,
             "ratio_to_mbsync": round(rate / mbsync, 3) if mbsync else None,
         }
-    output = Path(args.output)
+    write_results(args.output, results)
+    return 0
+
+
+def write_results(path: str, results: dict[str, Any]) -> None:
+    """Write a benchmark's figures as JSON to ``path`` (folders made as needed) and say where."""
+    output = Path(path)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2))
     print(f"\nwritten to {output}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from email_service.security.tokens import create_jwt_token
 from email_service.services.context import ServiceContext, build_context
 from email_service.tasks.runner import InProcessJobRunner
 from tests.support.databases import migrated_database
-from tests.support.dovecot import dovecot, mail_user  # noqa: F401  (re-exported fixtures)
+from tests.support.dovecot import dovecot, dovecot_without_condstore, mail_user  # noqa: F401  (re-exported)
 from tests.support.peers import clamd, s3_server  # noqa: F401  (re-exported fixtures)
 
 # Row-level security is a PostgreSQL feature: its tests belong to the PostgreSQL run only (not skipped on SQLite,
@@ -89,6 +89,17 @@ def make_settings(data_dir: Path, database_urls: tuple[str, str], **overrides: s
 
 
 _SESSION_KEY = generate_key()
+
+
+def cli_env(settings: Settings) -> dict[str, str]:
+    """The environment under which the ``email-service`` command sees the test session's database and keys."""
+    return {
+        "EMAIL_SERVICE_DATA_DIR": str(settings.data_dir),
+        "DATABASE_URL": settings.database_url,
+        "DATABASE_MIGRATION_URL": settings.database_migration_url,
+        "JWT_SECRET_KEY": settings.jwt_secret_key,
+        "CREDENTIAL_ENCRYPTION_KEYS": ",".join(settings.credential_keys),
+    }
 
 
 @pytest.fixture(scope="session")

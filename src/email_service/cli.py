@@ -5,7 +5,8 @@ email-service worker [--concurrency N] [--pool P]         a Celery worker (produ
 email-service beat                                        the periodic scheduler for Celery (leader lease)
 email-service db upgrade                                  Alembic migrations to head
 email-service token --tenant T --user U [--role admin] [--hours N]
-email-service sync ACCOUNT_ID                             one sync now, in the foreground; prints the outcome as JSON
+email-service sync ACCOUNT_ID                             one sync now, in the foreground: progress on stderr,
+                                                          outcome as JSON on stdout
 email-service rotate-key                                  re-encrypt every credential under the primary key
 email-service generate-key                                print a new CREDENTIAL_ENCRYPTION_KEYS entry
 email-service gc-blobs [--grace-seconds N] [--dry-run]    remove blobs no row references; prints a JSON report
@@ -44,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--user", required=True)
     token.add_argument("--role", default="user", choices=["user", "admin"])
     token.add_argument("--hours", type=float, default=None)
-    sync = commands.add_parser("sync", help="sync one account now, in the foreground")
+    sync = commands.add_parser(
+        "sync", help="sync one account now, in the foreground (progress on stderr, outcome as JSON on stdout)"
+    )
     sync.add_argument("account_id")
     commands.add_parser("rotate-key", aliases=["rotate-keys"], help="re-encrypt credentials under the primary key")
     commands.add_parser("generate-key", help="print a new credential encryption key")
@@ -161,11 +164,12 @@ def _sync(settings: Settings, account_id: str) -> int:
 
     from sqlalchemy import select
 
+    from email_service.cli_progress import SyncProgressDisplay
     from email_service.errors import NotFound
     from email_service.models import EmailAccount, SyncRun, Tenant
     from email_service.services import sync_runs
     from email_service.services.context import build_context
-    from email_service.sync.imap import sync_account
+    from email_service.sync.account import sync_account
 
     _start(settings)
     _prepare_database(settings)
@@ -183,7 +187,8 @@ def _sync(settings: Settings, account_id: str) -> int:
     run, _created = sync_runs.enqueue_sync(
         ctx, tenant_id=tenant_id, account_id=account_uuid, trigger="cli", principal=None
     )
-    state = sync_account(ctx, tenant_id=tenant_id, account_id=account_uuid, run_id=run.id)
+    with SyncProgressDisplay() as display:
+        state = sync_account(ctx, tenant_id=tenant_id, account_id=account_uuid, run_id=run.id, on_progress=display)
     with ctx.db.tenant_session(tenant_id) as session:
         done = session.get(SyncRun, run.id)
         assert done is not None
@@ -194,6 +199,7 @@ def _sync(settings: Settings, account_id: str) -> int:
             "messagesAdded": done.messages_added,
             "messagesUpdated": done.messages_updated,
             "messagesRemoved": done.messages_removed,
+            "foldersFailed": done.folders_failed,
             "errorKind": done.error_kind,
             "error": done.error,
         }

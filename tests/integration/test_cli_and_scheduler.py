@@ -28,7 +28,7 @@ from email_service.models import EmailAccount, SyncRun
 from email_service.security.tokens import decode_jwt_token
 from email_service.services.context import ServiceContext
 from email_service.tasks.runner import InProcessJobRunner
-from tests.conftest import Caller, create_imap_account, wait_for_sync
+from tests.conftest import Caller, cli_env, create_imap_account, wait_for_sync
 from tests.support.dovecot import Dovecot
 
 pytestmark = pytest.mark.integration
@@ -183,13 +183,7 @@ def test_sync_command_runs_one_sync_and_reports_it(
     user, password = mail_user
     dovecot.append(user, "INBOX", b"From: a@example.com\r\nSubject: cli\r\n\r\nbody\r\n")
     account_id = _create(client, caller, dovecot, user, password)
-    for name, value in {
-        "EMAIL_SERVICE_DATA_DIR": str(settings.data_dir),
-        "DATABASE_URL": settings.database_url,
-        "DATABASE_MIGRATION_URL": settings.database_migration_url,
-        "JWT_SECRET_KEY": settings.jwt_secret_key,
-        "CREDENTIAL_ENCRYPTION_KEYS": ",".join(settings.credential_keys),
-    }.items():
+    for name, value in cli_env(settings).items():
         monkeypatch.setenv(name, value)
     capsys.readouterr()
     assert main(["sync", account_id]) == 0

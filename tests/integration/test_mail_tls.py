@@ -6,7 +6,6 @@ test CA that the service trusts only when ``MAIL_CA_BUNDLE`` names it (issue 2 s
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +13,24 @@ import pytest
 from flask.testing import FlaskClient
 
 from email_service.app import create_app
-from email_service.services import sync_runs
 from email_service.services.context import build_context
-from email_service.sync.imap import sync_account
+from email_service.tasks.runner import InProcessJobRunner
 from tests.conftest import Caller, account_body, create_imap_account, make_settings
 from tests.support.dovecot import Dovecot
+from tests.support.mirror import create_pop3_account, sync_now
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def trusting(data_dir: Path, database_urls: tuple[str, str], dovecot: Dovecot) -> Any:
-    """An app (and its context) that trusts the Dovecot test CA through MAIL_CA_BUNDLE."""
+    """An app (and its context, with its own job runner) that trusts the Dovecot test CA through MAIL_CA_BUNDLE."""
     settings = make_settings(data_dir, database_urls, MAIL_CA_BUNDLE=str(dovecot.ca_cert_path))
-    ctx = build_context(settings)
+    runner = InProcessJobRunner(workers=1)
+    ctx = build_context(settings, jobs=runner)
+    runner.bind(ctx)
     yield create_app(context=ctx), ctx
+    runner.shutdown(wait=True)
     ctx.db.dispose()
 
 
@@ -51,12 +53,7 @@ def test_tls_with_the_configured_ca_logs_in_and_syncs(
     account_id = create_imap_account(client, caller, "localhost", port, user, password, encryption=encryption)
     report = _test(client, caller, account_id)
     assert report["success"] is True, report
-    run, _ = sync_runs.enqueue_sync(
-        ctx, tenant_id=caller.tenant_id, account_id=uuid.UUID(account_id), trigger="cli", principal=None
-    )
-    assert sync_account(ctx, tenant_id=caller.tenant_id, account_id=uuid.UUID(account_id), run_id=run.id) == (
-        "succeeded"
-    )
+    assert sync_now(client, caller, account_id)["state"] == "succeeded"
     messages = client.get(f"/api/v1/accounts/{account_id}/messages", headers=caller.headers).get_json()
     assert [m["subject"] for m in messages["messages"]] == ["over TLS"]
 
@@ -129,8 +126,29 @@ def test_pop3_account_login_test(
     ).get_json()
     failed = _test(client, caller, wrong["id"])
     assert failed["success"] is False and failed["errorKind"] == "AuthenticationFailed"
-    sync = client.post(f"/api/v1/accounts/{created['id']}/sync", headers=caller.headers)
-    assert sync.status_code == 409  # POP3 mirroring is not built yet: said plainly, not queued
+
+
+@pytest.mark.parametrize(("encryption", "port_attr"), [("tls", "pop3s_port"), ("starttls", "pop3_port")])
+def test_pop3_mirroring_over_verified_tls(
+    trusting: Any, client: FlaskClient, dovecot: Dovecot, mail_user: tuple[str, str], encryption: str, port_attr: str
+) -> None:
+    """POP3S (RFC 8314) and STLS (RFC 2595): synced when the CA is trusted, a clean TLSError when it is not."""
+    user, password = mail_user
+    dovecot.append(user, "INBOX", b"From: a@example.com\r\nSubject: pop over TLS\r\n\r\nhi\r\n")
+    port = getattr(dovecot, port_attr)
+    app, ctx = trusting
+    trusted_client, trusted_caller = app.test_client(), Caller(ctx)
+    account_id = create_pop3_account(trusted_client, trusted_caller, "localhost", port, user, password, encryption)
+    status = sync_now(trusted_client, trusted_caller, account_id)
+    assert status["state"] == "succeeded" and status["counts"]["messagesAdded"] == 1, status
+    listing = trusted_client.get(f"/api/v1/accounts/{account_id}/messages", headers=trusted_caller.headers)
+    assert [m["subject"] for m in listing.get_json()["messages"]] == ["pop over TLS"]
+
+    caller = Caller(ctx)  # the session's app trusts only the system store
+    untrusted = create_pop3_account(client, caller, "localhost", port, user, password, encryption)
+    status = sync_now(client, caller, untrusted)
+    assert status["state"] == "failed" and status["lastError"]["kind"] == "TLSError", status
+    assert password not in status["lastError"]["message"]
 
 
 def test_production_host_rules_refuse_private_addresses_unless_allow_listed(

@@ -18,8 +18,9 @@ import pytest
 from flask.testing import FlaskClient
 
 from email_service.protocols.imap import ImapSession
-from tests.conftest import Caller, create_imap_account, wait_for_sync
+from tests.conftest import Caller, create_imap_account
 from tests.support.dovecot import Dovecot
+from tests.support.mirror import folder_messages, folders_by_name, sync_now
 
 pytestmark = pytest.mark.integration
 
@@ -91,44 +92,24 @@ def _create_account(client: FlaskClient, caller: Caller, dovecot: Dovecot, user:
     return create_imap_account(client, caller, dovecot.host, dovecot.imap_port, user, password, syncInterval=60)
 
 
-def _sync(client: FlaskClient, caller: Caller, account_id: str) -> dict[str, Any]:
-    started = client.post(f"/api/v1/accounts/{account_id}/sync", headers=caller.headers)
-    assert started.status_code == 202, started.get_json()
-    status = wait_for_sync(client, account_id, caller.headers)
-    assert status["syncId"] == started.get_json()["syncId"]
-    return status
-
-
-def _folders(client: FlaskClient, caller: Caller, account_id: str) -> dict[str, Any]:
-    body = client.get(f"/api/v1/accounts/{account_id}/folders", headers=caller.headers).get_json()
-    return {f["name"]: f for f in body["folders"]}
-
-
-def _messages(client: FlaskClient, caller: Caller, account_id: str, folder_id: str) -> list[dict[str, Any]]:
-    body = client.get(
-        f"/api/v1/accounts/{account_id}/messages?folderId={folder_id}&limit=100", headers=caller.headers
-    ).get_json()
-    return list(body["messages"])
-
-
 def test_first_sync_mirrors_folders_messages_and_fields(
     client: FlaskClient, caller: Caller, dovecot: Dovecot, mail_user: tuple[str, str], mailbox: dict[str, Any]
 ) -> None:
     user, password = mail_user
     account_id = _create_account(client, caller, dovecot, user, password)
-    status = _sync(client, caller, account_id)
+    status = sync_now(client, caller, account_id)
     assert status["state"] == "succeeded", status
     assert status["counts"]["messagesAdded"] == 6
     assert status["isSyncing"] is False and status["lastSyncAt"] is not None
 
-    folders = _folders(client, caller, account_id)
+    folders = folders_by_name(client, caller, account_id)
     assert folders["INBOX"]["role"] == "inbox"
     assert folders["Sent"]["role"] == "sent"
     assert folders["Work/Projects"]["role"] == "custom"
     assert (folders["INBOX"]["totalCount"], folders["INBOX"]["unreadCount"]) == (4, 3)
     assert folders["Sent"]["totalCount"] == 1 and folders["Sent"]["unreadCount"] == 0
 
-    inbox = _messages(client, caller, account_id, folders["INBOX"]["id"])
+    inbox = folder_messages(client, caller, account_id, folders["INBOX"]["id"])
     by_subject = {m["subject"]: m for m in inbox}
     assert set(by_subject) == {"Plain hello", "Grüße aus Köln — ünïcödé", "With attachment", "broken mime"}
     german = by_subject["Grüße aus Köln — ünïcödé"]
@@ -155,7 +136,7 @@ def test_first_sync_mirrors_folders_messages_and_fields(
     assert attachment["size"] == len(PDF)
     assert attachment["contentHash"] == hashlib.sha256(PDF).hexdigest()
 
-    projects = _messages(client, caller, account_id, folders["Work/Projects"]["id"])
+    projects = folder_messages(client, caller, account_id, folders["Work/Projects"]["id"])
     detail = client.get(f"/api/v1/messages/{projects[0]['id']}", headers=caller.headers).get_json()
     assert [a["filename"] for a in detail["attachments"]] == ["résumé 2026.pdf"]
 
@@ -165,8 +146,8 @@ def test_broken_mime_is_stored_with_its_defects_and_raw_bytes(
 ) -> None:
     user, password = mail_user
     account_id = _create_account(client, caller, dovecot, user, password)
-    assert _sync(client, caller, account_id)["state"] == "succeeded"
-    inbox = _messages(client, caller, account_id, _folders(client, caller, account_id)["INBOX"]["id"])
+    assert sync_now(client, caller, account_id)["state"] == "succeeded"
+    inbox = folder_messages(client, caller, account_id, folders_by_name(client, caller, account_id)["INBOX"]["id"])
     broken = next(m for m in inbox if m["subject"] == "broken mime")
     full = client.get(f"/api/v1/messages/{broken['id']}", headers=caller.headers).get_json()
     assert full["defects"], "the parser's defects must be recorded"
@@ -181,33 +162,34 @@ def test_incremental_sync_fetches_only_new_mail_and_applies_flags_and_expunges(
 ) -> None:
     user, password = mail_user
     account_id = _create_account(client, caller, dovecot, user, password)
-    assert _sync(client, caller, account_id)["counts"]["messagesAdded"] == 6
-    again = _sync(client, caller, account_id)
+    assert sync_now(client, caller, account_id)["counts"]["messagesAdded"] == 6
+    again = sync_now(client, caller, account_id)
     assert again["counts"] == {
         "foldersSynced": again["counts"]["foldersSynced"],
+        "foldersFailed": 0,
         "messagesAdded": 0,
         "messagesUpdated": 0,
         "messagesRemoved": 0,
     }
 
     new_uid = dovecot.append(user, "INBOX", _message("Fresh news"))
-    inbox_id = _folders(client, caller, account_id)["INBOX"]["id"]
-    before = {m["uid"]: m for m in _messages(client, caller, account_id, inbox_id)}
+    inbox_id = folders_by_name(client, caller, account_id)["INBOX"]["id"]
+    before = {m["uid"]: m for m in folder_messages(client, caller, account_id, inbox_id)}
     plain_uid = next(uid for uid, m in before.items() if m["subject"] == "Plain hello")
     attach_uid = next(uid for uid, m in before.items() if m["subject"] == "With attachment")
     dovecot.set_flags(user, "INBOX", plain_uid, [])  # mark unread on the server
     dovecot.expunge(user, "INBOX", attach_uid)
 
-    third = _sync(client, caller, account_id)
+    third = sync_now(client, caller, account_id)
     assert third["counts"]["messagesAdded"] == 1
     assert third["counts"]["messagesUpdated"] == 1
     assert third["counts"]["messagesRemoved"] == 1
-    after = {m["uid"]: m for m in _messages(client, caller, account_id, inbox_id)}
+    after = {m["uid"]: m for m in folder_messages(client, caller, account_id, inbox_id)}
     assert new_uid in after and after[new_uid]["subject"] == "Fresh news"
     assert attach_uid not in after
     assert after[plain_uid]["isRead"] is False
     assert after[plain_uid]["id"] == before[plain_uid]["id"], "unchanged messages keep their ids"
-    assert _folders(client, caller, account_id)["INBOX"]["totalCount"] == 4
+    assert folders_by_name(client, caller, account_id)["INBOX"]["totalCount"] == 4
 
 
 def test_uidvalidity_change_refetches_the_folder(
@@ -215,14 +197,14 @@ def test_uidvalidity_change_refetches_the_folder(
 ) -> None:
     user, password = mail_user
     account_id = _create_account(client, caller, dovecot, user, password)
-    _sync(client, caller, account_id)
-    sent_id = _folders(client, caller, account_id)["Sent"]["id"]
-    old_ids = {m["id"] for m in _messages(client, caller, account_id, sent_id)}
+    sync_now(client, caller, account_id)
+    sent_id = folders_by_name(client, caller, account_id)["Sent"]["id"]
+    old_ids = {m["id"] for m in folder_messages(client, caller, account_id, sent_id)}
     dovecot.change_uidvalidity(user, "Sent")
-    status = _sync(client, caller, account_id)
+    status = sync_now(client, caller, account_id)
     assert status["state"] == "succeeded"
     assert status["counts"]["messagesRemoved"] == 1 and status["counts"]["messagesAdded"] == 1
-    messages = _messages(client, caller, account_id, sent_id)
+    messages = folder_messages(client, caller, account_id, sent_id)
     assert [m["subject"] for m in messages] == ["Sent by me"]
     assert {m["id"] for m in messages}.isdisjoint(old_ids)
 
@@ -232,7 +214,7 @@ def test_wrong_password_gives_a_clean_error_on_the_sync_state(
 ) -> None:
     user, _password = mail_user
     account_id = _create_account(client, caller, dovecot, user, "not-the-password")
-    status = _sync(client, caller, account_id)
+    status = sync_now(client, caller, account_id)
     assert status["state"] == "failed"
     assert status["lastError"]["kind"] == "AuthenticationFailed"
     assert "not-the-password" not in status["lastError"]["message"]
@@ -263,9 +245,9 @@ def test_another_user_cannot_read_the_mirror(
 ) -> None:
     user, password = mail_user
     account_id = _create_account(client, caller, dovecot, user, password)
-    _sync(client, caller, account_id)
-    inbox_id = _folders(client, caller, account_id)["INBOX"]["id"]
-    message_id = _messages(client, caller, account_id, inbox_id)[0]["id"]
+    sync_now(client, caller, account_id)
+    inbox_id = folders_by_name(client, caller, account_id)["INBOX"]["id"]
+    message_id = folder_messages(client, caller, account_id, inbox_id)[0]["id"]
     colleague = caller.colleague(ctx)
     stranger = make_caller()
     for other, code in ((colleague, 403), (stranger, 404)):
@@ -293,9 +275,9 @@ def test_on_a_qresync_server_polls_never_list_every_uid(
 ) -> None:
     user, password = mail_user
     account_id = _create_account(client, caller, dovecot, user, password)
-    _sync(client, caller, account_id)
-    inbox_id = _folders(client, caller, account_id)["INBOX"]["id"]
-    first_uid = min(m["uid"] for m in _messages(client, caller, account_id, inbox_id))
+    sync_now(client, caller, account_id)
+    inbox_id = folders_by_name(client, caller, account_id)["INBOX"]["id"]
+    first_uid = min(m["uid"] for m in folder_messages(client, caller, account_id, inbox_id))
     dovecot.expunge(user, "INBOX", first_uid)
     new_uid = dovecot.append(user, "INBOX", _message("After the first sync"))
 
@@ -303,10 +285,10 @@ def test_on_a_qresync_server_polls_never_list_every_uid(
         raise AssertionError("a poll on a QRESYNC server must use VANISHED and UID ranges")
 
     monkeypatch.setattr(ImapSession, "all_uids", no_full_listing)
-    status = _sync(client, caller, account_id)
+    status = sync_now(client, caller, account_id)
     assert status["state"] == "succeeded", status
     assert (status["counts"]["messagesAdded"], status["counts"]["messagesRemoved"]) == (1, 1)
-    uids = {m["uid"] for m in _messages(client, caller, account_id, inbox_id)}
+    uids = {m["uid"] for m in folder_messages(client, caller, account_id, inbox_id)}
     assert new_uid in uids and first_uid not in uids
 
 
@@ -316,11 +298,11 @@ def test_many_flag_changes_in_one_poll(
     user, password = mail_user
     dovecot.write_maildir(user, "INBOX", (f"Subject: n{i}\n\nbody {i}\n".encode() for i in range(650)))
     account_id = _create_account(client, caller, dovecot, user, password)
-    assert _sync(client, caller, account_id)["counts"]["messagesAdded"] == 650
-    assert _folders(client, caller, account_id)["INBOX"]["unreadCount"] == 650
+    assert sync_now(client, caller, account_id)["counts"]["messagesAdded"] == 650
+    assert folders_by_name(client, caller, account_id)["INBOX"]["unreadCount"] == 650
     with dovecot.imap(user) as imap:
         imap.select_folder("INBOX")
         imap.add_flags(imap.search("ALL"), ["\\Seen"])
-    status = _sync(client, caller, account_id)
+    status = sync_now(client, caller, account_id)
     assert status["counts"]["messagesUpdated"] == 650
-    assert _folders(client, caller, account_id)["INBOX"]["unreadCount"] == 0
+    assert folders_by_name(client, caller, account_id)["INBOX"]["unreadCount"] == 0

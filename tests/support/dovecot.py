@@ -17,10 +17,16 @@ Maildir file there is ~40x faster than on this machine's ext4 /tmp) or else /tmp
 ``Sent``, ``Drafts``, ``Trash``, ``Junk`` and ``Archive`` carry RFC 6154 SPECIAL-USE flags and are
 auto-subscribed.  Ready means a real LOGIN succeeded.  The log is ``<base>/dovecot.log``.
 
-Fixtures ``dovecot`` (session) and ``mail_user`` (function) are at the end; a conftest re-exports them with
-``from tests.support.dovecot import dovecot, mail_user``.  Without the ``dovecot`` binary they skip, unless
-``EMAIL_SERVICE_REQUIRE_INTEGRATION=1`` makes them fail.  Debian packages: dovecot-imapd dovecot-pop3d
-dovecot-lmtpd.
+Other server configurations for fallback paths (DESIGN.md section 7): ``Dovecot.start(without=("CONDSTORE",
+"QRESYNC"))`` advertises every capability but those (``imap_capability``), so clients must do without them.  The
+ACL plugin (RFC 4314, per-mailbox ``dovecot-acl`` files) is on, so :meth:`Dovecot.set_acl` can take rights away
+(e.g. list a mailbox its owner cannot read).  :meth:`Dovecot.record_imap` switches on Dovecot's rawlog for one
+user and :meth:`Dovecot.imap_commands` returns the commands the server received from that user's sessions.
+
+Fixtures ``dovecot`` and ``dovecot_without_condstore`` (session) and ``mail_user`` (function) are at the end; a
+conftest re-exports them with ``from tests.support.dovecot import dovecot, mail_user, ...``.  Without the
+``dovecot`` binary they skip, unless ``EMAIL_SERVICE_REQUIRE_INTEGRATION=1`` makes them fail.  Debian packages:
+dovecot-imapd dovecot-pop3d dovecot-lmtpd.
 """
 
 from __future__ import annotations
@@ -79,6 +85,10 @@ auth_mechanisms = plain login
 mail_location = maildir:~/Maildir
 mail_fsync = never
 first_valid_uid = 1
+mail_plugins = $mail_plugins acl
+plugin {{
+  acl = vfile
+}}
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {base}/passwd/%Lu.passwd
@@ -126,7 +136,9 @@ service lmtp {{
 }}
 protocol imap {{
   mail_max_userip_connections = 200
-}}
+  mail_plugins = $mail_plugins imap_acl
+  rawlog_dir = {base}/rawlog/%u
+{imap_capability}}}
 protocol pop3 {{
   mail_max_userip_connections = 200
 }}
@@ -179,6 +191,8 @@ class Dovecot:
         self.users: dict[str, str] = {}
         self.imap_port = self.imaps_port = self.pop3_port = self.pop3s_port = self.lmtp_port = 0
         self._owns_dir = owns_dir
+        self.without: frozenset[str] = frozenset()
+        self._imap_capability = ""
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         owner = pwd.getpwnam(MAIL_OWNER)
@@ -187,8 +201,11 @@ class Dovecot:
     # -- life cycle -----------------------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, base_dir: Path | None = None, *, timeout: float = 15.0) -> Dovecot:
+    def start(cls, base_dir: Path | None = None, *, timeout: float = 15.0, without: Iterable[str] = ()) -> Dovecot:
         """Lay out ``base_dir`` (default: a new 0755 directory in :func:`scratch_parent`, removed on stop), start.
+
+        ``without`` names IMAP capabilities to switch off (e.g. ``CONDSTORE``, ``QRESYNC``, ``MOVE``): the server
+        is started once to learn its capability list, then restarted advertising the rest (``imap_capability``).
 
         Raises:
             RuntimeError: no ``dovecot`` binary, or it did not accept a LOGIN within ``timeout`` seconds (the
@@ -203,16 +220,33 @@ class Dovecot:
         base_dir.chmod(0o755)
         server = cls(base_dir, owns_dir=owns_dir)
         server._lay_out()
+        server._start(binary, timeout)
+        server.without = frozenset(name.upper() for name in without)
+        if server.without:
+            offered = server._base_capabilities()
+            server._terminate()
+            kept = [name for name in offered if name.upper() not in server.without]
+            server._imap_capability = f"  imap_capability = {' '.join(kept)}\n"
+            server._start(binary, timeout)
+        return server
+
+    def _start(self, binary: str, timeout: float) -> None:
         for attempt in range(3):
             try:
-                server._run(binary, timeout)
-                return server
+                self._run(binary, timeout)
+                return
             except RuntimeError:
-                server._terminate()
-                if attempt == 2 or "in use" not in server._log_tail():
-                    server.stop()
+                self._terminate()
+                if attempt == 2 or "in use" not in self._log_tail():
+                    self.stop()
                     raise
-        raise AssertionError("unreachable")
+
+    def _base_capabilities(self) -> list[str]:
+        """The capabilities Dovecot announces after login, less those the imap_acl plugin adds by itself (``ACL``,
+        ``RIGHTS=``): the list ``imap_capability`` replaces."""
+        with self.imap(_PROBE_USER) as client:
+            names = [c.decode() if isinstance(c, bytes) else str(c) for c in client.capabilities()]
+        return [name for name in names if not name.upper().startswith(("ACL", "RIGHTS="))]
 
     def _lay_out(self) -> None:
         for name in ("run", "state"):
@@ -244,6 +278,7 @@ class Dovecot:
                 pop3_port=self.pop3_port,
                 pop3s_port=self.pop3s_port,
                 lmtp_port=self.lmtp_port,
+                imap_capability=self._imap_capability,
             )
         )
 
@@ -426,6 +461,43 @@ class Dovecot:
         if result.returncode != 0:
             raise RuntimeError(f"doveadm kick failed: {result.stderr.strip() or result.stdout.strip()}")
 
+    def set_acl(self, username: str, mailbox: str, rights: str | None) -> None:
+        """Give the owner only ``rights`` (RFC 4314 letters, e.g. ``"l"``: lookup without read) on ``mailbox``;
+        ``None`` restores the default (all rights).  Writes the mailbox's ``dovecot-acl`` file (ACL plugin)."""
+        path = self.maildir_path(username, mailbox) / "dovecot-acl"
+        if rights is None:
+            path.unlink(missing_ok=True)
+            return
+        path.write_text(f"owner {rights}\n")
+        os.chown(path, self._uid, self._gid)
+
+    def record_imap(self, username: str) -> None:
+        """Start recording the IMAP sessions of ``username`` (Dovecot's rawlog, one ``.in`` file per session)."""
+        folder = self.base_dir / "rawlog" / username
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in (self.base_dir / "rawlog", folder):
+            os.chown(path, self._uid, self._gid)
+
+    def imap_commands(self, username: str, *, clear: bool = True) -> list[str]:
+        """The commands (tag removed, e.g. ``"UID FETCH 1:5 (FLAGS)"``) the server received in the recorded
+        sessions of ``username`` that have logged out, in order; ``clear`` deletes the recordings read.
+
+        Needs :meth:`record_imap` first.  LOGIN happens before the rawlog starts and is never among them.
+        """
+        folder = self.base_dir / "rawlog" / username
+        commands: list[str] = []
+        deadline = time.monotonic() + 5
+        for path in sorted(folder.glob("*.in")):
+            lines = path.read_text(errors="replace").splitlines()
+            while not any(" LOGOUT" in line.upper() for line in lines) and time.monotonic() < deadline:
+                time.sleep(0.02)  # the session is still writing its recording
+                lines = path.read_text(errors="replace").splitlines()
+            commands += [line.split(" ", 2)[2] for line in lines if line.count(" ") >= 2]
+            if clear:
+                path.unlink()
+                path.with_suffix(".out").unlink(missing_ok=True)
+        return commands
+
     # -- fast bulk seeding ----------------------------------------------------------------------------------
 
     def maildir_path(self, username: str, mailbox: str) -> Path:
@@ -525,6 +597,14 @@ def dovecot() -> Iterator[Dovecot]:
         yield server
     finally:
         release_shared_dovecot()
+
+
+@pytest.fixture(scope="session")
+def dovecot_without_condstore() -> Iterator[Dovecot]:
+    """A second session-wide Dovecot that offers neither CONDSTORE nor QRESYNC (RFC 7162), for the fallbacks."""
+    _require_dovecot()
+    with Dovecot.start(without=("CONDSTORE", "QRESYNC")) as server:
+        yield server
 
 
 @pytest.fixture

@@ -54,8 +54,32 @@ SYNC_STATUS: dict[str, Any] = {
     "requestedAt": EPOCH_MS,
     "startedAt": EPOCH_MS + 100,
     "finishedAt": EPOCH_MS + 4000,
-    "counts": {"foldersSynced": 5, "messagesAdded": 120, "messagesUpdated": 3, "messagesRemoved": 1},
+    "counts": {
+        "foldersSynced": 5,
+        "foldersFailed": 1,
+        "messagesAdded": 120,
+        "messagesUpdated": 3,
+        "messagesRemoved": 1,
+    },
+    "progress": {
+        "foldersDone": 6,
+        "foldersTotal": 6,
+        "currentFolder": None,
+        "folderMessagesFetched": 0,
+        "folderMessagesExpected": 0,
+        "messagesFetched": 120,
+        "percent": 100.0,
+    },
     "lastError": None,
+    "folderErrors": [
+        {
+            "folderId": "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b",
+            "name": "Archive/2019",
+            "kind": "MailboxError",
+            "message": "IMAP server refused SELECT of 'Archive/2019': [NOPERM] Permission denied",
+            "at": EPOCH_MS + 2000,
+        }
+    ],
 }
 CONNECTION_TEST: dict[str, Any] = {
     "success": False,
@@ -80,6 +104,7 @@ FOLDER_LIST: dict[str, Any] = {
             "unreadCount": 4,
             "isSelectable": True,
             "lastSyncedAt": EPOCH_MS,
+            "syncError": None,
         }
     ],
     "pagination": {"total": 1, "limit": 100, "offset": 0},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from apiflask import Schema
-from apiflask.fields import UUID, Boolean, Integer, List, Nested, String
+from apiflask.fields import UUID, Boolean, Float, Integer, List, Nested, String
 from apiflask.validators import Range
 
 from .fields import Boolean as StrictBoolean
@@ -28,12 +28,42 @@ class SyncErrorOut(Schema):
 
 
 class SyncCountsOut(Schema):
-    """Counts of one run."""
+    """Counts of one run (kept current while it runs)."""
 
-    foldersSynced = Integer()
+    foldersSynced = Integer(metadata={"description": "folders synced without error"})
+    foldersFailed = Integer(metadata={"description": "folders whose sync failed; see folderErrors"})
     messagesAdded = Integer()
     messagesUpdated = Integer()
     messagesRemoved = Integer()
+
+
+class SyncProgressOut(Schema):
+    """Where a run is: written per stored batch of messages and about once a second otherwise."""
+
+    foldersDone = Integer(metadata={"description": "folders finished (synced, failed or found gone)"})
+    foldersTotal = Integer(metadata={"description": "folders this run syncs (0 until the folder list is read)"})
+    currentFolder = String(allow_none=True, metadata={"description": "folder being synced, null between folders"})
+    folderMessagesFetched = Integer(metadata={"description": "new messages of the current folder stored so far"})
+    folderMessagesExpected = Integer(metadata={"description": "new messages the current folder has to fetch"})
+    messagesFetched = Integer(metadata={"description": "new messages stored by this run so far"})
+    percent = Float(
+        metadata={"description": "0-100: finished folders plus the fetched share of the current one, per folder"}
+    )
+
+
+class FolderSyncErrorOut(Schema):
+    """Why the folder's last sync failed (e.g. the server refused to open it); cleared by its next good sync."""
+
+    kind = String(metadata={"description": "error kind, e.g. MailboxError"})
+    message = String(metadata={"description": "what happened, with the server's words"})
+    at = Integer(allow_none=True, metadata={"description": "when, epoch ms"})
+
+
+class FolderErrorOut(FolderSyncErrorOut):
+    """A folder whose last sync failed."""
+
+    folderId = UUID()
+    name = String()
 
 
 class SyncStatusOut(Schema):
@@ -49,7 +79,18 @@ class SyncStatusOut(Schema):
     startedAt = Integer(allow_none=True)
     finishedAt = Integer(allow_none=True)
     counts = Nested(SyncCountsOut, allow_none=True)
-    lastError = Nested(SyncErrorOut, allow_none=True)
+    progress = Nested(SyncProgressOut, allow_none=True, metadata={"description": "null before the first sync"})
+    lastError = Nested(
+        SyncErrorOut,
+        allow_none=True,
+        metadata={"description": "why the run failed (it could not go through the account); null otherwise"},
+    )
+    folderErrors = List(
+        Nested(FolderErrorOut),
+        metadata={
+            "description": "folders whose last sync failed; a run with such folders still succeeds for the others"
+        },
+    )
 
 
 class ConnectionTestOut(Schema):
@@ -77,6 +118,7 @@ class FolderOut(Schema):
     unreadCount = Integer(attribute="unread_count")
     isSelectable = Boolean(attribute="is_selectable")
     lastSyncedAt = Integer(attribute="last_synced_at", allow_none=True)
+    syncError = Nested(FolderSyncErrorOut, attribute="sync_error_detail", allow_none=True)
 
 
 class FolderListOut(Schema):

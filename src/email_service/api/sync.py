@@ -36,7 +36,8 @@ bp = guard(
 @bp.doc(
     summary="Start mirroring the account now (returns the running sync if one is active)",
     description="Queues a sync run and answers 202 with its id and a `Location` of the status; while a run is "
-    "queued or running, that run is returned with `created: false`. 409 for a disabled account.",
+    "queued or running, that run is returned with `created: false`. IMAP accounts mirror every folder; POP3 "
+    "accounts mirror the maildrop into INBOX by UIDL and leave the mail on the server. 409 for a disabled account.",
     operation_id="startSync",
     responses=[*AUTH_ERRORS, 409],
 )
@@ -49,9 +50,12 @@ def start_sync(account_id: uuid.UUID) -> Any:
 @bp.get("/accounts/<uuid:account_id>/sync")
 @bp.output(SyncStatusOut, example=examples.SYNC_STATUS)
 @bp.doc(
-    summary="State, counts and last error of the account's latest sync",
-    description="`state` is null before the first sync; `lastError` names the error kind (e.g. "
-    "`AuthenticationFailed`) and the server's message.",
+    summary="State, progress, counts and errors of the account's latest sync",
+    description="`state` is null before the first sync. While a sync runs, `progress` gives folders done/total, "
+    "the current folder, its fetched and expected new messages, and a percentage. A run that could not go through "
+    "the account ends `failed` with `lastError` (the error kind, e.g. `AuthenticationFailed`, and the server's "
+    "message); one where some folders failed ends `succeeded`, and those folders are in `folderErrors` (and carry "
+    "`syncError` in the folder list) until a later sync of them works.",
     operation_id="getSyncStatus",
     responses=AUTH_ERRORS,
 )
@@ -69,7 +73,11 @@ def sync_status(account_id: uuid.UUID) -> dict[str, Any]:
         "startedAt": None,
         "finishedAt": None,
         "counts": None,
+        "progress": None,
         "lastError": None,
+        "folderErrors": [
+            {"folderId": f.id, "name": f.name, **(f.sync_error_detail or {})} for f in status.folder_errors
+        ],
     }
     if run is not None:
         body.update(
@@ -81,9 +89,19 @@ def sync_status(account_id: uuid.UUID) -> dict[str, Any]:
             finishedAt=run.finished_at,
             counts={
                 "foldersSynced": run.folders_synced,
+                "foldersFailed": run.folders_failed,
                 "messagesAdded": run.messages_added,
                 "messagesUpdated": run.messages_updated,
                 "messagesRemoved": run.messages_removed,
+            },
+            progress={
+                "foldersDone": run.folders_done,
+                "foldersTotal": run.folders_total,
+                "currentFolder": run.current_folder,
+                "folderMessagesFetched": run.folder_fetched,
+                "folderMessagesExpected": run.folder_expected,
+                "messagesFetched": run.messages_added,
+                "percent": sync_runs.run_percent(run),
             },
             lastError={"kind": run.error_kind, "message": run.error} if run.error else None,
         )

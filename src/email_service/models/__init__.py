@@ -3,7 +3,14 @@
 from email_service.models.account import EmailAccount, EmailCredential, Tenant
 from email_service.models.audit import AuditLog
 from email_service.models.base import Base, TenantScoped, now_ms
-from email_service.models.mailbox import FOLDER_ROLES, SCAN_STATUSES, EmailAttachment, EmailFolder, EmailMessage
+from email_service.models.mailbox import (
+    FOLDER_ROLES,
+    SCAN_STATUSES,
+    EmailAttachment,
+    EmailFolder,
+    EmailMessage,
+    folder_counts_delta,
+)
 from email_service.models.sync import SYNC_RUN_STATES, SyncRun
 
 TENANT_TABLES = (
@@ -31,5 +38,6 @@ __all__ = [
     "SyncRun",
     "Tenant",
     "TenantScoped",
+    "folder_counts_delta",
     "now_ms",
 ]

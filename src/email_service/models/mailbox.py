@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, Uuid, text
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, Update, Uuid, text, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from email_service.models.base import Base, TenantScoped
@@ -22,7 +22,10 @@ class EmailFolder(TenantScoped, Base):
     """One mailbox (RFC 3501 section 5.1) of an account, with the per-folder sync state of RFC 3501/7162.
 
     ``sync_state`` is the state machine of :mod:`email_service.sync.imap`: ``initial`` -> ``poll``;
-    ``resync`` after a UIDVALIDITY change.
+    ``resync`` after a UIDVALIDITY change.  ``total_count`` / ``unread_count`` are the folder's stored messages,
+    kept by deltas in the transaction that adds, removes or re-flags them (:func:`folder_counts_delta`), never
+    recounted on a routine sync.  ``sync_error_kind`` / ``sync_error`` / ``sync_error_at`` hold the last error
+    that stopped this folder's sync (e.g. SELECT refused); the next good sync of the folder clears them.
     """
 
     __tablename__ = "email_folders"
@@ -43,11 +46,34 @@ class EmailFolder(TenantScoped, Base):
     highestmodseq: Mapped[int | None] = mapped_column(BigInteger)
     sync_state: Mapped[str] = mapped_column(String(20), nullable=False, default="initial")
     last_synced_at: Mapped[int | None] = mapped_column(BigInteger)
+    sync_error_kind: Mapped[str | None] = mapped_column(String(64))
+    sync_error: Mapped[str | None] = mapped_column(Text)
+    sync_error_at: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         Index("idx_email_folders_account_type", "account_id", "type"),
         Index("idx_email_folders_tenant_account", "tenant_id", "account_id"),
         Index("uq_email_folders_account_name", "account_id", "name", unique=True),
+    )
+
+    @property
+    def sync_error_detail(self) -> dict[str, Any] | None:
+        """``{"kind", "message", "at"}`` of the last folder sync error (``at`` in epoch ms), or ``None``."""
+        if self.sync_error_kind is None:
+            return None
+        return {"kind": self.sync_error_kind, "message": self.sync_error or "", "at": self.sync_error_at}
+
+
+def folder_counts_delta(folder_id: uuid.UUID, *, total: int = 0, unread: int = 0) -> Update:
+    """``UPDATE email_folders SET total_count = total_count + total, unread_count = unread_count + unread``.
+
+    Run it in the transaction that inserts, deletes or re-flags the folder's messages, so the counts the API shows
+    move with the rows and a sync never has to recount them.
+    """
+    return (
+        update(EmailFolder)
+        .where(EmailFolder.id == folder_id)
+        .values(total_count=EmailFolder.total_count + total, unread_count=EmailFolder.unread_count + unread)
     )
 
 

@@ -13,7 +13,13 @@ SYNC_RUN_STATES = ("queued", "running", "succeeded", "failed")
 
 
 class SyncRun(TenantScoped, Base):
-    """One requested or scheduled sync of an account and its outcome."""
+    """One requested or scheduled sync of an account, where it is while it runs, and its outcome.
+
+    Progress (written per batch of messages and at most about once a second otherwise): ``folders_total`` folders
+    to sync, ``folders_done`` of them finished (``folders_synced`` without error, ``folders_failed`` with one),
+    ``current_folder`` and ``folder_fetched`` of its ``folder_expected`` new messages.  A run whose folders
+    partly failed still ends ``succeeded``; the failures are on the folders (``email_folders.sync_error*``).
+    """
 
     __tablename__ = "email_sync_runs"
 
@@ -28,6 +34,12 @@ class SyncRun(TenantScoped, Base):
     messages_added: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     messages_updated: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     messages_removed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    folders_total: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    folders_done: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    folders_failed: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    current_folder: Mapped[str | None] = mapped_column(String(1000))
+    folder_expected: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    folder_fetched: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     error_kind: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
 

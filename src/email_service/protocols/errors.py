@@ -63,3 +63,8 @@ class HostNotAllowed(ProtocolError):
         self.host = host
         self.address = address
         self.reason = reason
+
+
+class CapabilityMissing(PermanentFailure):
+    """The server lacks an optional capability the operation needs (e.g. POP3 UIDL for mirroring); fix the server
+    or the account settings, do not retry."""

@@ -46,14 +46,18 @@ from email_service.protocols.imap_syntax import (
     server_text,
     transport_error,
 )
+from email_service.protocols.imap_types import FetchedMessage, MailboxInfo, MailboxStatus
 from email_service.protocols.net import PUBLIC_ONLY, HostPolicy
 from email_service.protocols.tls import client_ssl_context
 
 _ESEARCH_ALL = re.compile(r"\bALL\s+([0-9:,]+)", re.IGNORECASE)
 _PLAIN_SEARCH_LIMIT = 100_000  # messages; a SEARCH line of 100,000 UIDs stays well under imaplib's 1 MB
+#: The largest UID there can be (RFC 3501 section 9: nz-number, 32 bits).
+MAX_UID = 4_294_967_295
 
 __all__ = [
     "ENCRYPTIONS",
+    "MAX_UID",
     "ROLES",
     "FetchedMessage",
     "ImapEndpoint",
@@ -95,46 +99,6 @@ class ImapEndpoint:
             f"username={self.username!r}, password='***', ca_bundle={self.ca_bundle!r}, "
             f"timeout={self.timeout}, host_policy={self.host_policy!r})"
         )
-
-
-@dataclass(frozen=True)
-class MailboxInfo:
-    """One LIST entry (RFC 3501 section 7.2.2): decoded ``name``, ``delimiter``, attribute ``flags``."""
-
-    name: str
-    delimiter: str | None
-    flags: tuple[str, ...]
-    role: str
-    selectable: bool
-
-
-@dataclass(frozen=True)
-class MailboxStatus:
-    """SELECT/EXAMINE result (RFC 3501 section 6.3.1, RFC 7162 section 3.1.2.1).
-
-    ``highestmodseq`` is ``None`` without CONDSTORE or for a NOMODSEQ mailbox.
-    """
-
-    uidvalidity: int
-    uidnext: int
-    exists: int
-    highestmodseq: int | None
-
-
-@dataclass(frozen=True)
-class FetchedMessage:
-    """One message from UID FETCH: ``raw`` is BODY[] (exact RFC 5322 bytes), ``size`` is RFC822.SIZE (octets).
-
-    ``internaldate_ms`` is INTERNALDATE as UTC epoch milliseconds; ``modseq`` is ``None`` without CONDSTORE.
-    ``\\Recent`` is never among ``flags`` (it belongs to the session, not the message).
-    """
-
-    uid: int
-    flags: tuple[str, ...]
-    internaldate_ms: int | None
-    size: int
-    modseq: int | None
-    raw: bytes
 
 
 class ImapSession:
@@ -386,16 +350,32 @@ class ImapSession:
             highestmodseq=int(highestmodseq) if highestmodseq is not None else None,
         )
 
+    def mailbox_exists(self, name: str) -> bool:
+        """Whether ``LIST "" <name>`` still shows ``name`` as an existing mailbox (not ``\\NonExistent``).
+
+        Tells a refused SELECT of a mailbox deleted meanwhile from one the server refuses to open (servers do not
+        all send RFC 5530 ``[NONEXISTENT]``).  Wildcards in ``name`` are matched literally by comparing names.
+        """
+        client = self._require()
+        with self._errors(f"listing mailbox {name!r}"):
+            entries = client.list_folders("", name)
+        return any(
+            str(listed) == name and "\\nonexistent" not in {decode_atom(f).lower() for f in flags}
+            for flags, _delimiter, listed in entries
+        )
+
     # -- UIDs, messages, flags ------------------------------------------------------------------------------
 
-    def uids_from(self, min_uid: int) -> list[int]:
-        """UIDs >= ``min_uid`` in the selected mailbox, ascending (``UID SEARCH UID min_uid:*``).
+    def uids_in(self, low: int, high: int) -> list[int]:
+        """UIDs from ``low`` to ``high`` (inclusive) in the selected mailbox, ascending (``UID SEARCH UID low:high``).
 
-        ``n:*`` always matches the last message even when its UID is below ``n`` (RFC 3501 section 6.4.8), so
-        the answer is filtered.  ``min_uid`` below 1 counts as 1.
+        Both bounds are explicit: ``n:*`` would match the last message even when its UID is below ``n`` (RFC 3501
+        section 6.4.8, ``*`` is the largest UID *in use*).  An empty range (``high < max(low, 1)``) sends nothing.
         """
-        min_uid = max(1, min_uid)
-        return [uid for uid in self._search_uids(f"UID {min_uid}:*", f"{min_uid}:*") if uid >= min_uid]
+        low = max(1, low)
+        if high < low:
+            return []
+        return [uid for uid in self._search_uids(f"UID {low}:{high}", f"{low}:{high}") if low <= uid <= high]
 
     def all_uids(self) -> list[int]:
         """Every UID in the selected mailbox, ascending (``UID SEARCH ALL``); used to detect expunges."""
@@ -468,9 +448,15 @@ class ImapSession:
                 )
 
     def fetch_flags(
-        self, uids: Sequence[int] | None = None, changedsince: int | None = None, batch_size: int = 5000
+        self,
+        uids: Sequence[int] | None = None,
+        changedsince: int | None = None,
+        batch_size: int = 5000,
+        *,
+        up_to: int | None = None,
     ) -> dict[int, tuple[tuple[str, ...], int | None]]:
-        """Flags (and MODSEQ) of ``uids`` (all when ``None``): ``{uid: (flags, modseq)}``.
+        """Flags (and MODSEQ) of ``uids``: ``{uid: (flags, modseq)}``.  ``uids=None`` means every message with a
+        UID up to ``up_to`` (``UID FETCH 1:<up_to>``; all of them, ``1:*``, when ``up_to`` is ``None``).
 
         With ``changedsince`` and CONDSTORE, only messages whose MODSEQ is above it are returned (RFC 7162
         section 3.1.4.1, ``UID FETCH ... (FLAGS MODSEQ) (CHANGEDSINCE n)``).  Without CONDSTORE
@@ -480,30 +466,37 @@ class ImapSession:
         items = "(UID FLAGS MODSEQ)" if self.condstore else "(UID FLAGS)"
         modifiers = f"(CHANGEDSINCE {int(changedsince)})" if changedsince is not None and self.condstore else None
         if uids is None:
-            batches: list[Sequence[int] | None] = [None]
+            if up_to is not None and up_to < 1:
+                return {}
+            batches: list[Sequence[int] | str | None] = [None if up_to is None else f"1:{int(up_to)}"]
         else:
             wanted = sorted(set(uids))
             batches = [wanted[i : i + batch_size] for i in range(0, len(wanted), batch_size)]
         result: dict[int, tuple[tuple[str, ...], int | None]] = {}
         for batch in batches:
             response = self._uid_fetch(batch, items, modifiers)
-            allowed = None if batch is None else set(batch)
+            allowed = None if batch is None or isinstance(batch, str) else set(batch)
             for uid, data in response.items():
                 if b"FLAGS" in data and (allowed is None or uid in allowed):
                     result[uid] = (flag_strings(data[b"FLAGS"]), modseq_value(data.get(b"MODSEQ")))
         return result
 
-    def vanished(self, changedsince: int) -> list[int]:
-        """UIDs expunged since MODSEQ ``changedsince``, ascending (RFC 7162 section 3.2.6 and 3.2.10).
+    def vanished(self, changedsince: int, up_to: int = MAX_UID) -> list[int]:
+        """UIDs up to ``up_to`` expunged since MODSEQ ``changedsince``, ascending (RFC 7162 sections 3.2.6, 3.2.10).
 
-        Sends ``UID FETCH 1:* (UID) (CHANGEDSINCE n VANISHED)`` and collects its ``VANISHED (EARLIER)`` answer
-        plus every unsolicited ``VANISHED`` this session received since :meth:`select`.  The server may name
-        UIDs the client never saw; ignore those.  Needs QRESYNC (:attr:`qresync`), else :class:`MailboxError`.
+        Sends ``UID FETCH 1:<up_to> (UID) (CHANGEDSINCE n VANISHED)`` and collects its ``VANISHED (EARLIER)``
+        answer plus every unsolicited ``VANISHED`` this session received since :meth:`select`.  The upper bound is
+        explicit, never ``*``: ``*`` is the largest UID still in use (RFC 3501 section 9), so a server reading it
+        strictly would not report an expunged message above the highest remaining one (pass the mailbox's
+        ``uidnext - 1``, or keep the default 4294967295).  The server may name UIDs the client never saw; ignore
+        those.  Needs QRESYNC (:attr:`qresync`), else :class:`MailboxError`.
         """
         client = self._require_selected()
         if not self.qresync:
             raise MailboxError(f"IMAP server {self.endpoint.host} has no QRESYNC; compare all_uids() instead.")
-        self._uid_fetch(None, "(UID)", f"(CHANGEDSINCE {int(changedsince)} VANISHED)")
+        if up_to < 1:
+            return []
+        self._uid_fetch(f"1:{int(up_to)}", "(UID)", f"(CHANGEDSINCE {int(changedsince)} VANISHED)")
         uids: set[int] = set()
         for line in client._imap.untagged_responses.pop("VANISHED", []):
             text = decode_atom(line).strip()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from email_service.models import EmailAccount
 from email_service.protocols.errors import ProtocolError
@@ -33,18 +34,27 @@ class ConnectionReport:
     duration_ms: int = 0
 
 
+def _endpoint_fields(ctx: ServiceContext, account: EmailAccount, password: str) -> dict[str, Any]:
+    return {
+        "host": account.hostname,
+        "port": account.port,
+        "encryption": account.encryption,
+        "username": account.username,
+        "password": password,
+        "ca_bundle": ctx.settings.mail_ca_bundle,
+        "timeout": float(ctx.settings.mail_timeout_seconds),
+        "host_policy": ctx.host_policy,
+    }
+
+
 def imap_endpoint(ctx: ServiceContext, account: EmailAccount, password: str) -> ImapEndpoint:
     """The IMAP endpoint of an account with the configured CA bundle, timeout and host policy."""
-    return ImapEndpoint(
-        host=account.hostname,
-        port=account.port,
-        encryption=account.encryption,
-        username=account.username,
-        password=password,
-        ca_bundle=ctx.settings.mail_ca_bundle,
-        timeout=float(ctx.settings.mail_timeout_seconds),
-        host_policy=ctx.host_policy,
-    )
+    return ImapEndpoint(**_endpoint_fields(ctx, account, password))
+
+
+def pop3_endpoint(ctx: ServiceContext, account: EmailAccount, password: str) -> Pop3Endpoint:
+    """The POP3 endpoint of an account with the configured CA bundle, timeout and host policy."""
+    return Pop3Endpoint(**_endpoint_fields(ctx, account, password))
 
 
 def test_account_connection(ctx: ServiceContext, *, principal: Principal, account_id: uuid.UUID) -> ConnectionReport:
@@ -59,18 +69,7 @@ def test_account_connection(ctx: ServiceContext, *, principal: Principal, accoun
     started = time.perf_counter()
     try:
         if account.protocol == "pop3":
-            count = pop3_check_login(
-                Pop3Endpoint(
-                    account.hostname,
-                    account.port,
-                    account.encryption,
-                    account.username,
-                    password,
-                    ctx.settings.mail_ca_bundle,
-                    float(ctx.settings.mail_timeout_seconds),
-                    ctx.host_policy,
-                )
-            )
+            count = pop3_check_login(pop3_endpoint(ctx, account, password))
             report = ConnectionReport(True, "pop3", folder_count=1, message_count=count)
         else:
             with ImapSession(imap_endpoint(ctx, account, password)) as imap:

@@ -15,22 +15,44 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from email_service.errors import Conflict
-from email_service.models import EmailAccount, SyncRun, Tenant, now_ms
+from email_service.models import EmailAccount, EmailFolder, SyncRun, Tenant, now_ms
 from email_service.security.tokens import Principal
 from email_service.services.accounts import audit, load_account
 from email_service.services.context import ServiceContext
 from email_service.services.jobs import JsonScalar
 
 ACTIVE_STATES = ("queued", "running")
-SUPPORTED_PROTOCOLS = ("imap",)
 
 
 @dataclass(frozen=True)
 class SyncStatus:
-    """What ``GET /accounts/{id}/sync`` reports: the account's flags and its latest run (if any)."""
+    """What ``GET /accounts/{id}/sync`` reports: the account's flags, its latest run (if any) and the folders whose
+    last sync failed (``sync_error*`` set), by name."""
 
     account: EmailAccount
     run: SyncRun | None
+    folder_errors: list[EmailFolder]
+
+
+def progress_percent(*, folders_done: int, folders_total: int, folder_fetched: int, folder_expected: int) -> float:
+    """How far a run is, 0-100 (one decimal): finished folders plus the fetched share of the current folder's new
+    messages, over the folders to sync.  Folders weigh the same (their sizes are known only once each is opened)."""
+    if folders_total <= 0:
+        return 0.0
+    current = min(1.0, folder_fetched / folder_expected) if folder_expected > 0 else 0.0
+    return round(min(100.0, 100.0 * (min(folders_done, folders_total) + current) / folders_total), 1)
+
+
+def run_percent(run: SyncRun) -> float:
+    """:func:`progress_percent` of a run row; 100 once it succeeded."""
+    if run.state == "succeeded":
+        return 100.0
+    return progress_percent(
+        folders_done=run.folders_done,
+        folders_total=run.folders_total,
+        folder_fetched=run.folder_fetched,
+        folder_expected=run.folder_expected,
+    )
 
 
 def _active_run(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID) -> SyncRun | None:
@@ -92,31 +114,36 @@ def request_sync(ctx: ServiceContext, *, principal: Principal, account_id: uuid.
 
     Raises:
         NotFound / Forbidden: the account is not visible to the caller.
-        Conflict: the account is disabled or its protocol is not mirrored yet.
+        Conflict: the account is disabled.
     """
     with ctx.db.tenant_session(principal.tenant_id) as session:
         account = load_account(session, principal, account_id)
         if not account.is_enabled:
             raise Conflict("Account is disabled")
-        if account.protocol not in SUPPORTED_PROTOCOLS:
-            raise Conflict(f"Mirroring of {account.protocol} accounts is not available yet")
     return enqueue_sync(ctx, tenant_id=principal.tenant_id, account_id=account_id, trigger="api", principal=principal)
 
 
 def sync_status(ctx: ServiceContext, *, principal: Principal, account_id: uuid.UUID) -> SyncStatus:
-    """The account and its most recent run, as of one moment.  Raises :class:`NotFound` / :class:`Forbidden`."""
+    """The account, its most recent run and its failing folders, as of one moment (one read-only snapshot).
+
+    Raises :class:`NotFound` / :class:`Forbidden`."""
     with ctx.db.tenant_session(principal.tenant_id, read_only=True) as session:
         account = load_account(session, principal, account_id)
         run = session.execute(
             select(SyncRun).where(SyncRun.account_id == account_id).order_by(SyncRun.created_at.desc()).limit(1)
         ).scalar_one_or_none()
-        return SyncStatus(account, run)
+        failing = session.execute(
+            select(EmailFolder)
+            .where(EmailFolder.account_id == account_id, EmailFolder.sync_error_kind.is_not(None))
+            .order_by(EmailFolder.name)
+        ).scalars()
+        return SyncStatus(account, run, list(failing))
 
 
 def due_accounts(
     ctx: ServiceContext, *, now: int | None = None, tenant_ids: Iterable[uuid.UUID] | None = None
 ) -> list[tuple[uuid.UUID, uuid.UUID]]:
-    """``(tenant_id, account_id)`` of every enabled, sync-enabled IMAP account that is due.
+    """``(tenant_id, account_id)`` of every enabled, sync-enabled account (IMAP or POP3) that is due.
 
     Due means ``syncInterval`` seconds have passed since the last *attempt* (the latest run, whatever its outcome,
     else the last success), so an account whose server is down is retried once per interval, not on every tick.
@@ -141,7 +168,6 @@ def due_accounts(
                     EmailAccount.deleted_at.is_(None),
                     EmailAccount.is_enabled.is_(True),
                     EmailAccount.is_sync_enabled.is_(True),
-                    EmailAccount.protocol.in_(SUPPORTED_PROTOCOLS),
                 )
             ).all()
         for account_id, last_sync_at, attempted_at, interval in rows:

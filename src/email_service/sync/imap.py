@@ -11,52 +11,57 @@ Per folder, an explicit state machine persisted in ``email_folders.sync_state``:
                                                      v
                                                  [resync] --every UID fetched--> [poll]
 
-Handlers are idempotent: messages are stored batch by batch in short transactions, and a batch only inserts UIDs
-not stored yet, so a crash or a dropped connection resumes without duplicates or losses (``uidnext`` is only
-advanced once the folder is complete).  INBOX goes first; newest messages first on an initial sync.
+A poll compares the EXAMINE answer with the stored ``uidvalidity``, ``uidnext``, ``highestmodseq`` and message
+count (``total_count``, kept by deltas, never recounted on the way):
+
+* UIDNEXT and HIGHESTMODSEQ unchanged and EXISTS equal to the stored count: nothing changed.  The folder cost one
+  EXAMINE; no stored UID is loaded, nothing is written but ``last_synced_at`` (set for all such folders in the
+  transaction that records the run's outcome).
+* Flags: with CONDSTORE ``UID FETCH 1:<uidnext-1> (FLAGS) (CHANGEDSINCE <highestmodseq>)``.  Without it every
+  message's flags must be fetched; that one FETCH also lists every UID, so it gives new mail and expunges too.
+* New mail: ``UID SEARCH UID <stored uidnext>:<uidnext-1>``.
+* Expunges: with QRESYNC ``VANISHED (EARLIER)`` since the stored HIGHESTMODSEQ; otherwise only when EXISTS minus
+  the new messages differs from the stored count (RFC 3501: the UIDs below the stored UIDNEXT were all stored, so
+  equal counts mean none of them went), by comparing the UID list with the stored one.
+* Afterwards the stored count must equal EXISTS; if not (a change missed, a race with the server, counts damaged)
+  the folder is reconciled: full UID list diff and a recount.
+
+Every UID range has an explicit upper bound (the EXAMINE's ``uidnext - 1``): ``*`` is the largest UID *in use*
+(RFC 3501 section 9), so ``n:*`` can miss an expunged message at the top of a folder or match one below ``n``.
+
+A folder the server will not open or read (``MailboxError``: SELECT/EXAMINE refused, e.g. ``NO [NOPERM]``; a FETCH
+refused) gets the error on its row (``sync_error*``, cleared by its next good sync) and the run goes on with the
+other folders; a folder that no longer exists (``[NONEXISTENT]``, or no longer in LIST) is removed.  A connection
+failure ends the run; what was stored so far stays.  Handlers are idempotent: a batch only inserts UIDs not stored
+yet and ``uidnext`` is only advanced once the folder is complete, so a crash resumes without duplicates or losses.
+INBOX goes first; newest messages first.  The flag-merge, expunge and new-UID steps are separate methods
+(:meth:`ImapMirror._merge_flags`, :meth:`ImapMirror._remove`, :meth:`ImapMirror._fetch_new`).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import delete, func, select, update
 
-from email_service.errors import EmailServiceError
-from email_service.models import EmailAccount, EmailFolder, EmailMessage, SyncRun, now_ms
-from email_service.observability import metrics
+from email_service.models import EmailFolder, EmailMessage, folder_counts_delta, now_ms
+from email_service.protocols.errors import ConnectionFailed, MailboxError, ProtocolError
 from email_service.protocols.imap import ImapSession, MailboxInfo, MailboxStatus
-from email_service.services.accounts import account_password
-from email_service.services.connection_test import imap_endpoint
 from email_service.services.context import ServiceContext
-from email_service.services.jobs import RetryJob
-from email_service.sync.locks import account_sync_lock
-from email_service.sync.store import flag_columns, insert_rows, message_rows
+from email_service.sync.progress import RunProgress
+from email_service.sync.store import IN_CHUNK, delete_messages, flag_columns
+from email_service.sync.writer import MessageWriter
 
 log = logging.getLogger("email_service.sync")
-#: UIDs per ``IN (...)`` list: well under SQLite's bound-parameter limit.
-IN_CHUNK = 500
 
-
-@dataclass
-class SyncCounts:
-    """What one run changed."""
-
-    folders_synced: int = 0
-    messages_added: int = 0
-    messages_updated: int = 0
-    messages_removed: int = 0
-    errors: list[str] = field(default_factory=list)
+FlagChanges = dict[int, tuple[tuple[str, ...], int | None]]
 
 
 @dataclass(frozen=True)
 class FolderRef:
-    """The identity and stored sync state of one folder row."""
+    """The identity and stored sync state of one folder row (``total_count``: its stored messages)."""
 
     id: uuid.UUID
     name: str
@@ -64,24 +69,58 @@ class FolderRef:
     uidnext: int | None
     highestmodseq: int | None
     state: str
+    total_count: int
+
+
+@dataclass(frozen=True)
+class StoredFlags:
+    """A stored message's row id and flags, for merging the server's flags."""
+
+    id: uuid.UUID
+    flags: list[str]
+    is_read: bool
+
+
+@dataclass
+class FolderChanges:
+    """What one folder sync applies: ``flags`` ``{uid: (flags, modseq)}`` from the server, ``gone`` UIDs expunged
+    there, ``new`` UIDs to fetch (newest first); ``stored`` is every stored row when it was loaded anyway."""
+
+    flags: FlagChanges = field(default_factory=dict)
+    gone: set[int] = field(default_factory=set)
+    new: list[int] = field(default_factory=list)
+    stored: dict[int, StoredFlags] | None = None
 
 
 class ImapMirror:
-    """Mirrors one account's mailboxes into the database during one run."""
+    """Mirrors one account's mailboxes into the database during one run (see the module docstring)."""
 
-    def __init__(self, ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID, imap: ImapSession):
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        tenant_id: uuid.UUID,
+        account_id: uuid.UUID,
+        imap: ImapSession,
+        progress: RunProgress,
+    ) -> None:
         self.ctx = ctx
         self.tenant_id = tenant_id
         self.account_id = account_id
         self.imap = imap
-        self.counts = SyncCounts()
+        self.progress = progress
 
-    def run(self) -> SyncCounts:
-        """Sync the folder list, then every selectable folder, INBOX first."""
-        for ref in self._sync_folder_list(self.imap.list_mailboxes()):
-            self._sync_folder(ref)
-            self.counts.folders_synced += 1
-        return self.counts
+    def run(self) -> None:
+        """Sync the folder list, then every selectable folder, INBOX first; one folder's error never stops it.
+
+        Raises :class:`ConnectionFailed` (or another non-folder :class:`ProtocolError`) when the connection or the
+        session fails; folders finished before stay synced.
+        """
+        refs = self._sync_folder_list(self.imap.list_mailboxes())
+        self.progress.start(len(refs))
+        for ref in refs:
+            self._sync_folder_guarded(ref)
+
+    # -- folder list and folder errors -----------------------------------------------------------------------
 
     def _sync_folder_list(self, mailboxes: list[MailboxInfo]) -> list[FolderRef]:
         names = {m.name for m in mailboxes}
@@ -101,6 +140,8 @@ class ImapMirror:
                         account_id=self.account_id,
                         name=mailbox.name,
                         sync_state="initial",
+                        total_count=0,
+                        unread_count=0,
                     )
                     session.add(folder)
                     stored[mailbox.name] = folder
@@ -112,289 +153,255 @@ class ImapMirror:
                 (stored[m.name] for m in mailboxes if m.selectable),
                 key=lambda f: (f.type != "inbox", f.name.lower()),
             )
-            return [FolderRef(f.id, f.name, f.uidvalidity, f.uidnext, f.highestmodseq, f.sync_state) for f in ordered]
+            return [
+                FolderRef(f.id, f.name, f.uidvalidity, f.uidnext, f.highestmodseq, f.sync_state, f.total_count)
+                for f in ordered
+            ]
+
+    def _sync_folder_guarded(self, ref: FolderRef) -> None:
+        """Sync one folder; a :class:`MailboxError` is recorded on the folder (or removes a folder that is gone)."""
+        self.progress.enter_folder(ref.name)
+        try:
+            self._sync_folder(ref)
+        except MailboxError as exc:
+            if self._is_gone(ref.name, exc):
+                log.info("folder %s no longer exists on the server: removed", ref.name)
+                with self.ctx.db.tenant_session(self.tenant_id) as session:
+                    session.execute(delete(EmailFolder).where(EmailFolder.id == ref.id))
+                self.progress.leave_folder(gone=True)
+                return
+            log.warning("folder %s of account %s not synced: %s", ref.name, self.account_id, exc.message)
+            self._set_folder(ref.id, sync_error_kind=type(exc).__name__, sync_error=exc.message, sync_error_at=now_ms())
+            self.progress.leave_folder(failed=True)
+            return
+        self.progress.leave_folder()
+
+    def _is_gone(self, name: str, exc: MailboxError) -> bool:
+        """``[NONEXISTENT]`` (RFC 5530), or LIST no longer shows the mailbox (not every server sends the code)."""
+        if "[NONEXISTENT]" in (exc.server_text or "").upper():
+            return True
+        try:
+            return not self.imap.mailbox_exists(name)
+        except ConnectionFailed:
+            raise
+        except ProtocolError:
+            return False
+
+    def _set_folder(self, folder_id: uuid.UUID, **values: object) -> None:
+        with self.ctx.db.tenant_session(self.tenant_id) as session:
+            session.execute(
+                update(EmailFolder).where(EmailFolder.id == folder_id).values(updated_at=now_ms(), **values)
+            )
+
+    # -- one folder ------------------------------------------------------------------------------------------
 
     def _sync_folder(self, ref: FolderRef) -> None:
         status = self.imap.select(ref.name, readonly=True)
-        state = ref.state
         if ref.uidvalidity is not None and ref.uidvalidity != status.uidvalidity:
-            log.info(
-                "UIDVALIDITY of %s changed (%s -> %s): refetching",
-                ref.name,
-                ref.uidvalidity,
-                status.uidvalidity,
-            )
-            state = "resync"
-            with self.ctx.db.tenant_session(self.tenant_id) as session:
-                removed = session.execute(delete(EmailMessage).where(EmailMessage.folder_id == ref.id))
-                self.counts.messages_removed += removed.rowcount or 0  # type: ignore[attr-defined]
-                session.execute(
-                    update(EmailFolder)
-                    .where(EmailFolder.id == ref.id)
-                    .values(uidvalidity=status.uidvalidity, uidnext=None, highestmodseq=None, sync_state="resync")
-                )
-        stored_uids = self._stored_uids(ref.id, status.uidvalidity)
-        if state == "poll" and self.imap.qresync and ref.highestmodseq and ref.uidnext:
-            gone, new = self._changes_by_qresync(ref, status, stored_uids)
+            ref = self._reset_folder(ref, status)
+        if ref.state == "poll" and ref.uidnext is not None:
+            if self._unchanged(ref, status):
+                self.progress.unchanged(ref.id)
+                return
+            changes = self._poll_changes(ref, status)
         else:
-            server_uids = set(self.imap.all_uids()) if status.exists else set()
-            gone, new = stored_uids - server_uids, server_uids - stored_uids
-        if state == "poll":
-            self._sync_flags(ref, status, stored_uids - gone)
-        if gone:
-            self._remove(ref.id, status.uidvalidity, gone)
-        self._fetch_new(ref.id, status.uidvalidity, sorted(new, reverse=True))
-        self._finish_folder(ref.id, status)
+            changes = self._listing_changes(ref, status, with_flags=False)
+        self._merge_flags(ref, status, changes)
+        removed = self._remove(ref, status, changes.gone)
+        added = self._fetch_new(ref, status, changes.new)
+        if ref.total_count - removed + added != status.exists:
+            self._reconcile(ref, status)
+        self._finish_folder(ref, status)
 
-    def _changes_by_qresync(
-        self, ref: FolderRef, status: MailboxStatus, stored_uids: set[int]
-    ) -> tuple[set[int], set[int]]:
-        """``(expunged, new)`` UIDs without listing the whole mailbox (RFC 7162 section 3.2.10).
+    def _unchanged(self, ref: FolderRef, status: MailboxStatus) -> bool:
+        """RFC 7162 section 3.1.2.1: an unchanged HIGHESTMODSEQ means no flag changed; an unchanged UIDNEXT means
+        nothing arrived; then EXISTS equal to the stored count means nothing was expunged.  Needs CONDSTORE."""
+        return (
+            self.imap.condstore
+            and status.highestmodseq is not None
+            and status.highestmodseq == ref.highestmodseq
+            and status.uidnext == ref.uidnext
+            and status.exists == ref.total_count
+        )
 
-        Expunges come from ``VANISHED (EARLIER)`` since the stored HIGHESTMODSEQ (unchanged HIGHESTMODSEQ: nothing
-        was expunged); new mail is ``UID SEARCH UID <stored uidnext>:*``.
-        """
-        assert ref.highestmodseq is not None and ref.uidnext is not None
-        gone: set[int] = set()
-        if status.highestmodseq != ref.highestmodseq:
-            gone = set(self.imap.vanished(ref.highestmodseq)) & stored_uids
-        new: set[int] = set()
+    def _poll_changes(self, ref: FolderRef, status: MailboxStatus) -> FolderChanges:
+        assert ref.uidnext is not None
+        if not (self.imap.condstore and status.highestmodseq is not None and ref.highestmodseq is not None):
+            return self._listing_changes(ref, status, with_flags=True)
+        top = status.uidnext - 1
+        changes = FolderChanges()
+        modseq_moved = status.highestmodseq != ref.highestmodseq
+        if modseq_moved:
+            changes.flags = self.imap.fetch_flags(changedsince=ref.highestmodseq, up_to=top)
         if status.uidnext != ref.uidnext:
-            new = set(self.imap.uids_from(ref.uidnext)) - stored_uids
-        return gone, new
+            arrived = set(self.imap.uids_in(ref.uidnext, top))
+            changes.new = sorted(arrived - self._stored_uids(ref, status, min_uid=ref.uidnext), reverse=True)
+        if self.imap.qresync:
+            if modseq_moved:
+                changes.gone = set(self.imap.vanished(ref.highestmodseq, up_to=top))
+        elif status.exists - len(changes.new) != ref.total_count:
+            changes.gone = self._stored_uids(ref, status) - set(self.imap.uids_in(1, top))
+        return changes
 
-    def _stored_uids(self, folder_id: uuid.UUID, uidvalidity: int) -> set[int]:
+    def _listing_changes(self, ref: FolderRef, status: MailboxStatus, *, with_flags: bool) -> FolderChanges:
+        """Changes from the full UID list (first sync, resync, or a server without CONDSTORE: ``with_flags``, where
+        the flags FETCH of every message is the UID list)."""
+        top = status.uidnext - 1
+        if with_flags:
+            listing = self.imap.fetch_flags(up_to=top) if status.exists else {}
+            stored = self._stored_flags(ref, status)
+            new = sorted(listing.keys() - stored.keys(), reverse=True)
+            return FolderChanges(flags=listing, gone=stored.keys() - listing.keys(), new=new, stored=stored)
+        server = set(self.imap.uids_in(1, top)) if status.exists else set()
+        stored_uids = self._stored_uids(ref, status)
+        changes = FolderChanges(gone=stored_uids - server, new=sorted(server - stored_uids, reverse=True))
+        if stored_uids & server:  # a first sync resumed: flags may have changed since those were stored
+            changes.flags = self.imap.fetch_flags(sorted(stored_uids & server))
+        return changes
+
+    def _stored_uids(self, ref: FolderRef, status: MailboxStatus, *, min_uid: int = 1) -> set[int]:
         with self.ctx.db.tenant_session(self.tenant_id) as session:
             rows = session.execute(
                 select(EmailMessage.uid).where(
-                    EmailMessage.folder_id == folder_id, EmailMessage.uidvalidity == uidvalidity
+                    EmailMessage.folder_id == ref.id,
+                    EmailMessage.uidvalidity == status.uidvalidity,
+                    EmailMessage.uid >= min_uid,
                 )
             ).scalars()
             return {uid for uid in rows if uid is not None}
 
-    def _fetch_new(self, folder_id: uuid.UUID, uidvalidity: int, uids: list[int]) -> None:
-        """Fetch and parse batch N+1 while batch N is being stored (one batch in flight).
-
-        Parsing and the raw-blob writes run on this thread; the row insert, which mostly waits on the database,
-        runs on the writer thread.  (Blob writes on one or four extra threads measured 5-10 % slower on 2 cores,
-        each short syscall waiting for the GIL held by the parser; parsing in worker processes gained nothing.)
-        Each batch is its own short transaction, submitted only after its blobs are on disk, so an interruption
-        loses at most the uncommitted batches and a committed row always has its raw bytes.
-        """
-        batch_size = self.ctx.settings.sync_batch_size
-        scan_status = "pending" if self.ctx.settings.virus_scan_enabled else "skipped"
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="email-sync-writer") as writer:
-            pending: Future[int] | None = None
-            for start in range(0, len(uids), batch_size):
-                chunk = uids[start : start + batch_size]
-                messages, attachments = [], []
-                for fetched in self.imap.fetch_messages(chunk, batch_size=batch_size):
-                    row, parts = message_rows(
-                        fetched,
-                        tenant_id=self.tenant_id,
-                        account_id=self.account_id,
-                        folder_id=folder_id,
-                        uidvalidity=uidvalidity,
-                        scan_status=scan_status,
-                    )
-                    self.ctx.blobs.put(str(self.tenant_id), fetched.raw, sha256=row["raw_sha256"])
-                    messages.append(row)
-                    attachments.extend(parts)
-                if pending is not None:
-                    self.counts.messages_added += pending.result()
-                pending = writer.submit(self._write_batch, messages, attachments)
-            if pending is not None:
-                self.counts.messages_added += pending.result()
-
-    def _write_batch(self, messages: list[dict[str, Any]], attachments: list[dict[str, Any]]) -> int:
+    def _stored_flags(
+        self, ref: FolderRef, status: MailboxStatus, uids: list[int] | None = None
+    ) -> dict[int, StoredFlags]:
+        """Stored flags by UID: of ``uids`` (``IN`` lists of :data:`IN_CHUNK`), or of the whole folder."""
+        query = select(EmailMessage.id, EmailMessage.uid, EmailMessage.flags, EmailMessage.is_read).where(
+            EmailMessage.folder_id == ref.id, EmailMessage.uidvalidity == status.uidvalidity
+        )
+        chunks = [None] if uids is None else [uids[i : i + IN_CHUNK] for i in range(0, len(uids), IN_CHUNK)]
+        found: dict[int, StoredFlags] = {}
         with self.ctx.db.tenant_session(self.tenant_id) as session:
-            insert_rows(session, messages, attachments)
-        return len(messages)
-
-    def _sync_flags(self, ref: FolderRef, status: MailboxStatus, known: set[int]) -> None:
-        if not known:
-            return
-        if ref.highestmodseq and status.highestmodseq is not None:
-            if status.highestmodseq == ref.highestmodseq:
-                return
-            changes = self.imap.fetch_flags(changedsince=ref.highestmodseq)
-        else:
-            changes = self.imap.fetch_flags(sorted(known))
-        uids = sorted(changes)
-        with self.ctx.db.tenant_session(self.tenant_id) as session:
-            for start in range(0, len(uids), IN_CHUNK):
-                rows = session.execute(
-                    select(EmailMessage.id, EmailMessage.uid, EmailMessage.flags).where(
-                        EmailMessage.folder_id == ref.id,
-                        EmailMessage.uidvalidity == status.uidvalidity,
-                        EmailMessage.uid.in_(uids[start : start + IN_CHUNK]),
-                    )
-                ).all()
-                now = now_ms()
-                updates = [
-                    {"id": row_id, "modseq": changes[uid][1], "updated_at": now, **flag_columns(changes[uid][0])}
-                    for row_id, uid, flags in rows
-                    if uid is not None and sorted(set(changes[uid][0])) != sorted(flags or [])
-                ]
-                if updates:
-                    session.execute(update(EmailMessage), updates)  # bulk UPDATE by primary key (executemany)
-                self.counts.messages_updated += len(updates)
-
-    def _remove(self, folder_id: uuid.UUID, uidvalidity: int, uids: set[int]) -> None:
-        with self.ctx.db.tenant_session(self.tenant_id) as session:
-            ordered = sorted(uids)
-            for start in range(0, len(ordered), IN_CHUNK):
-                session.execute(
-                    delete(EmailMessage).where(
-                        EmailMessage.folder_id == folder_id,
-                        EmailMessage.uidvalidity == uidvalidity,
-                        EmailMessage.uid.in_(ordered[start : start + IN_CHUNK]),
-                    )
+            for chunk in chunks:
+                rows = session.execute(query if chunk is None else query.where(EmailMessage.uid.in_(chunk)))
+                found.update(
+                    (uid, StoredFlags(row_id, list(flags or []), is_read))
+                    for row_id, uid, flags, is_read in rows
+                    if uid is not None
                 )
-        self.counts.messages_removed += len(uids)
+        return found
 
-    def _finish_folder(self, folder_id: uuid.UUID, status: MailboxStatus) -> None:
+    # -- the steps that change stored messages ---------------------------------------------------------------
+
+    def _merge_flags(self, ref: FolderRef, status: MailboxStatus, changes: FolderChanges) -> None:
+        """Flag-merge step: the server's flags over the stored ones, as one bulk UPDATE by primary key per
+        :data:`IN_CHUNK` messages, and the folder's unread count by the difference (same transaction)."""
+        if not changes.flags:
+            return
+        stored = changes.stored
+        if stored is None:
+            stored = self._stored_flags(ref, status, sorted(changes.flags))
+        now = now_ms()
+        updates, unread = [], 0
+        for uid, (flags, modseq) in changes.flags.items():
+            row = stored.get(uid)
+            if row is None or sorted(set(flags)) == sorted(row.flags):
+                continue
+            values = flag_columns(flags)
+            unread += int(not values["is_read"]) - int(not row.is_read)
+            updates.append({"id": row.id, "modseq": modseq, "updated_at": now, **values})
+        if not updates:
+            return
+        with self.ctx.db.tenant_session(self.tenant_id) as session:
+            for start in range(0, len(updates), IN_CHUNK):
+                session.execute(update(EmailMessage), updates[start : start + IN_CHUNK])  # executemany by key
+            if unread:
+                session.execute(folder_counts_delta(ref.id, unread=unread))
+        self.progress.updated(len(updates))
+
+    def _remove(self, ref: FolderRef, status: MailboxStatus, uids: set[int]) -> int:
+        """Expunge step: delete the stored messages of ``uids`` (those never stored are ignored); returns how many."""
+        if not uids:
+            return 0
+        with self.ctx.db.tenant_session(self.tenant_id) as session:
+            removed = delete_messages(
+                session, ref.id, EmailMessage.uid, list(uids), EmailMessage.uidvalidity == status.uidvalidity
+            )
+        self.progress.removed(removed)
+        return removed
+
+    def _fetch_new(self, ref: FolderRef, status: MailboxStatus, uids: list[int]) -> int:
+        """New-UID step: fetch ``uids`` (in this order) a batch per ``UID FETCH`` and store them (see
+        :class:`MessageWriter`); UIDs expunged meanwhile are skipped.  Returns how many were stored."""
+        self.progress.expect(len(uids))
+        if not uids:
+            return 0
+        batch_size = self.ctx.settings.sync_batch_size
+        writer = MessageWriter(
+            self.ctx, tenant_id=self.tenant_id, account_id=self.account_id, folder_id=ref.id, progress=self.progress
+        )
+        with writer:
+            for start in range(0, len(uids), batch_size):
+                for fetched in self.imap.fetch_messages(uids[start : start + batch_size], batch_size=batch_size):
+                    writer.add(
+                        fetched.raw,
+                        identity={"uid": fetched.uid, "uidvalidity": status.uidvalidity},
+                        flags=fetched.flags,
+                        received_at=fetched.internaldate_ms,
+                        size=fetched.size,
+                        modseq=fetched.modseq,
+                    )
+                writer.end_batch()
+        return writer.added
+
+    # -- repair and bookkeeping ------------------------------------------------------------------------------
+
+    def _reset_folder(self, ref: FolderRef, status: MailboxStatus) -> FolderRef:
+        """UIDVALIDITY changed (RFC 3501 section 2.3.1.1): every stored UID is void; drop the rows, resync."""
+        log.info("UIDVALIDITY of %s changed (%s -> %s): refetching", ref.name, ref.uidvalidity, status.uidvalidity)
+        with self.ctx.db.tenant_session(self.tenant_id) as session:
+            removed = session.execute(delete(EmailMessage).where(EmailMessage.folder_id == ref.id))
+            session.execute(
+                update(EmailFolder)
+                .where(EmailFolder.id == ref.id)
+                .values(
+                    uidvalidity=status.uidvalidity,
+                    uidnext=None,
+                    highestmodseq=None,
+                    sync_state="resync",
+                    total_count=0,
+                    unread_count=0,
+                )
+            )
+        self.progress.removed(removed.rowcount or 0)  # type: ignore[attr-defined]
+        return replace(
+            ref, uidvalidity=status.uidvalidity, uidnext=None, highestmodseq=None, state="resync", total_count=0
+        )
+
+    def _reconcile(self, ref: FolderRef, status: MailboxStatus) -> None:
+        """The stored count disagrees with EXISTS: compare the full UID lists, apply the difference, recount."""
+        log.info("folder %s: stored count disagrees with EXISTS %d; comparing UID lists", ref.name, status.exists)
+        server = set(self.imap.uids_in(1, status.uidnext - 1))
+        stored = self._stored_uids(ref, status)
+        self._remove(ref, status, stored - server)
+        self._fetch_new(ref, status, sorted(server - stored, reverse=True))
         with self.ctx.db.tenant_session(self.tenant_id) as session:
             total, unread = session.execute(
                 select(func.count(), func.count().filter(EmailMessage.is_read.is_(False))).where(
-                    EmailMessage.folder_id == folder_id
+                    EmailMessage.folder_id == ref.id
                 )
             ).one()
             session.execute(
-                update(EmailFolder)
-                .where(EmailFolder.id == folder_id)
-                .values(
-                    uidvalidity=status.uidvalidity,
-                    uidnext=status.uidnext,
-                    highestmodseq=status.highestmodseq,
-                    sync_state="poll",
-                    total_count=total,
-                    unread_count=unread,
-                    last_synced_at=now_ms(),
-                    updated_at=now_ms(),
-                )
+                update(EmailFolder).where(EmailFolder.id == ref.id).values(total_count=total, unread_count=unread)
             )
 
-
-def _run_state(ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID) -> str | None:
-    with ctx.db.tenant_session(tenant_id) as session:
-        return session.execute(select(SyncRun.state).where(SyncRun.id == run_id)).scalar_one_or_none()
-
-
-def _set_run_and_account(
-    ctx: ServiceContext,
-    tenant_id: uuid.UUID,
-    run_id: uuid.UUID,
-    account_id: uuid.UUID,
-    run: dict[str, object],
-    account: dict[str, object],
-) -> None:
-    """Update the run row and the account's sync flags in one transaction, so that ``GET /accounts/{id}/sync``
-    never sees a finished run on an account still marked syncing (or the reverse)."""
-    with ctx.db.tenant_session(tenant_id) as session:
-        session.execute(update(SyncRun).where(SyncRun.id == run_id).values(updated_at=now_ms(), **run))
-        session.execute(update(EmailAccount).where(EmailAccount.id == account_id).values(**account))
-
-
-def sync_account(ctx: ServiceContext, *, tenant_id: uuid.UUID, account_id: uuid.UUID, run_id: uuid.UUID) -> str:
-    """Run one sync of an IMAP account and record its outcome on the :class:`SyncRun` row.
-
-    Returns the final run state: ``succeeded``, ``failed``, or ``skipped`` when the run has ended already (a job
-    delivered twice) or is ``running`` under another worker's lock (that worker is working it).  A run found
-    ``running`` while we hold the lock was interrupted (its worker died): it is worked again, which is safe
-    because every step of the mirror is idempotent.  Never raises for mail-server trouble, a deleted or disabled
-    account or a destroyed credential: the error kind and message go to the run row and the job ends.
-
-    Raises:
-        RetryJob: the run is still ``queued`` but another sync of the account holds the lock (it is finishing an
-            earlier run): the runner tries again shortly.
-    """
-    with account_sync_lock(ctx.db, account_id) as taken:
-        state = _run_state(ctx, tenant_id, run_id)
-        if state not in ("queued", "running"):
-            return _skipped()
-        if not taken:
-            if state == "queued":
-                raise RetryJob("Another sync of the account holds its lock", delay_seconds=5.0)
-            return _skipped()
-        started = time.monotonic()
-        _set_run_and_account(
-            ctx, tenant_id, run_id, account_id, {"state": "running", "started_at": now_ms()}, {"is_syncing": True}
+    def _finish_folder(self, ref: FolderRef, status: MailboxStatus) -> None:
+        self._set_folder(
+            ref.id,
+            uidvalidity=status.uidvalidity,
+            uidnext=status.uidnext,
+            highestmodseq=status.highestmodseq,
+            sync_state="poll",
+            last_synced_at=now_ms(),
+            sync_error_kind=None,
+            sync_error=None,
+            sync_error_at=None,
         )
-        counts, error = _mirror(ctx, tenant_id, account_id)
-        _finish(ctx, tenant_id, account_id, run_id, counts, error=error)
-        _record_metrics(counts, error, time.monotonic() - started)
-        return "failed" if error else "succeeded"
-
-
-def _mirror(
-    ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID
-) -> tuple[SyncCounts, tuple[str, str] | None]:
-    """Mirror the account; ``(counts, None)`` on success, ``(counts so far, (error kind, message))`` on failure."""
-    mirror: ImapMirror | None = None
-    try:
-        with ctx.db.tenant_session(tenant_id) as session:
-            account = session.get(EmailAccount, account_id)
-            if account is None or account.deleted_at is not None:
-                return SyncCounts(), ("AccountDeleted", "The account was deleted")
-            if not account.is_enabled:
-                return SyncCounts(), ("AccountDisabled", "The account is disabled")
-            if account.credential_id is None:
-                return SyncCounts(), ("CredentialMissing", "The account has no stored password")
-            endpoint = imap_endpoint(ctx, account, account_password(ctx, session, account))
-        with ImapSession(endpoint) as imap:
-            mirror = ImapMirror(ctx, tenant_id, account_id, imap)
-            mirror.run()
-    except EmailServiceError as exc:
-        log.warning("sync of account %s failed: %s: %s", account_id, type(exc).__name__, exc.message)
-        return (mirror.counts if mirror else SyncCounts()), (type(exc).__name__, exc.message)
-    except Exception:
-        log.exception("sync of account %s failed unexpectedly", account_id)
-        return (mirror.counts if mirror else SyncCounts()), ("InternalError", "Internal error during sync")
-    assert mirror is not None
-    return mirror.counts, None
-
-
-def _skipped() -> str:
-    metrics.SYNC_RUNS.labels(outcome="skipped").inc()
-    return "skipped"
-
-
-def _record_metrics(counts: SyncCounts, error: tuple[str, str] | None, seconds: float) -> None:
-    metrics.SYNC_RUNS.labels(outcome="failed" if error else "succeeded").inc()
-    metrics.SYNC_DURATION.observe(seconds)
-    for change, value in (
-        ("added", counts.messages_added),
-        ("updated", counts.messages_updated),
-        ("removed", counts.messages_removed),
-    ):
-        if value:
-            metrics.SYNC_MESSAGES.labels(change=change).inc(value)
-
-
-def _finish(
-    ctx: ServiceContext,
-    tenant_id: uuid.UUID,
-    account_id: uuid.UUID,
-    run_id: uuid.UUID,
-    counts: SyncCounts,
-    *,
-    error: tuple[str, str] | None,
-) -> None:
-    """Record the outcome on the run and the account in one transaction: a client that sees the run ended also
-    sees the account's ``isSyncing`` and ``lastSyncAt`` of that run."""
-    finished = now_ms()
-    run: dict[str, object] = {
-        "state": "failed" if error else "succeeded",
-        "finished_at": finished,
-        "folders_synced": counts.folders_synced,
-        "messages_added": counts.messages_added,
-        "messages_updated": counts.messages_updated,
-        "messages_removed": counts.messages_removed,
-        "error_kind": error[0] if error else None,
-        "error": error[1] if error else None,
-    }
-    account: dict[str, object] = {"is_syncing": False}
-    if error is None:
-        account["last_sync_at"] = finished
-    _set_run_and_account(ctx, tenant_id, run_id, account_id, run, account)

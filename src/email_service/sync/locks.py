@@ -22,6 +22,8 @@ from email_service.db import Database
 from email_service.fs import create_private_file, private_dir
 
 _LOCK_NAMESPACE = 0x454D  # "EM": keeps our advisory keys apart from other users of the database
+#: Seconds a job whose account lock is busy waits before it tries again (a :class:`RetryJob`).
+LOCK_RETRY_SECONDS = 5.0
 
 
 def _advisory_key(account_id: uuid.UUID) -> int:

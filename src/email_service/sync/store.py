@@ -1,4 +1,5 @@
-"""Turning fetched messages into rows: parse, keep the raw bytes in the blob store, bulk insert.
+"""Turning fetched messages into rows and back out: parse, keep the raw bytes in the blob store, bulk insert,
+delete by key; every insert and delete moves the folder's counts in the same transaction (no recount).
 
 Parsing goes through :func:`email_service.protocols.mime.parse.parse_message` (structure with ``compat32``, only the
 stored headers decoded), so that parsing is not the bottleneck of a sync (issue 2 benchmark notes).  A message
@@ -10,18 +11,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import insert
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, delete, insert
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from email_service.models import EmailAttachment, EmailMessage, now_ms
-from email_service.protocols.imap import FetchedMessage
+from email_service.models import EmailAttachment, EmailMessage, folder_counts_delta, now_ms
 from email_service.protocols.mime.parse import Address, ParsedMessage, parse_message
 
 log = logging.getLogger("email_service.sync")
+#: Keys per ``IN (...)`` list: well under SQLite's bound-parameter limit.
+IN_CHUNK = 500
 
 #: IMAP system flags (RFC 3501 section 2.3.2) mirrored into boolean columns.
 FLAG_COLUMNS = {
@@ -58,22 +60,29 @@ def _safe_parse(raw: bytes) -> ParsedMessage | None:
 
 
 def message_rows(
-    fetched: FetchedMessage,
+    raw: bytes,
     *,
+    identity: Mapping[str, Any],
     tenant_id: uuid.UUID,
     account_id: uuid.UUID,
     folder_id: uuid.UUID,
-    uidvalidity: int,
+    flags: Iterable[str] = (),
+    received_at: int | None = None,
+    size: int | None = None,
+    modseq: int | None = None,
     scan_status: str = "skipped",
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The ``email_messages`` row and its ``email_attachments`` rows for one fetched message.
+    """The ``email_messages`` row and its ``email_attachments`` rows for one message of ``raw`` RFC 5322 bytes.
 
-    ``raw_sha256`` names the raw bytes; the caller puts them in the blob store before inserting the rows.
-    ``scan_status`` is the attachments' ``virus_scan_status``: ``pending`` when virus scanning is on (they are
-    scanned before their first download), ``skipped`` when it is off.
+    ``identity`` is the message's key on the server (DESIGN.md section 6): ``{"uid", "uidvalidity"}`` for IMAP,
+    ``{"uidl"}`` for POP3.  ``received_at`` (epoch ms; IMAP INTERNALDATE) falls back to the Date header, then to
+    now; ``size`` (octets; IMAP RFC822.SIZE) to ``len(raw)``.  ``raw_sha256`` names the raw bytes; the caller puts
+    them in the blob store before inserting the rows.  ``scan_status`` is the attachments' ``virus_scan_status``:
+    ``pending`` when virus scanning is on (they are scanned before their first download), ``skipped`` when it is
+    off.
     """
-    digest = hashlib.sha256(fetched.raw).hexdigest()
-    parsed = _safe_parse(fetched.raw)
+    digest = hashlib.sha256(raw).hexdigest()
+    parsed = _safe_parse(raw)
     message_id = uuid.uuid4()
     now = now_ms()
     row: dict[str, Any] = {
@@ -81,15 +90,17 @@ def message_rows(
         "tenant_id": tenant_id,
         "account_id": account_id,
         "folder_id": folder_id,
-        "uid": fetched.uid,
-        "uidvalidity": uidvalidity,
-        "modseq": fetched.modseq,
-        "received_at": fetched.internaldate_ms,
-        "size": fetched.size or len(fetched.raw),
+        "uid": None,
+        "uidvalidity": None,
+        "uidl": None,
+        **identity,
+        "modseq": modseq,
+        "received_at": received_at,
+        "size": size or len(raw),
         "raw_sha256": digest,
         "created_at": now,
         "updated_at": now,
-        **flag_columns(fetched.flags),
+        **flag_columns(flags),
     }
     if parsed is None:
         row.update(
@@ -103,6 +114,7 @@ def message_rows(
             reply_to=[],
             has_attachments=False,
         )
+        row["received_at"] = received_at or now
         return row, []
     first_from = parsed.from_[0] if parsed.from_ else None
     row.update(
@@ -124,6 +136,7 @@ def message_rows(
         sent_at=parsed.date_ms,
         defects=list(parsed.defects),
     )
+    row["received_at"] = received_at or parsed.date_ms or now
     attachments = [
         {
             **{
@@ -156,3 +169,30 @@ def insert_rows(session: Session, messages: list[dict[str, Any]], attachments: l
         session.execute(insert(EmailMessage), messages)
     if attachments:
         session.execute(insert(EmailAttachment), attachments)
+
+
+def delete_messages(
+    session: Session,
+    folder_id: uuid.UUID,
+    key: InstrumentedAttribute[Any],
+    values: Sequence[Any],
+    *conditions: ColumnElement[bool],
+) -> int:
+    """Delete the folder's messages whose ``key`` column (``EmailMessage.uid`` or ``.uidl``) is in ``values``
+    (and that meet ``conditions``, e.g. the UIDVALIDITY), with their attachment rows (foreign-key cascade), and
+    take them off the folder's counts.  Returns how many rows were deleted (values matching nothing are ignored).
+    """
+    deleted = unread = 0
+    ordered = sorted(set(values))
+    for start in range(0, len(ordered), IN_CHUNK):
+        read_flags = session.execute(
+            delete(EmailMessage)
+            .where(EmailMessage.folder_id == folder_id, key.in_(ordered[start : start + IN_CHUNK]), *conditions)
+            .returning(EmailMessage.is_read)
+        ).scalars()
+        for is_read in read_flags:
+            deleted += 1
+            unread += not is_read
+    if deleted:
+        session.execute(folder_counts_delta(folder_id, total=-deleted, unread=-unread))
+    return deleted

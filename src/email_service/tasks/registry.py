@@ -22,7 +22,7 @@ from email_service.protocols.errors import ConnectionFailed, TemporaryFailure
 from email_service.services.attachment_content import scan_attachment_job
 from email_service.services.context import ServiceContext
 from email_service.services.jobs import JOB_NAMES, JsonScalar, RetryJob
-from email_service.sync.imap import sync_account
+from email_service.sync.account import sync_account
 
 Handler = Callable[[ServiceContext, Mapping[str, JsonScalar]], object]
 #: Errors worth a retry for every kind: the database or a peer was briefly unreachable.

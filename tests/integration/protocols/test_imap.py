@@ -255,20 +255,24 @@ def test_fetch_messages_does_not_set_seen(
         assert session.fetch_flags([uid])[uid][0] == ()
 
 
-def test_uids_from_filters_the_star_quirk(
+def test_uids_in_has_explicit_bounds(
     dovecot: Dovecot, mail_user: tuple[str, str], imap_endpoint: EndpointFactory
 ) -> None:
     user = mail_user[0]
     uids = [dovecot.append(user, "INBOX", _raw(n)) for n in range(4)]
     assert uids == [1, 2, 3, 4]
     dovecot.expunge(user, "INBOX", 4)
+    dovecot.record_imap(user)
     with ImapSession(imap_endpoint()) as session:
-        session.select("INBOX")
-        assert session.uids_from(2) == [2, 3]
-        assert session.uids_from(0) == [1, 2, 3]
-        assert session.uids_from(4) == []  # "4:*" matches UID 3, the last message
-        assert session.uids_from(10) == []
+        status = session.select("INBOX")
+        assert status.uidnext == 5
+        assert session.uids_in(2, 4) == [2, 3]
+        assert session.uids_in(0, 4) == [1, 2, 3]
+        assert session.uids_in(4, 4) == []  # "4:*" would match UID 3, the last message
+        assert session.uids_in(10, 9) == []  # an empty range sends nothing
         assert session.all_uids() == [1, 2, 3]
+    searches = [c for c in dovecot.imap_commands(user) if c.upper().startswith("UID SEARCH")]
+    assert [c.split()[-1] for c in searches] == ["2:4", "1:4", "4:4", "ALL"]
 
 
 @pytest.mark.parametrize("path", ["esearch", "plain-search", "uid-fetch"])
@@ -291,16 +295,17 @@ def test_uid_listing_paths_agree(
         if path == "uid-fetch":  # a mailbox too big for one SEARCH line
             monkeypatch.setattr(imap_module, "_PLAIN_SEARCH_LIMIT", 0)
         assert session.all_uids() == expected
-        assert session.uids_from(17) == [uid for uid in expected if uid >= 17]
-        assert session.uids_from(30) == []  # "30:*" matches UID 29, the last one
+        assert session.uids_in(17, 30) == [uid for uid in expected if uid >= 17]
+        assert session.uids_in(30, 30) == []  # "30:*" would match UID 29, the last one
 
 
 def test_empty_mailbox_answers_empty(imap_endpoint: EndpointFactory) -> None:
     with ImapSession(imap_endpoint()) as session:
         session.select("Archive")
         assert session.all_uids() == []
-        assert session.uids_from(1) == []
+        assert session.uids_in(1, 10) == []
         assert session.fetch_flags() == {}
+        assert session.fetch_flags(up_to=0) == {}
         assert list(session.fetch_messages([])) == []
 
 
@@ -339,6 +344,24 @@ def test_vanished_reports_expunged_uids(
         session.select("INBOX")
         assert session.vanished(modseq) == [uids[1], uids[3]]
         assert session.all_uids() == [uids[0], uids[2], uids[4]]
+
+
+def test_vanished_reaches_the_top_of_the_mailbox_with_an_explicit_bound(
+    dovecot: Dovecot, mail_user: tuple[str, str], imap_endpoint: EndpointFactory
+) -> None:
+    user = mail_user[0]
+    uids = [dovecot.append(user, "INBOX", _raw(n)) for n in range(3)]
+    with ImapSession(imap_endpoint()) as session:
+        before = session.select("INBOX")
+    dovecot.expunge(user, "INBOX", uids[-1])  # the highest UID: "*" now means uids[1]
+    dovecot.record_imap(user)
+    with ImapSession(imap_endpoint()) as session:
+        session.select("INBOX")
+        assert before.highestmodseq is not None
+        assert session.vanished(before.highestmodseq, up_to=before.uidnext - 1) == [uids[-1]]
+        assert session.vanished(before.highestmodseq) == [uids[-1]]  # default bound 4294967295
+    fetches = [c for c in dovecot.imap_commands(user) if "VANISHED" in c.upper()]
+    assert [c.split()[2] for c in fetches] == [f"1:{before.uidnext - 1}", "1:4294967295"]
 
 
 def test_change_uidvalidity_changes_it(
@@ -390,5 +413,5 @@ def test_methods_need_connect_and_select(imap_endpoint: EndpointFactory) -> None
     with pytest.raises(ConnectionFailed, match="not connected"):
         session.list_mailboxes()
     with session, pytest.raises(MailboxError, match="select"):
-        session.uids_from(1)
+        session.uids_in(1, 10)
     session.close()  # idempotent

@@ -1,0 +1,181 @@
+"""One sync run of one account, whatever its protocol: lock, run row, mirror, outcome (DESIGN.md section 7).
+
+IMAP accounts are mirrored by :class:`email_service.sync.imap.ImapMirror`, POP3 accounts by
+:class:`email_service.sync.pop3.Pop3Mirror`; both report to one :class:`RunProgress`, which keeps the run row's
+progress and counts current while the run goes (``GET /accounts/{id}/sync``).
+
+Outcome: ``failed`` when the run could not go through the account (login refused, connection lost, a POP3 server
+without UIDL, the account deleted or disabled, its credential destroyed ...: the error kind and message go to the
+run row; what was stored before stays).  Otherwise ``succeeded``, also when some folders could not be synced: each
+such folder carries its own error (``email_folders.sync_error*``, shown with the folder and in the sync status as
+``folderErrors``) and the run's ``folders_failed`` counts them; the other folders are synced and the account's
+``last_sync_at`` moves on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from sqlalchemy import select, update
+
+from email_service.errors import EmailServiceError
+from email_service.models import EmailAccount, EmailFolder, SyncRun, now_ms
+from email_service.observability import metrics
+from email_service.protocols.imap import ImapEndpoint, ImapSession
+from email_service.protocols.pop3 import Pop3Endpoint, Pop3Session
+from email_service.services.accounts import account_password
+from email_service.services.connection_test import imap_endpoint, pop3_endpoint
+from email_service.services.context import ServiceContext
+from email_service.services.jobs import RetryJob
+from email_service.services.sync_runs import ACTIVE_STATES
+from email_service.sync.imap import ImapMirror
+from email_service.sync.locks import LOCK_RETRY_SECONDS, account_sync_lock
+from email_service.sync.pop3 import Pop3Mirror
+from email_service.sync.progress import ProgressCallback, RunProgress, SyncCounts
+
+log = logging.getLogger("email_service.sync")
+
+
+class _AccountUnusable(EmailServiceError):
+    """The account cannot be synced at all (deleted, disabled, no stored password); ``kind`` names why."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def sync_account(
+    ctx: ServiceContext,
+    *,
+    tenant_id: uuid.UUID,
+    account_id: uuid.UUID,
+    run_id: uuid.UUID,
+    on_progress: ProgressCallback | None = None,
+) -> str:
+    """Run one sync of an account (IMAP or POP3) and record its progress and outcome on the :class:`SyncRun` row.
+
+    Returns the final run state: ``succeeded``, ``failed``, or ``skipped`` when the run has ended already (a job
+    delivered twice) or is ``running`` under another worker's lock (that worker is working it).  A run found
+    ``running`` while we hold the lock was interrupted (its worker died): it is worked again, which is safe
+    because every step of the mirrors is idempotent.  Never raises for mail-server trouble, a deleted or disabled
+    account or a destroyed credential: the error kind and message go to the run row and the job ends.
+    ``on_progress`` sees every step (e.g. a terminal progress bar).
+
+    Raises:
+        RetryJob: the run is still ``queued`` but the account's lock is held (an earlier sync finishing, or the
+            account's write-back): the runner tries again after :data:`LOCK_RETRY_SECONDS`.
+    """
+    with account_sync_lock(ctx.db, account_id) as taken:
+        state = _run_state(ctx, tenant_id, run_id)
+        if state not in ACTIVE_STATES:
+            return _skipped()
+        if not taken:
+            if state == "queued":
+                raise RetryJob("Another sync or write-back holds the account lock", delay_seconds=LOCK_RETRY_SECONDS)
+            return _skipped()
+        started = time.monotonic()
+        _start(ctx, tenant_id, account_id, run_id)
+        progress = RunProgress(ctx, tenant_id, run_id, on_progress)
+        error: tuple[str, str] | None = None
+        try:
+            _mirror(ctx, tenant_id, account_id, progress)
+        except _AccountUnusable as exc:
+            error = (exc.kind, exc.message)
+        except EmailServiceError as exc:
+            log.warning("sync of account %s failed: %s: %s", account_id, type(exc).__name__, exc.message)
+            error = (type(exc).__name__, exc.message)
+        except Exception:
+            log.exception("sync of account %s failed unexpectedly", account_id)
+            error = ("InternalError", "Internal error during sync")
+        _finish(ctx, tenant_id, account_id, run_id, progress, error=error)
+        _record_metrics(progress.counts, error, time.monotonic() - started)
+        return "failed" if error else "succeeded"
+
+
+def _mirror(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID, progress: RunProgress) -> None:
+    """Mirror the account through its protocol.  Raises :class:`_AccountUnusable` or the mirror's errors."""
+    with ctx.db.tenant_session(tenant_id) as session:
+        account = session.get(EmailAccount, account_id)
+        if account is None or account.deleted_at is not None:
+            raise _AccountUnusable("AccountDeleted", "The account was deleted")
+        if not account.is_enabled:
+            raise _AccountUnusable("AccountDisabled", "The account is disabled")
+        if account.credential_id is None:
+            raise _AccountUnusable("CredentialMissing", "The account has no stored password")
+        password = account_password(ctx, session, account)
+        endpoint: ImapEndpoint | Pop3Endpoint = (
+            pop3_endpoint(ctx, account, password)
+            if account.protocol == "pop3"
+            else imap_endpoint(ctx, account, password)
+        )
+    if isinstance(endpoint, Pop3Endpoint):
+        with Pop3Session(endpoint) as pop3:
+            Pop3Mirror(ctx, tenant_id, account_id, pop3, progress).run()
+    else:
+        with ImapSession(endpoint) as imap:
+            ImapMirror(ctx, tenant_id, account_id, imap, progress).run()
+
+
+def _run_state(ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID) -> str | None:
+    with ctx.db.tenant_session(tenant_id) as session:
+        return session.execute(select(SyncRun.state).where(SyncRun.id == run_id)).scalar_one_or_none()
+
+
+def _start(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID, run_id: uuid.UUID) -> None:
+    """Mark the run ``running`` and the account syncing, in one transaction."""
+    with ctx.db.tenant_session(tenant_id) as session:
+        session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id)
+            .values(state="running", started_at=now_ms(), updated_at=now_ms())
+        )
+        session.execute(update(EmailAccount).where(EmailAccount.id == account_id).values(is_syncing=True))
+
+
+def _finish(
+    ctx: ServiceContext,
+    tenant_id: uuid.UUID,
+    account_id: uuid.UUID,
+    run_id: uuid.UUID,
+    progress: RunProgress,
+    *,
+    error: tuple[str, str] | None,
+) -> None:
+    """Record the outcome on the run and the account, and mark the folders found unchanged synced now, in one
+    transaction: a client that sees the run ended also sees the account's ``isSyncing`` and ``lastSyncAt`` of that
+    run (and a sync that finds nothing commits only here and in :func:`_start`)."""
+    finished = now_ms()
+    run = {**progress.run_values(), "updated_at": finished, "finished_at": finished}
+    run.update(state="failed" if error else "succeeded", error_kind=error[0] if error else None)
+    run["error"] = error[1] if error else None
+    account: dict[str, object] = {"is_syncing": False}
+    if error is None:
+        account["last_sync_at"] = finished
+    with ctx.db.tenant_session(tenant_id) as session:
+        session.execute(update(SyncRun).where(SyncRun.id == run_id).values(**run))
+        session.execute(update(EmailAccount).where(EmailAccount.id == account_id).values(**account))
+        if progress.unchanged_folders:
+            session.execute(
+                update(EmailFolder)
+                .where(EmailFolder.id.in_(progress.unchanged_folders))
+                .values(last_synced_at=finished, sync_error_kind=None, sync_error=None, sync_error_at=None)
+            )
+
+
+def _skipped() -> str:
+    metrics.SYNC_RUNS.labels(outcome="skipped").inc()
+    return "skipped"
+
+
+def _record_metrics(counts: SyncCounts, error: tuple[str, str] | None, seconds: float) -> None:
+    metrics.SYNC_RUNS.labels(outcome="failed" if error else "succeeded").inc()
+    metrics.SYNC_DURATION.observe(seconds)
+    for change, value in (
+        ("added", counts.messages_added),
+        ("updated", counts.messages_updated),
+        ("removed", counts.messages_removed),
+    ):
+        if value:
+            metrics.SYNC_MESSAGES.labels(change=change).inc(value)
