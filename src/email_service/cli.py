@@ -78,6 +78,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     if not settings.is_postgres:
         sync_runs.fail_interrupted_runs(ctx)
+    runner.resume_writebacks()  # changes accepted before a stop reach the server now
     if settings.scheduler_enabled:
         runner.start_scheduler(settings.scheduler_tick_seconds)
     logging.getLogger("email_service").info(

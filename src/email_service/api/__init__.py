@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from email_service import __version__
 
-from . import accounts, dev, mailbox, sync
+from . import accounts, actions, dev, folders, mailbox, message_changes, sync
 from .context import service_context
 from .schemas import HealthOut
 
@@ -45,7 +45,7 @@ def _health_blueprint() -> APIBlueprint:
 def register_api(app: APIFlask, *, enable_dev_endpoints: bool) -> None:
     """Register the blueprints on ``app`` under both prefixes, the health check and the spec filter."""
     app.register_blueprint(_health_blueprint())
-    blueprints = [accounts.bp, sync.bp, mailbox.bp]
+    blueprints = [accounts.bp, sync.bp, mailbox.bp, message_changes.bp, folders.bp, actions.bp]
     if enable_dev_endpoints:
         blueprints.append(dev.bp)
     for bp in blueprints:

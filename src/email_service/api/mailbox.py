@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from apiflask import APIBlueprint
-from flask import Response, url_for
+from flask import Response, request, url_for
 
 from email_service.models import EmailMessage
 from email_service.services import mailbox as service
@@ -38,8 +38,8 @@ def _address(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"name": value.get("name", ""), "email": value.get("email", "")} if value else None
 
 
-def message_summary(message: EmailMessage) -> dict[str, Any]:
-    """Serialise the list fields of a message row."""
+def message_summary(message: EmailMessage, *, pending: bool = False) -> dict[str, Any]:
+    """Serialise the list fields of a message row; ``pending``: a change of it still waits for write-back."""
     return {
         "id": message.id,
         "accountId": message.account_id,
@@ -63,6 +63,8 @@ def message_summary(message: EmailMessage) -> dict[str, Any]:
         "isDraft": message.is_draft,
         "hasAttachments": message.has_attachments,
         "size": message.size,
+        "pendingChanges": pending,
+        "lastError": message.last_error,
     }
 
 
@@ -93,7 +95,7 @@ def list_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str
         offset=query_data["offset"],
     )
     return {
-        "messages": [message_summary(m) for m in page.items],
+        "messages": [message_summary(m, pending=m.id in page.pending) for m in page.items],
         "pagination": {"total": page.total, "limit": page.limit, "offset": page.offset},
     }
 
@@ -102,9 +104,19 @@ def list_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str
 @bp.output(MessageOut)
 @bp.doc(summary="One message with addresses, bodies, flags and attachments", responses=AUTH_ERRORS)
 def get_message(message_id: uuid.UUID) -> dict[str, Any]:
-    detail = service.get_message(service_context(), principal=current_principal(), message_id=message_id)
+    return message_body(service.get_message(service_context(), principal=current_principal(), message_id=message_id))
+
+
+def _raw_url(message_id: uuid.UUID) -> str:
+    """Where the raw message is, under the prefix of the current request (``/api/v1`` or ``/api``)."""
+    endpoint = "mailbox_alias.raw_message" if (request.blueprint or "").endswith("_alias") else "mailbox.raw_message"
+    return url_for(endpoint, message_id=message_id)
+
+
+def message_body(detail: service.MessageDetail) -> dict[str, Any]:
+    """Serialise a whole message (:class:`MessageOut`)."""
     message = detail.message
-    body = message_summary(message)
+    body = message_summary(message, pending=detail.pending)
     body.update(
         folderName=detail.folder_name,
         bcc=message.bcc_addresses,
@@ -115,7 +127,7 @@ def get_message(message_id: uuid.UUID) -> dict[str, Any]:
         textBody=message.text_body,
         htmlBody=message.html_body,
         defects=message.defects,
-        rawUrl=url_for(".raw_message", message_id=message.id),
+        rawUrl=_raw_url(message.id),
         attachments=[
             {
                 "id": a.id,

@@ -1,6 +1,7 @@
 """Typed SQLAlchemy 2 models, one module per table family (seed 003 + sync state)."""
 
 from email_service.models.account import EmailAccount, EmailCredential, Tenant
+from email_service.models.actions import ACTION_KINDS, ACTION_STATES, REMOVING_KINDS, PendingAction
 from email_service.models.audit import AuditLog
 from email_service.models.base import Base, TenantScoped, now_ms
 from email_service.models.mailbox import FOLDER_ROLES, EmailAttachment, EmailFolder, EmailMessage
@@ -14,10 +15,14 @@ TENANT_TABLES = (
     "email_attachments",
     "email_sync_runs",
     "email_audit_log",
+    "email_pending_actions",
 )
 
 __all__ = [
+    "ACTION_KINDS",
+    "ACTION_STATES",
     "FOLDER_ROLES",
+    "REMOVING_KINDS",
     "SYNC_RUN_STATES",
     "TENANT_TABLES",
     "AuditLog",
@@ -27,6 +32,7 @@ __all__ = [
     "EmailCredential",
     "EmailFolder",
     "EmailMessage",
+    "PendingAction",
     "SyncRun",
     "Tenant",
     "TenantScoped",

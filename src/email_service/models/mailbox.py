@@ -92,6 +92,8 @@ class EmailMessage(TenantScoped, Base):
     size: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     raw_sha256: Mapped[str | None] = mapped_column(String(64))
     defects: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    #: The server's words when the last write-back of a change to this message failed (migration 0004).
+    last_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index("idx_email_messages_folder_received", "folder_id", text("received_at DESC")),

@@ -46,6 +46,7 @@ from email_service.protocols.imap_syntax import (
     server_text,
     transport_error,
 )
+from email_service.protocols.imap_write import CopyResult, ImapWriteCommands, StoreResult
 from email_service.protocols.tls import client_ssl_context
 
 _ESEARCH_ALL = re.compile(r"\bALL\s+([0-9:,]+)", re.IGNORECASE)
@@ -54,11 +55,13 @@ _PLAIN_SEARCH_LIMIT = 100_000  # messages; a SEARCH line of 100,000 UIDs stays w
 __all__ = [
     "ENCRYPTIONS",
     "ROLES",
+    "CopyResult",
     "FetchedMessage",
     "ImapEndpoint",
     "ImapSession",
     "MailboxInfo",
     "MailboxStatus",
+    "StoreResult",
     "mailbox_role",
     "sequence_set",
 ]
@@ -134,11 +137,12 @@ class FetchedMessage:
     raw: bytes
 
 
-class ImapSession:
+class ImapSession(ImapWriteCommands):
     """One IMAP connection for one :class:`ImapEndpoint`; use as a context manager (connects, then logs out).
 
     Not thread-safe: one session per worker.  All methods except :meth:`connect` and :meth:`close` need a
-    connected session; message methods need a mailbox selected with :meth:`select`.
+    connected session; message methods need a mailbox selected with :meth:`select`.  The commands that change
+    the server (flags, move, expunge, mailbox CRUD) come from :class:`ImapWriteCommands`.
     """
 
     def __init__(self, endpoint: ImapEndpoint) -> None:

@@ -6,16 +6,17 @@ Same isolation as accounts (seed 001): the account (or the message's account) mu
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from email_service.errors import NotFound
 from email_service.models import EmailAttachment, EmailFolder, EmailMessage
 from email_service.security.tokens import Principal
 from email_service.services.accounts import Page, load_account
+from email_service.services.actions import pending_message_ids
 from email_service.services.context import ServiceContext
 
 ROLE_ORDER = {"inbox": 0, "drafts": 1, "sent": 2, "archive": 3, "spam": 4, "trash": 5, "custom": 6}
@@ -23,11 +24,32 @@ ROLE_ORDER = {"inbox": 0, "drafts": 1, "sent": 2, "archive": 3, "spam": 4, "tras
 
 @dataclass(frozen=True)
 class MessageDetail:
-    """A message row with its attachment rows and the name of its folder."""
+    """A message row with its attachment rows, the name of its folder, and whether a change of it still waits to
+    be written back to the server (``pending``)."""
 
     message: EmailMessage
     attachments: list[EmailAttachment]
     folder_name: str
+    pending: bool = False
+
+
+@dataclass(frozen=True)
+class MessagePage(Page):
+    """A page of message rows plus the ids among them with changes not yet written back."""
+
+    pending: frozenset[uuid.UUID] = frozenset()
+
+
+def add_to_folder_counts(session: Session, deltas: Mapping[uuid.UUID, Sequence[int]]) -> None:
+    """Adjust ``total_count`` / ``unread_count`` of folders by ``{folder id: (total delta, unread delta)}`` with
+    relative UPDATEs in the caller's transaction: counts follow each change, no folder is recounted."""
+    for folder_id, (total, unread) in deltas.items():
+        if total or unread:
+            session.execute(
+                update(EmailFolder)
+                .where(EmailFolder.id == folder_id)
+                .values(total_count=EmailFolder.total_count + total, unread_count=EmailFolder.unread_count + unread)
+            )
 
 
 def list_folders(ctx: ServiceContext, *, principal: Principal, account_id: uuid.UUID) -> list[EmailFolder]:
@@ -50,7 +72,7 @@ def list_messages(
     folder_id: uuid.UUID | None,
     limit: int,
     offset: int,
-) -> Page:
+) -> MessagePage:
     """Messages of an account (or one of its folders), newest first by INTERNALDATE, then by uid.
 
     Raises:
@@ -72,10 +94,13 @@ def list_messages(
             .limit(limit)
             .offset(offset)
         ).scalars()
-        return Page(items=list(rows), total=int(total), limit=limit, offset=offset)
+        items = list(rows)
+        pending = pending_message_ids(session, [m.id for m in items])
+        return MessagePage(items=items, total=int(total), limit=limit, offset=offset, pending=frozenset(pending))
 
 
-def _load_message(session: Session, principal: Principal, message_id: uuid.UUID) -> EmailMessage:
+def load_message(session: Session, principal: Principal, message_id: uuid.UUID) -> EmailMessage:
+    """The message row if its account is visible to ``principal``.  Raises :class:`NotFound` / :class:`Forbidden`."""
     message = session.get(EmailMessage, message_id)
     if message is None or message.tenant_id != principal.tenant_id:
         raise NotFound("Message not found")
@@ -86,7 +111,7 @@ def _load_message(session: Session, principal: Principal, message_id: uuid.UUID)
 def get_message(ctx: ServiceContext, *, principal: Principal, message_id: uuid.UUID) -> MessageDetail:
     """One message with its attachments.  Raises :class:`NotFound` / :class:`Forbidden`."""
     with ctx.db.tenant_session(principal.tenant_id) as session:
-        message = _load_message(session, principal, message_id)
+        message = load_message(session, principal, message_id)
         attachments = list(
             session.execute(
                 select(EmailAttachment)
@@ -95,7 +120,8 @@ def get_message(ctx: ServiceContext, *, principal: Principal, message_id: uuid.U
             ).scalars()
         )
         folder = session.get(EmailFolder, message.folder_id)
-        return MessageDetail(message, attachments, folder.name if folder else "")
+        pending = bool(pending_message_ids(session, [message.id]))
+        return MessageDetail(message, attachments, folder.name if folder else "", pending)
 
 
 def raw_message(ctx: ServiceContext, *, principal: Principal, message_id: uuid.UUID) -> tuple[int, Iterator[bytes]]:
@@ -105,7 +131,7 @@ def raw_message(ctx: ServiceContext, *, principal: Principal, message_id: uuid.U
         NotFound: unknown message, or its raw bytes are not in the blob store.
     """
     with ctx.db.tenant_session(principal.tenant_id) as session:
-        message = _load_message(session, principal, message_id)
+        message = load_message(session, principal, message_id)
         digest = message.raw_sha256
     if not digest:
         raise NotFound("Raw message not available")

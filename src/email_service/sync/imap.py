@@ -32,7 +32,9 @@ from email_service.protocols.imap import ImapSession, MailboxInfo, MailboxStatus
 from email_service.services.accounts import account_password
 from email_service.services.connection_test import imap_endpoint
 from email_service.services.context import ServiceContext
-from email_service.sync.locks import account_sync_lock
+from email_service.services.jobs import RetryJob
+from email_service.sync.locks import LOCK_RETRY_SECONDS, account_sync_lock
+from email_service.sync.pending import folder_guard, uids_leaving, with_pending_flags
 from email_service.sync.store import flag_columns, insert_rows, message_rows
 
 log = logging.getLogger("email_service.sync")
@@ -87,8 +89,11 @@ class ImapMirror:
                 f.name: f
                 for f in session.execute(select(EmailFolder).where(EmailFolder.account_id == self.account_id)).scalars()
             }
+            guard = folder_guard(session, self.account_id)  # local folder changes not yet written back
+            mailboxes = [m for m in mailboxes if not guard.skips(m.name)]
             for gone in set(stored) - names:
-                session.delete(stored.pop(gone))
+                if not guard.keeps(gone):
+                    session.delete(stored.pop(gone))
             for mailbox in mailboxes:
                 folder = stored.get(mailbox.name)
                 if folder is None:
@@ -140,6 +145,8 @@ class ImapMirror:
             self._sync_flags(ref, status, stored_uids - gone)
         if gone:
             self._remove(ref.id, status.uidvalidity, gone)
+        if new:  # not back into a mailbox the user moved or deleted them from (write-back pending)
+            new -= uids_leaving(self.ctx, self.tenant_id, ref.id, status.uidvalidity)
         self._fetch_new(ref.id, status.uidvalidity, sorted(new, reverse=True))
         self._finish_folder(ref.id, status)
 
@@ -225,11 +232,12 @@ class ImapMirror:
                         EmailMessage.uid.in_(uids[start : start + IN_CHUNK]),
                     )
                 ).all()
+                merged = with_pending_flags(session, rows, changes)  # pending local changes win until applied
                 now = now_ms()
                 updates = [
-                    {"id": row_id, "modseq": changes[uid][1], "updated_at": now, **flag_columns(changes[uid][0])}
+                    {"id": row_id, "modseq": merged[uid][1], "updated_at": now, **flag_columns(merged[uid][0])}
                     for row_id, uid, flags in rows
-                    if uid is not None and sorted(set(changes[uid][0])) != sorted(flags or [])
+                    if uid is not None and sorted(set(merged[uid][0])) != sorted(flags or [])
                 ]
                 if updates:
                     session.execute(update(EmailMessage), updates)  # bulk UPDATE by primary key (executemany)
@@ -271,10 +279,13 @@ class ImapMirror:
             )
 
 
-def _run_is_active(ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID) -> bool:
+def _run_state(ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID) -> str | None:
     with ctx.db.tenant_session(tenant_id) as session:
-        state = session.execute(select(SyncRun.state).where(SyncRun.id == run_id)).scalar_one_or_none()
-    return state in ("queued", "running")
+        return session.execute(select(SyncRun.state).where(SyncRun.id == run_id)).scalar_one_or_none()
+
+
+def _run_is_active(ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID) -> bool:
+    return _run_state(ctx, tenant_id, run_id) in ("queued", "running")
 
 
 def _set_run(ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID, **values: object) -> None:
@@ -292,11 +303,15 @@ def sync_account(ctx: ServiceContext, *, tenant_id: uuid.UUID, account_id: uuid.
 
     Returns the final run state: ``succeeded``, ``failed``, or ``skipped`` when another worker holds the account's
     lock (it is working this run: the run row is left to it) or the run has already ended (a job delivered twice).
+    Raises :class:`RetryJob` when the lock is taken while the run is still ``queued``: the account's write-back
+    (:mod:`email_service.sync.syncback`) holds it, and the sync runs once it is done.
     A run found ``running`` while we hold the lock was interrupted (its worker died): it is worked again, which is
     safe because every step of the mirror is idempotent.  Never raises for mail-server trouble: the error kind and
     the server's message go to the run row.
     """
     with account_sync_lock(ctx.db, account_id) as taken:
+        if not taken and _run_state(ctx, tenant_id, run_id) == "queued":  # the write-back holds the lock
+            raise RetryJob("The account's write-back is running", delay_seconds=LOCK_RETRY_SECONDS)
         if not taken or not _run_is_active(ctx, tenant_id, run_id):
             return "skipped"
         started = now_ms()

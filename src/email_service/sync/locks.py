@@ -1,4 +1,8 @@
-"""One sync per account at a time (DESIGN.md section 7).
+"""One sync or write-back per account at a time (DESIGN.md section 7).
+
+The sync (:mod:`email_service.sync.imap`) and the write-back of pending actions (:mod:`email_service.sync.syncback`)
+take the same lock, so they never interleave commands on one account's mailboxes; whichever finds it busy runs
+again after :data:`LOCK_RETRY_SECONDS` (a :class:`RetryJob`), and the sync queues the write-back when it ends.
 
 PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock``) held on a dedicated connection for the whole
 run, so it covers every worker process and host.  SQLite (embedded default, one process): an in-process lock.
@@ -18,6 +22,8 @@ from email_service.db import Database
 _local_locks: set[uuid.UUID] = set()
 _local_guard = threading.Lock()
 _LOCK_NAMESPACE = 0x454D  # "EM": keeps our advisory keys apart from other users of the database
+#: Seconds a job waits before trying again when the account's lock is busy (sync and write-back share it).
+LOCK_RETRY_SECONDS = 2.0
 
 
 def _advisory_key(account_id: uuid.UUID) -> int:

@@ -18,7 +18,8 @@ import uuid
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-from email_service.services import sync_runs
+from email_service.models import now_ms
+from email_service.services import actions, sync_runs
 from email_service.services.context import ServiceContext
 from email_service.services.jobs import JobName, JsonScalar
 from email_service.tasks.registry import job_spec
@@ -87,9 +88,10 @@ class InProcessJobRunner:
             log.exception("job %s failed", name)
 
     def schedule_due(self, tenant_ids: Iterable[uuid.UUID] | None = None) -> int:
-        """Queue a sync for every due account now (of ``tenant_ids`` only, when given).
+        """Queue a sync for every due account now (of ``tenant_ids`` only, when given), and the write-back of every
+        account with a pending action past its ``next_attempt_at`` (lost with a process, or backing off).
 
-        Returns how many runs were newly queued (an account with a queued or running sync is not queued again).
+        Returns how many sync runs were newly queued (an account with a queued or running sync is not queued again).
         """
         if self._ctx is None:
             return 0
@@ -99,7 +101,20 @@ class InProcessJobRunner:
                 self._ctx, tenant_id=tenant_id, account_id=account_id, trigger="scheduler", principal=None
             )
             queued += int(created)
+        overdue = actions.accounts_with_pending(self._ctx, due_before=now_ms(), tenant_ids=tenant_ids)
+        for tenant_id, account_id in overdue:
+            actions.request_syncback(self._ctx, tenant_id, account_id)
         return queued
+
+    def resume_writebacks(self) -> int:
+        """At start-up: queue the write-back of every account with pending actions (the process that accepted
+        them may have stopped before applying them).  Returns how many accounts were queued."""
+        if self._ctx is None:
+            return 0
+        pending = actions.accounts_with_pending(self._ctx)
+        for tenant_id, account_id in pending:
+            actions.request_syncback(self._ctx, tenant_id, account_id)
+        return len(pending)
 
     def start_scheduler(self, tick_seconds: float) -> None:
         """Start the periodic scheduler thread (daemon)."""

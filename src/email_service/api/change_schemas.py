@@ -1,0 +1,209 @@
+"""Schemas of the endpoints that act on mail (issue 8): message changes, batches, folders, the action log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apiflask import Schema
+from apiflask.fields import UUID, Boolean, Dict, Integer, List, Nested, String
+from apiflask.validators import Length, OneOf, Regexp
+from marshmallow import ValidationError, validates_schema
+
+from email_service.models import ACTION_KINDS, ACTION_STATES
+from email_service.protocols.imap_syntax import KEYWORD_PATTERN
+from email_service.services.message_changes import MAX_BATCH
+
+from .mailbox_schemas import FolderOut
+from .schemas import PaginationOut, PaginationQuery
+
+#: Most keywords one request may add (and remove).
+MAX_KEYWORDS = 50
+_KEYWORD_ERROR = 'keywords must be IMAP keywords: printable ASCII without space or ( ) {{ % * " \\ ]'
+
+
+class JsonBoolean(Boolean):
+    """A JSON ``true``/``false`` only: not ``1``, ``"true"`` or ``"yes"``."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+class QueryBoolean(Boolean):
+    """A query-string boolean spelled ``true`` or ``false``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(truthy={"true"}, falsy={"false"}, **kwargs)
+
+
+def _keywords() -> List[Any]:
+    keyword = String(validate=[Length(1, 100), Regexp(KEYWORD_PATTERN, error=_KEYWORD_ERROR)])
+    return List(keyword, load_default=list, validate=Length(max=MAX_KEYWORDS))
+
+
+class KeywordChangesIn(Schema):
+    """Keywords (RFC 3501 flag-keyword atoms, e.g. ``$Important``) to set and to clear."""
+
+    add = _keywords()
+    remove = _keywords()
+
+
+class MessageUpdateIn(Schema):
+    """``PATCH``/``PUT /messages/{id}``: any of the flags, keywords, and ``folderId`` (move); at least one."""
+
+    isRead = JsonBoolean(metadata={"description": "\\Seen"})
+    isFlagged = JsonBoolean(metadata={"description": "\\Flagged"})
+    isAnswered = JsonBoolean(metadata={"description": "\\Answered"})
+    keywords = Nested(KeywordChangesIn)
+    folderId = UUID(metadata={"description": "Move the message to this folder of the same account"})
+
+    @validates_schema
+    def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
+        if not data:
+            raise ValidationError("Give at least one of isRead, isFlagged, isAnswered, keywords, folderId")
+
+
+MESSAGE_UPDATE_EXAMPLE = {"isRead": True, "keywords": {"add": ["$Important"], "remove": []}}
+
+
+class BatchIn(Schema):
+    """``POST /accounts/{id}/messages/batch``: up to 1,000 message ids and either the changes of a PATCH or
+    ``delete`` (to Trash; ``permanent`` expunges)."""
+
+    messageIds = List(
+        UUID(),
+        required=True,
+        validate=Length(1, MAX_BATCH, error=f"messageIds must list 1 to {MAX_BATCH} ids"),
+        error_messages={"required": "messageIds is required"},
+    )
+    isRead = JsonBoolean()
+    isFlagged = JsonBoolean()
+    isAnswered = JsonBoolean()
+    keywords = Nested(KeywordChangesIn)
+    folderId = UUID()
+    delete = JsonBoolean(metadata={"description": "Move to Trash (expunge with permanent, or when in Trash)"})
+    permanent = JsonBoolean(metadata={"description": "With delete: expunge instead of moving to Trash"})
+
+    @validates_schema
+    def _one_kind(self, data: dict[str, Any], **_: Any) -> None:
+        changes = set(data) - {"messageIds", "delete", "permanent"}
+        if data.get("delete"):
+            if changes:
+                raise ValidationError("delete cannot be combined with other changes")
+        elif not changes:
+            raise ValidationError("Give changes (isRead, isFlagged, isAnswered, keywords, folderId) or delete: true")
+        if "permanent" in data and not data.get("delete"):
+            raise ValidationError("permanent is only allowed with delete: true")
+
+
+BATCH_EXAMPLE = {
+    "messageIds": ["3fa85f64-5717-4562-b3fc-2c963f66afa6", "6ba7b810-9dad-11d1-80b4-00c04fd430c8"],
+    "isRead": True,
+}
+
+
+class BatchFailureOut(Schema):
+    """One message of a batch that was not changed."""
+
+    id = UUID()
+    error = String()
+    message = String()
+
+
+class BatchOut(Schema):
+    """How many messages were changed, and which were not (unknown, or not of this account)."""
+
+    updatedCount = Integer()
+    failedCount = Integer()
+    failed = List(Nested(BatchFailureOut))
+
+
+class DeleteQuery(Schema):
+    """``permanent=true`` expunges instead of moving to Trash."""
+
+    permanent = QueryBoolean(load_default=False)
+
+
+class MessageDeletedOut(Schema):
+    """``DELETE /messages/{id}``: moved to Trash (``folderId``) or expunged (``permanent``)."""
+
+    message = String()
+    id = UUID()
+    permanent = Boolean()
+    folderId = UUID(allow_none=True, metadata={"description": "The Trash folder, when moved there"})
+    pendingChanges = Boolean()
+
+
+class FolderCreateIn(Schema):
+    """``POST /accounts/{id}/folders``: one hierarchy level's ``name`` (Unicode), under ``parentId`` if given."""
+
+    name = String(required=True, validate=Length(1, 255), error_messages={"required": "name is required"})
+    parentId = UUID(allow_none=True)
+
+
+class FolderUpdateIn(Schema):
+    """``PATCH /folders/{id}``: a new ``name`` and/or ``parentId`` (``null``: the top level)."""
+
+    name = String(validate=Length(1, 255))
+    parentId = UUID(allow_none=True)
+
+    @validates_schema
+    def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
+        if not data:
+            raise ValidationError("Give name and/or parentId")
+
+
+class FolderDetailOut(FolderOut):
+    """One folder with its parent and whether a change of it still waits for write-back."""
+
+    parentId = UUID(allow_none=True)
+    pendingChanges = Boolean()
+
+
+class FolderDeletedOut(Schema):
+    """``{"message": "Folder deleted", "id": ...}``."""
+
+    message = String()
+    id = UUID()
+
+
+class ActionErrorOut(Schema):
+    """Why an action failed (or why a pending one is waiting): error kind and the server's words."""
+
+    kind = String(allow_none=True)
+    message = String()
+
+
+class ActionOut(Schema):
+    """One change written (or to be written) back to the server."""
+
+    id = UUID()
+    accountId = UUID()
+    seq = Integer(metadata={"description": "Order of the account's actions"})
+    kind = String(metadata={"description": " | ".join(ACTION_KINDS)})
+    state = String(metadata={"description": " | ".join(ACTION_STATES)})
+    messageId = UUID(allow_none=True)
+    folderId = UUID(allow_none=True)
+    targetFolderId = UUID(allow_none=True)
+    mailbox = String(allow_none=True, metadata={"description": "Server-side name of the mailbox acted on"})
+    targetMailbox = String(allow_none=True)
+    details = Dict()
+    attempts = Integer()
+    error = Nested(ActionErrorOut, allow_none=True)
+    createdAt = Integer()
+    updatedAt = Integer()
+    appliedAt = Integer(allow_none=True)
+
+
+class ActionListQuery(PaginationQuery):
+    """``state`` (pending | applied | failed, optional), ``limit``, ``offset``."""
+
+    state = String(load_default=None, validate=OneOf(ACTION_STATES, error="state must be pending, applied or failed"))
+
+
+class ActionListOut(Schema):
+    """``{"actions": [...], "pagination": {...}}``, newest first."""
+
+    actions = List(Nested(ActionOut))
+    pagination = Nested(PaginationOut)
