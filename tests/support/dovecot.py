@@ -59,7 +59,7 @@ SPECIAL_USE = {
 }
 _MAILDIR_FLAGS = {"\\Draft": "D", "\\Flagged": "F", "\\Answered": "R", "\\Seen": "S", "\\Deleted": "T"}
 _PROBE_USER = "probe@example.test"
-#: Dovecot 2.3's post-login capabilities without MOVE (RFC 6851) and without UIDPLUS (RFC 4315) respectively.
+#: Dovecot 2.3's post-login capabilities without MOVE (RFC 6851), without UIDPLUS (RFC 4315), or without both.
 _CAPABILITIES = (
     "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=REFS "
     "THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN NAMESPACE {uidplus}LIST-EXTENDED "
@@ -67,6 +67,7 @@ _CAPABILITIES = (
     "SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE SAVEDATE LITERAL+ NOTIFY SPECIAL-USE"
 )
 CAPABILITIES_WITHOUT_MOVE = _CAPABILITIES.format(uidplus="UIDPLUS ", move="")
+CAPABILITIES_WITHOUT_UIDPLUS = _CAPABILITIES.format(uidplus="", move="MOVE ")
 CAPABILITIES_WITHOUT_MOVE_OR_UIDPLUS = _CAPABILITIES.format(uidplus="", move="")
 
 _CONF = """\

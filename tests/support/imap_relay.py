@@ -125,6 +125,8 @@ class ImapRelay:
     def close(self) -> None:
         """Stop accepting and close every connection."""
         with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        with contextlib.suppress(OSError):
             self._listener.close()
         self.release()
         with self._lock:

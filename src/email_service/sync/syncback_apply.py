@@ -156,30 +156,42 @@ class ActionApplier:
         mailbox, target = str(first.mailbox), str(first.target_mailbox)
         self._select(mailbox, first.uidvalidity)
         uids = sorted({int(a.uid) for a in group if a.uid is not None})
+        if not self.imap.uidplus:
+            return self._move_unmapped(group, uids, target)
         if self.imap.can_move:
             result = self.imap.move(uids, target)
-        elif self.imap.uidplus:
+        else:  # only the UIDs COPYUID names were copied: exactly those are marked and expunged
             result = self.imap.copy(uids, target)
-            copied = sorted(result.uids) if result.uids else sorted(self.imap.fetch_flags(uids))
-            if copied:
-                self.imap.store_flags(copied, ["\\Deleted"])
-                self.imap.uid_expunge(copied)
-        else:
-            return _failed(group, NO_UIDPLUS.format(mailbox=mailbox), "UnsafeExpunge")
-        if result.uids:  # COPYUID: every moved UID is named; one not named was not in the mailbox
-            return [
-                Outcome(a.id, True, moved_to=(int(result.uidvalidity or 0), result.uids[int(a.uid or 0)]))
-                if int(a.uid or 0) in result.uids
-                else Outcome(a.id, False, GONE.format(mailbox=mailbox), "MessageGone")
-                for a in group
-            ]
-        still_there = set(self.imap.fetch_flags(uids)) if uids else set()  # no COPYUID: look what is left
+            if result.uids:
+                self.imap.store_flags(sorted(result.uids), ["\\Deleted"])
+                self.imap.uid_expunge(sorted(result.uids))
+        # With UIDPLUS every moved UID is in COPYUID (RFC 4315 section 3); one not named was not in the mailbox.
         return [
-            Outcome(a.id, False, f"The server did not move the message out of {mailbox}", "NotMoved")
-            if int(a.uid or 0) in still_there
-            else Outcome(a.id, True, unmapped=True)
+            Outcome(a.id, True, moved_to=(int(result.uidvalidity or 0), result.uids[int(a.uid or 0)]))
+            if int(a.uid or 0) in result.uids
+            else Outcome(a.id, False, GONE.format(mailbox=mailbox), "MessageGone")
             for a in group
         ]
+
+    def _move_unmapped(self, group: Sequence[PendingAction], uids: list[int], target: str) -> list[Outcome]:
+        """MOVE without UIDPLUS: no new UIDs; which messages existed and which left is read before and after."""
+        mailbox = str(group[0].mailbox)
+        if not self.imap.can_move:
+            return _failed(group, NO_UIDPLUS.format(mailbox=mailbox), "UnsafeExpunge")
+        existed = set(self.imap.fetch_flags(uids))
+        if existed:
+            self.imap.move(sorted(existed), target)
+        still_there = set(self.imap.fetch_flags(sorted(existed))) if existed else set()
+        outcomes = []
+        for action in group:
+            uid = int(action.uid or 0)
+            if uid not in existed:
+                outcomes.append(Outcome(action.id, False, GONE.format(mailbox=mailbox), "MessageGone"))
+            elif uid in still_there:
+                outcomes.append(Outcome(action.id, False, f"The server did not move it out of {mailbox}", "NotMoved"))
+            else:
+                outcomes.append(Outcome(action.id, True, unmapped=True))
+        return outcomes
 
     def _expunge(self, group: Sequence[PendingAction]) -> list[Outcome]:
         first = group[0]

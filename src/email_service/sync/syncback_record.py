@@ -8,8 +8,10 @@
   row is dropped and the next sync brings the message back.
 * Move failed: the row goes back to where the message still is on the server (or is dropped when that is unknown),
   and a sync is asked for.
-* Folder rename failed: the local names go back.  Other failures (folder create/delete, expunge, a message gone)
-  are corrected by the next sync, which the job queues.
+* Expunge failed: the row is already gone, so the folder's stored UIDNEXT is cleared and the next sync compares
+  its whole UID list and brings the message back.
+* Folder rename failed: the local names go back.  Other failures (folder create/delete, a message gone) are
+  corrected by the next sync, which the job queues.
 """
 
 from __future__ import annotations
@@ -123,6 +125,8 @@ class OutcomeRecorder:
         if message is not None:
             message.last_error = None if outcome.ok else outcome.error
         if action.kind == "expunge":
+            if not outcome.ok:  # the row is gone, the message is not: have the next sync look for it
+                self._rescan(action.folder_id)
             return
         if outcome.ok and outcome.moved_to is not None:
             uidvalidity, uid = outcome.moved_to
@@ -140,9 +144,18 @@ class OutcomeRecorder:
             self._shift(message, source.id)
             message.uidvalidity, message.uid = action.uidvalidity, action.uid
         else:  # moved without a new UID, or failed and its place is unknown: the next sync shows it
+            if not outcome.ok:
+                self._rescan(action.folder_id)
             self._shift(message, None)
             self.session.flush()
             self.session.execute(delete(EmailMessage).where(EmailMessage.id == message.id))
+
+    def _rescan(self, folder_id: uuid.UUID | None) -> None:
+        """Make the next sync compare the folder's whole UID list with the server's (the stored UIDNEXT is what lets
+        it look only above it): a message whose row was dropped here, but that the server still has below that
+        UIDNEXT, comes back."""
+        if folder_id is not None:
+            self.session.execute(update(EmailFolder).where(EmailFolder.id == folder_id).values(uidnext=None))
 
     def _shift(self, message: EmailMessage, folder_id: uuid.UUID | None) -> None:
         """Move the row's counts from its folder to ``folder_id`` (``None``: out of every folder)."""
