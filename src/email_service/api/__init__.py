@@ -14,6 +14,7 @@ from sqlalchemy import text
 from email_service import __version__
 
 from . import accounts, actions, dev, folders, mailbox, message_changes, sync
+from .common import SCHEMA_RULES
 from .context import service_context
 from .schemas import HealthOut
 
@@ -67,8 +68,9 @@ def register_api(app: APIFlask, *, enable_dev_endpoints: bool) -> None:
 
 def _document_input_rules(spec: dict[Any, Any]) -> None:
     """Add the input rules apiflask leaves out of the document: every JSON body is required (an empty POST or PUT
-    is a 400), path ids are UUIDs (routes use the ``uuid`` converter; anything else is a 404), a PUT of an
-    account changes at least one field, and every operation but the open ones needs the bearer token."""
+    is a 400), path ids are UUIDs (routes use the ``uuid`` converter; anything else is a 404), the rules schemas
+    publish with :func:`~email_service.api.common.document_rules` (e.g. an update changes at least one field), and
+    every operation but the open ones needs the bearer token."""
     for path, item in spec.get("paths", {}).items():
         for operation in item.values():
             if path not in OPEN_PATHS:
@@ -78,6 +80,7 @@ def _document_input_rules(spec: dict[Any, Any]) -> None:
             for parameter in operation.get("parameters", []):
                 if parameter.get("in") == "path" and parameter["name"].endswith("_id"):
                     parameter["schema"] = {"type": "string", "format": "uuid"}
-    update = spec.get("components", {}).get("schemas", {}).get("AccountUpdateIn")
-    if update is not None:
-        update["minProperties"] = 1
+    components = spec.get("components", {}).get("schemas", {})
+    for name, rules in SCHEMA_RULES.items():
+        if name in components:
+            components[name].update(rules)

@@ -6,15 +6,17 @@ from typing import Any
 
 from apiflask import Schema
 from apiflask.fields import UUID, Boolean, Dict, Integer, List, Nested, String
-from apiflask.validators import Length, OneOf, Regexp
+from apiflask.validators import Length, OneOf
 from marshmallow import ValidationError, validates_schema
 
 from email_service.models import ACTION_KINDS, ACTION_STATES
 from email_service.protocols.imap_syntax import KEYWORD_PATTERN
+from email_service.services.folders import NAME_PATTERN, NAME_RULE
 from email_service.services.message_changes import MAX_BATCH
 
+from .common import document_rules
 from .mailbox_schemas import FolderOut
-from .schemas import PaginationOut, PaginationQuery
+from .schemas import FullMatch, PaginationOut, PaginationQuery
 
 #: Most keywords one request may add (and remove).
 MAX_KEYWORDS = 50
@@ -38,17 +40,19 @@ class QueryBoolean(Boolean):
 
 
 def _keywords() -> List[Any]:
-    keyword = String(validate=[Length(1, 100), Regexp(KEYWORD_PATTERN, error=_KEYWORD_ERROR)])
+    keyword = String(validate=[Length(1, 100), FullMatch(KEYWORD_PATTERN, error=_KEYWORD_ERROR)])
     return List(keyword, load_default=list, validate=Length(max=MAX_KEYWORDS))
 
 
 class KeywordChangesIn(Schema):
-    """Keywords (RFC 3501 flag-keyword atoms, e.g. ``$Important``) to set and to clear."""
+    """Keywords (RFC 3501 flag-keyword atoms, e.g. ``$Important``) to clear, then to set (compared without regard
+    to case): a keyword in both lists ends up set."""
 
     add = _keywords()
     remove = _keywords()
 
 
+@document_rules(minProperties=1)
 class MessageUpdateIn(Schema):
     """``PATCH``/``PUT /messages/{id}``: any of the flags, keywords, and ``folderId`` (move); at least one."""
 
@@ -67,6 +71,16 @@ class MessageUpdateIn(Schema):
 MESSAGE_UPDATE_EXAMPLE = {"isRead": True, "keywords": {"add": ["$Important"], "remove": []}}
 
 
+_CHANGES = ("isRead", "isFlagged", "isAnswered", "keywords", "folderId")
+_ANY_CHANGE = {"anyOf": [{"required": [name]} for name in _CHANGES]}
+
+
+@document_rules(
+    oneOf=[
+        {"required": ["delete"], "properties": {"delete": {"const": True}}, "not": _ANY_CHANGE},
+        {**_ANY_CHANGE, "not": {"required": ["permanent"]}, "properties": {"delete": {"const": False}}},
+    ]
+)
 class BatchIn(Schema):
     """``POST /accounts/{id}/messages/batch``: up to 1,000 message ids and either the changes of a PATCH or
     ``delete`` (to Trash; ``permanent`` expunges)."""
@@ -135,17 +149,21 @@ class MessageDeletedOut(Schema):
     pendingChanges = Boolean()
 
 
+_FOLDER_NAME = FullMatch(NAME_PATTERN, error=f"name {NAME_RULE}")
+
+
 class FolderCreateIn(Schema):
     """``POST /accounts/{id}/folders``: one hierarchy level's ``name`` (Unicode), under ``parentId`` if given."""
 
-    name = String(required=True, validate=Length(1, 255), error_messages={"required": "name is required"})
+    name = String(required=True, validate=_FOLDER_NAME, error_messages={"required": "name is required"})
     parentId = UUID(allow_none=True)
 
 
+@document_rules(minProperties=1)
 class FolderUpdateIn(Schema):
     """``PATCH /folders/{id}``: a new ``name`` and/or ``parentId`` (``null``: the top level)."""
 
-    name = String(validate=Length(1, 255))
+    name = String(validate=_FOLDER_NAME)
     parentId = UUID(allow_none=True)
 
     @validates_schema

@@ -14,6 +14,8 @@ from apiflask.fields import UUID, Boolean, Dict, Email, Integer, List, Nested, S
 from apiflask.validators import Length, OneOf, Range, Regexp
 from marshmallow import ValidationError, validates_schema
 
+from .common import document_rules
+
 PROTOCOLS = ("imap", "pop3")
 ENCRYPTIONS = ("none", "tls", "starttls")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -21,7 +23,19 @@ _TOP_LABEL = r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"  # RFC 3696 section 2
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 #: A DNS name (RFC 1123 labels) or a dotted IPv4 address; also the ``pattern`` of the field in the OpenAPI spec.
 _HOSTNAME_PATTERN = re.compile(rf"^(?:{_LABEL}\.)*{_TOP_LABEL}$|^(?:{_OCTET}\.){{3}}{_OCTET}$")
-_HOSTNAME = Regexp(_HOSTNAME_PATTERN, error="Hostname must be a DNS name or an IPv4 address")
+
+
+class FullMatch(Regexp):
+    """A :class:`Regexp` that must match the whole value (``re.fullmatch``): with ``match``, a ``$`` at the end
+    of the pattern also accepts a value with a trailing line feed.  Documented as the field's ``pattern``."""
+
+    def __call__(self, value: Any) -> Any:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
+_HOSTNAME = FullMatch(_HOSTNAME_PATTERN, error="Hostname must be a DNS name or an IPv4 address")
 
 
 #: PostgreSQL text cannot hold U+0000 (it was a 500 there, and stored on SQLite); as a validator it also becomes
@@ -109,6 +123,7 @@ class AccountCreateIn(_AccountWritable):
     )
 
 
+@document_rules(minProperties=1)
 class AccountUpdateIn(_AccountWritable):
     """PUT /accounts/{id} body: any subset of the writable fields, at least one."""
 

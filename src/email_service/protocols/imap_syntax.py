@@ -137,9 +137,17 @@ KEYWORD_PATTERN = r"^[!#$&'+-\[^-z|}~]+$"
 _KEYWORD = re.compile(KEYWORD_PATTERN)
 
 
+_SYSTEM_FLAG = re.compile(r"\\[A-Za-z]+")
+
+
+def is_flag(value: str) -> bool:
+    """True for a system flag (``\\Seen``, RFC 3501 section 2.3.2) or a keyword: what may go into STORE."""
+    return bool(_SYSTEM_FLAG.fullmatch(value)) or is_keyword(value)
+
+
 def is_keyword(value: str) -> bool:
     """True when ``value`` is an IMAP flag keyword (an atom; system flags start with ``\\`` and are not)."""
-    return bool(_KEYWORD.match(value))
+    return bool(_KEYWORD.fullmatch(value))  # fullmatch: "$" alone would let a trailing line feed through
 
 
 def parse_copyuid(text: str) -> tuple[int, dict[int, int]] | None:

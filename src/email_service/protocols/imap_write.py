@@ -30,6 +30,7 @@ from email_service.protocols.errors import MailboxError, TemporaryFailure
 from email_service.protocols.imap_syntax import (
     decode_atom,
     flag_strings,
+    is_flag,
     is_transient_refusal,
     modseq_value,
     parse_copyuid,
@@ -112,9 +113,13 @@ class ImapWriteCommands:
     ) -> StoreResult:
         """``UID STORE <uids> [(UNCHANGEDSINCE n)] +FLAGS|-FLAGS (<flags>)`` in the selected mailbox.
 
-        ``flags`` are system flags (``\\Seen``) or keywords (atoms, validated by the caller).  ``unchangedsince``
-        is only sent when CONDSTORE is enabled.  Returns what the server reported (see :class:`StoreResult`).
+        ``flags`` are system flags (``\\Seen``) or keywords (atoms); anything else raises ``ValueError`` before a
+        byte is sent.  ``unchangedsince`` is only sent when CONDSTORE is enabled.  Returns what the server
+        reported (see :class:`StoreResult`).
         """
+        flags = list(flags)
+        if not all(is_flag(flag) for flag in flags):
+            raise ValueError(f"not IMAP flags: {flags!r}")
         client = self._require_selected()
         args = [sequence_set(uids)]
         if unchangedsince is not None and self.condstore:

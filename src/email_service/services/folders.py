@@ -8,6 +8,7 @@ same transaction (:mod:`email_service.services.actions`); the write-back sends C
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -26,10 +27,13 @@ from email_service.services.context import ServiceContext
 
 #: Roles whose folder cannot be renamed or deleted (409): the server and other clients rely on them.
 PROTECTED_ROLES = ("inbox", "sent", "drafts", "trash")
-#: Longest name of one hierarchy level, in characters.
-MAX_LEAF = 255
 #: Longest full name (the column's size).
 MAX_NAME = 1000
+#: One hierarchy level's name: 1 to 255 characters, no control characters, no LIST wildcards ``*`` ``%`` (RFC 3501
+#: section 6.3.8), no white space at either end.  Also the ``pattern`` of the field in the OpenAPI document.
+NAME_PATTERN = r"^[^\s\x00-\x1f\x7f-\x9f*%]([^\x00-\x1f\x7f-\x9f*%]{0,253}[^\s\x00-\x1f\x7f-\x9f*%])?$"
+NAME_RULE = "must be 1-255 characters without control characters, * or %, and not start or end with white space"
+_NAME = re.compile(NAME_PATTERN)
 #: ``parent_id`` argument meaning "keep the current parent".
 KEEP: Final = object()
 
@@ -61,18 +65,13 @@ def _delimiter(folders: dict[str, EmailFolder]) -> str | None:
 
 
 def _leaf(name: str, delimiter: str | None) -> str:
-    """A valid name for one hierarchy level.  Raises :class:`InvalidInput` naming the field ``name``."""
+    """A valid name for one hierarchy level (:data:`NAME_PATTERN`, no delimiter).  Raises :class:`InvalidInput`
+    naming the field ``name``."""
     problem = None
-    if not name or name.strip() != name:
-        problem = "must not be empty or start or end with white space"
-    elif len(name) > MAX_LEAF:
-        problem = f"must be at most {MAX_LEAF} characters"
-    elif any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
-        problem = "must not contain control characters"
+    if not _NAME.fullmatch(name):
+        problem = NAME_RULE
     elif delimiter and delimiter in name:
         problem = f"must not contain the server's hierarchy delimiter {delimiter!r}; use parentId"
-    elif "*" in name or "%" in name:
-        problem = "must not contain * or % (IMAP LIST wildcards)"
     if problem:
         raise InvalidInput(f"name {problem}", details={"name": [problem]})
     return name

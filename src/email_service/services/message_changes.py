@@ -53,17 +53,8 @@ class MessageChange:
     folder_id: uuid.UUID | None = None
 
     def flag_delta(self) -> tuple[list[str], list[str]]:
-        """``(add, remove)``: the IMAP flags to set and to clear.
-
-        Raises:
-            InvalidInput: a keyword is both added and removed.
-        """
-        both = {k.lower() for k in self.add_keywords} & {k.lower() for k in self.remove_keywords}
-        if both:
-            raise InvalidInput(
-                "keywords: a keyword cannot be both added and removed",
-                details={"keywords": [f"{sorted(both)[0]} is both added and removed"]},
-            )
+        """``(add, remove)``: the IMAP flags to set and to clear.  Clearing comes first (locally, as on the server,
+        see :func:`~email_service.services.flags.apply_flag_delta`), so a keyword in both lists ends up set."""
         add, remove = list(dict.fromkeys(self.add_keywords)), list(dict.fromkeys(self.remove_keywords))
         for name, flag in _SYSTEM_FLAGS:
             value = getattr(self, name)
@@ -244,7 +235,7 @@ def update_message(
     Raises:
         NotFound / Forbidden: the message (or its account) is not visible; ``folderId`` is not a folder of the
             message's account (404).
-        InvalidInput: a keyword both added and removed; a target folder that cannot hold messages.
+        InvalidInput: a target folder that cannot hold messages.
         Conflict: a POP3 account.
     """
     with ctx.db.tenant_session(principal.tenant_id) as session:
@@ -292,7 +283,7 @@ def change_messages(
 
     Raises:
         NotFound / Forbidden: the account is not visible; ``folderId`` is not a folder of this account.
-        InvalidInput: more than :data:`MAX_BATCH` ids; neither a change nor ``delete``; a bad keyword pair.
+        InvalidInput: more than :data:`MAX_BATCH` ids; neither a change nor ``delete``.
         Conflict: delete without a Trash folder (and not ``permanent``); a POP3 account.
     """
     unique = list(dict.fromkeys(message_ids))

@@ -122,7 +122,7 @@ class ActionApplier:
         seen = [a.base_modseq for a in group if a.base_modseq]
         since = max(min(seen), self._own_modseq.get(mailbox, 0)) if seen else None
         now: dict[int, tuple[tuple[str, ...], int | None]] = {}
-        for flags, is_remove in ((add, False), (remove, True)):
+        for flags, is_remove in ((remove, True), (add, False)):  # clear first, as the local change did
             if flags:
                 now.update(self._store(mailbox, uids, flags, remove=is_remove, unchangedsince=since))
         keywords = [flag for flag in add if not flag.startswith("\\")]

@@ -31,6 +31,9 @@ CANONICAL_PATHS = {
     "/api/v1/admin/accounts",
     "/api/v1/messages/{message_id}",
     "/api/v1/messages/{message_id}/raw",
+    "/api/v1/accounts/{account_id}/messages/batch",
+    "/api/v1/accounts/{account_id}/actions",
+    "/api/v1/folders/{folder_id}",
     "/api/v1/test/generate-token",
 }
 METHODS = {"get", "put", "post", "delete", "patch"}
@@ -158,6 +161,15 @@ OPERATIONS = [
     ("GET", "/api/v1/admin/accounts"),
     ("GET", "/api/v1/messages/{message_id}"),
     ("GET", "/api/v1/messages/{message_id}/raw"),
+    ("PATCH", "/api/v1/messages/{message_id}"),
+    ("PUT", "/api/v1/messages/{message_id}"),
+    ("DELETE", "/api/v1/messages/{message_id}"),
+    ("POST", "/api/v1/accounts/{account_id}/messages/batch"),
+    ("GET", "/api/v1/accounts/{account_id}/actions"),
+    ("POST", "/api/v1/accounts/{account_id}/folders"),
+    ("GET", "/api/v1/folders/{folder_id}"),
+    ("PATCH", "/api/v1/folders/{folder_id}"),
+    ("DELETE", "/api/v1/folders/{folder_id}"),
     ("POST", "/api/v1/test/generate-token"),
 ]
 
@@ -182,6 +194,8 @@ def _point_at_real_resources(case: Any, target: FuzzTarget) -> None:
             params[name] = target.fresh_account_id() if case.method in ("PUT", "DELETE") else target.mailbox.account_id
         elif name == "message_id":
             params[name] = str(target.mailbox.message_id)
+        elif name == "folder_id":
+            params[name] = str(target.mailbox.folder_id)
 
 
 FUZZ_CASES = [

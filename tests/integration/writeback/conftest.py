@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from apiflask import APIFlask
 from flask.testing import FlaskClient
-from imapclient import IMAPClient
 
 from email_service.app import create_app
 from email_service.services import actions, sync_runs

@@ -131,7 +131,9 @@ def test_bad_and_duplicate_names(make_mirror: MakeMirror) -> None:
         assert response.status_code == 409, (name, response.get_json())
     other = mirror.api("PATCH", f"/folders/{folders['Work/Projects']['id']}", json={"name": "Junk", "parentId": None})
     assert other.status_code == 409
-    own_child = mirror.api("PATCH", f"/folders/{folders['Work']['id']}", json={"parentId": folders["Work/Projects"]["id"]})
+    own_child = mirror.api(
+        "PATCH", f"/folders/{folders['Work']['id']}", json={"parentId": folders["Work/Projects"]["id"]}
+    )
     assert own_child.status_code == 400
     assert mirror.api("PATCH", f"/folders/{folders['Work']['id']}", json={}).status_code == 400
     assert mirror.actions("pending") == [] and mirror.actions("applied") == []

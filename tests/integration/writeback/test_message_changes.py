@@ -55,9 +55,7 @@ def test_put_is_a_synonym_of_patch(make_mirror: MakeMirror) -> None:
     message = mirror.messages("INBOX")["answered"]
     response = mirror.api("PUT", f"/messages/{message['id']}", json={"isAnswered": True})
     assert response.status_code == 200 and response.get_json()["isAnswered"] is True
-    alias = mirror.client.put(
-        f"/api/messages/{message['id']}", headers=mirror.caller.headers, json={"isFlagged": True}
-    )
+    alias = mirror.client.put(f"/api/messages/{message['id']}", headers=mirror.caller.headers, json={"isFlagged": True})
     assert alias.status_code == 200 and alias.get_json()["isFlagged"] is True
     mirror.settle()
     [(_subject, flags)] = mirror.on_server("INBOX").values()
@@ -136,7 +134,6 @@ def test_bad_input_is_a_400_naming_the_field_and_changes_nothing(make_mirror: Ma
         ({"keywords": {"add": ["two words"]}}, "keywords"),
         ({"keywords": {"add": ["\\Seen"]}}, "keywords"),
         ({"keywords": {"add": ["a(b"]}}, "keywords"),
-        ({"keywords": {"add": ["$x"], "remove": ["$X"]}}, "keywords"),
         ({"isRead": "yes"}, "isRead"),
         ({"isRead": 1}, "isRead"),
         ({"subject": "new"}, "subject"),
