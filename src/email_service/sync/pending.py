@@ -14,9 +14,11 @@ applied it; a sync that runs in between must not put the stale server value back
 The expunge diff needs no guard: while a move is pending the message's row has no UID, and an expunged message has
 no row, so no folder's stored UIDs include either.
 
-Sync and write-back of one account never run at the same time (both take the account lock), but the API changes
-rows at any moment: a change committed after the sync read its rows may be overwritten by that sync's update, and
-is then still pending, so the write-back applies it and sets the row from the server's answer.
+Sync and write-back of one account never run at the same time (both take the account's sync lock).  The API
+changes rows at any moment, always under the account row's lock (:func:`email_service.services.actions.lock_account`);
+the flag merge takes that lock too before it reads the pending changes, so on PostgreSQL a change being committed
+is either merged or made after the merge, on top of it.  (SQLite serialises writers but not a read followed by a
+write: there a change committed in between may be overwritten until its write-back sets the row from the server.)
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from email_service.models import REMOVING_KINDS, PendingAction
-from email_service.services.actions import pending_flag_deltas
+from email_service.models import REMOVING_KINDS, EmailMessage, PendingAction
+from email_service.services.actions import lock_account, pending_flag_deltas
 from email_service.services.context import ServiceContext
 from email_service.services.flags import apply_flag_delta
 
@@ -42,6 +44,10 @@ def with_pending_flags(
     """``changes`` (``{uid: (server flags, modseq)}``) with the pending flag changes of ``rows`` (``(message id,
     uid, ...)`` of the stored messages being merged) applied on top of the server's flags, in ``seq`` order."""
     merged = dict(changes)
+    if rows:  # under the account row lock, a change the API is committing is either seen here or made after us
+        account_id = session.execute(select(EmailMessage.account_id).where(EmailMessage.id == rows[0][0])).scalar()
+        if account_id is not None:
+            lock_account(session, account_id)
     deltas = pending_flag_deltas(session, [row[0] for row in rows])
     for row in rows:
         message_id, uid = row[0], row[1]

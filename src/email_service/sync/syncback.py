@@ -36,7 +36,7 @@ from email_service.protocols.errors import AuthenticationFailed, ConnectionFaile
 from email_service.protocols.imap import ImapEndpoint, ImapSession
 from email_service.services import sync_runs
 from email_service.services.accounts import account_password
-from email_service.services.actions import request_syncback
+from email_service.services.actions import lock_account, request_syncback
 from email_service.services.connection_test import imap_endpoint
 from email_service.services.context import ServiceContext
 from email_service.services.jobs import RetryJob
@@ -98,6 +98,7 @@ def _work(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID, imap
             return counts
         outcomes = applier.apply(group)
         with ctx.db.tenant_session(tenant_id) as session:
+            lock_account(session, account_id)  # serialised with the API's changes of the same account
             recorder = OutcomeRecorder(session)
             recorder.record(group, outcomes)
         counts.applied += sum(o.ok for o in outcomes)
