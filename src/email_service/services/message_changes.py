@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from email_service.errors import Conflict, InvalidInput, NotFound
 from email_service.models import EmailAccount, EmailFolder, EmailMessage, now_ms
@@ -35,6 +35,22 @@ from email_service.services.mailbox import MessageDetail, add_to_folder_counts, 
 #: Most messages one batch request may name.
 MAX_BATCH = 1000
 _SYSTEM_FLAGS = (("is_read", "\\Seen"), ("is_flagged", "\\Flagged"), ("is_answered", "\\Answered"))
+#: The columns changes of messages read and write: batches load only these (no bodies).
+CHANGED_COLUMNS = (
+    EmailMessage.id,
+    EmailMessage.account_id,
+    EmailMessage.folder_id,
+    EmailMessage.uid,
+    EmailMessage.uidvalidity,
+    EmailMessage.modseq,
+    EmailMessage.flags,
+    EmailMessage.is_read,
+    EmailMessage.is_flagged,
+    EmailMessage.is_answered,
+    EmailMessage.is_draft,
+    EmailMessage.last_error,
+    EmailMessage.updated_at,
+)
 
 
 @dataclass(frozen=True)
@@ -153,7 +169,8 @@ class LocalChanges:
             return
         folder = self.folders[message.folder_id]
         details = {"add": add, "remove": remove}
-        self._actions["flags"].append(self._action("flags", message, details, base_modseq=folder.highestmodseq))
+        seen = max(folder.highestmodseq or 0, message.modseq or 0) or None  # the newest state the user has seen
+        self._actions["flags"].append(self._action("flags", message, details, base_modseq=seen))
         was_read = message.is_read
         for column, value in flag_columns(flags).items():
             setattr(message, column, value)
@@ -300,7 +317,9 @@ def change_messages(
         found: dict[uuid.UUID, EmailMessage] = {}
         for start in range(0, len(unique), IN_CHUNK):
             rows = session.execute(
-                select(EmailMessage).where(
+                select(EmailMessage)
+                .options(load_only(*CHANGED_COLUMNS))
+                .where(
                     EmailMessage.tenant_id == principal.tenant_id,
                     EmailMessage.account_id == account_id,
                     EmailMessage.id.in_(unique[start : start + IN_CHUNK]),

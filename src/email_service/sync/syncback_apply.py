@@ -3,12 +3,14 @@
 A *group* is a run of consecutive pending actions (in ``seq`` order) that share a kind, a mailbox and UIDVALIDITY,
 and the same change (flags added/removed, or target mailbox): :func:`group_key`.  Its UIDs go out as one UID set:
 
-* flags: ``UID STORE <set> (UNCHANGEDSINCE m) +FLAGS (...)`` and/or ``-FLAGS (...)`` (RFC 3501 6.4.6, RFC 7162
-  3.1.3).  ``m`` is the newest MODSEQ of the mailbox the user had seen when making the change (or that this run's
-  own STOREs produced).  Messages the server reports MODIFIED were changed elsewhere since; they are stored again
-  without the condition, because a pending local change wins over server changes it has not seen -- the same
-  rule as the sync's (:mod:`email_service.sync.pending`) -- and only ``+FLAGS``/``-FLAGS`` of the flags the user
-  named are sent, so other flags set elsewhere stay.  The server's FETCH answers give the flags as they now are.
+* flags: ``UID STORE <set> (UNCHANGEDSINCE m) -FLAGS (...)`` and/or ``+FLAGS (...)`` (RFC 3501 6.4.6, RFC 7162
+  3.1.3).  ``m`` is the newest MODSEQ the user had seen of these messages when making the change (or that this
+  run's own STOREs produced): one value per command, so it catches a change made elsewhere above it, not one below
+  it on another message of the set.  Messages the server reports MODIFIED were changed elsewhere since; they are
+  stored again without the condition, because a pending local change wins over server changes it has not seen --
+  the same rule as the sync's (:mod:`email_service.sync.pending`) -- and only ``+FLAGS``/``-FLAGS`` of the flags
+  the user named are sent, so other flags set elsewhere stay.  The server's FETCH answers give the flags as they
+  now are, and the rows take them.
 * move (and delete to Trash): ``UID MOVE`` (RFC 6851) when offered, else ``UID COPY`` + ``UID STORE +FLAGS
   (\\Deleted)`` + ``UID EXPUNGE`` of exactly the copied UIDs (RFC 4315).  COPYUID maps each old UID to its new UID
   so the message keeps its id.
@@ -120,7 +122,7 @@ class ActionApplier:
         add, remove = list(first.details.get("add", [])), list(first.details.get("remove", []))
         uids = sorted({int(a.uid) for a in group if a.uid is not None})
         seen = [a.base_modseq for a in group if a.base_modseq]
-        since = max(min(seen), self._own_modseq.get(mailbox, 0)) if seen else None
+        since = max(*seen, self._own_modseq.get(mailbox, 0)) if seen else None
         now: dict[int, tuple[tuple[str, ...], int | None]] = {}
         for flags, is_remove in ((remove, True), (add, False)):  # clear first, as the local change did
             if flags:

@@ -21,12 +21,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from email_service.models import REMOVING_KINDS, EmailFolder, EmailMessage, PendingAction, now_ms
-from email_service.services.actions import pending_flag_deltas
+from email_service.services.actions import IN_CHUNK, pending_flag_deltas
 from email_service.services.flags import apply_flag_delta, flag_columns
 from email_service.services.mailbox import add_to_folder_counts
+from email_service.services.message_changes import CHANGED_COLUMNS
 from email_service.sync.syncback_apply import Outcome
 
 
@@ -41,42 +42,72 @@ class OutcomeRecorder:
 
     def record(self, group: Sequence[PendingAction], outcomes: Sequence[Outcome]) -> None:
         """Mark the actions, then update the messages and folders they touched."""
-        now = now_ms()
-        for outcome in outcomes:
-            values: dict[str, object] = {"attempts": PendingAction.attempts + 1, "updated_at": now}
-            if outcome.ok:
-                values.update(state="applied", applied_at=now, error=None, error_kind=None)
-            else:
-                values.update(state="failed", error=outcome.error, error_kind=outcome.error_kind)
-            self.session.execute(update(PendingAction).where(PendingAction.id == outcome.action_id).values(**values))
+        self._mark(outcomes)
         by_id = {outcome.action_id: outcome for outcome in outcomes}
         pairs = [(action, by_id[action.id]) for action in group]
         kind = group[0].kind
         if kind == "flags":
             self._flags(pairs)
         elif kind in REMOVING_KINDS:
+            messages = self._messages([action.message_id for action, _ in pairs])
+            later = self._pending_of([action.message_id for action, _ in pairs])
             for action, outcome in pairs:
-                self._removal(action, outcome)
+                after = [other for other in later.get(action.message_id, []) if other.seq > action.seq]
+                self._removal(action, outcome, messages.get(action.message_id), after)
         elif kind == "folder_rename" and not outcomes[0].ok:
             self._revert_rename(group[0])
         if any(not outcome.ok for outcome in outcomes) and kind != "flags":
             self.needs_sync = True
         self._write_counts()
 
-    def _messages(self, ids: Sequence[uuid.UUID | None]) -> dict[uuid.UUID, EmailMessage]:
+    def _mark(self, outcomes: Sequence[Outcome]) -> None:
+        """One UPDATE per outcome kind (applied, or failed with one error) and 500 actions, not one per action."""
+        now = now_ms()
+        by_result: dict[tuple[bool, str | None, str | None], list[uuid.UUID]] = defaultdict(list)
+        for outcome in outcomes:
+            by_result[(outcome.ok, outcome.error, outcome.error_kind)].append(outcome.action_id)
+        for (ok, error, kind), ids in by_result.items():
+            values: dict[str, object] = {"attempts": PendingAction.attempts + 1, "updated_at": now}
+            if ok:
+                values.update(state="applied", applied_at=now, error=None, error_kind=None)
+            else:
+                values.update(state="failed", error=error, error_kind=kind)
+            for start in range(0, len(ids), IN_CHUNK):
+                chunk = ids[start : start + IN_CHUNK]
+                self.session.execute(update(PendingAction).where(PendingAction.id.in_(chunk)).values(**values))
+
+    def _messages(self, ids: Sequence[uuid.UUID | None]) -> dict[uuid.UUID | None, EmailMessage]:
+        """The message rows (only the columns the write-back touches: no bodies) by id."""
         wanted = [i for i in dict.fromkeys(ids) if i is not None]
-        found: dict[uuid.UUID, EmailMessage] = {}
-        for start in range(0, len(wanted), 500):
-            rows = self.session.execute(select(EmailMessage).where(EmailMessage.id.in_(wanted[start : start + 500])))
+        found: dict[uuid.UUID | None, EmailMessage] = {}
+        for start in range(0, len(wanted), IN_CHUNK):
+            chunk = wanted[start : start + IN_CHUNK]
+            rows = self.session.execute(
+                select(EmailMessage).options(load_only(*CHANGED_COLUMNS)).where(EmailMessage.id.in_(chunk))
+            )
             found.update((m.id, m) for m in rows.scalars())
+        return found
+
+    def _pending_of(self, ids: Sequence[uuid.UUID | None]) -> dict[uuid.UUID | None, list[PendingAction]]:
+        """The still pending actions of these messages, in ``seq`` order, by message id."""
+        wanted = [i for i in dict.fromkeys(ids) if i is not None]
+        found: dict[uuid.UUID | None, list[PendingAction]] = defaultdict(list)
+        for start in range(0, len(wanted), IN_CHUNK):
+            rows = self.session.execute(
+                select(PendingAction)
+                .where(PendingAction.message_id.in_(wanted[start : start + IN_CHUNK]), PendingAction.state == "pending")
+                .order_by(PendingAction.seq)
+            ).scalars()
+            for row in rows:
+                found[row.message_id].append(row)
         return found
 
     def _flags(self, pairs: Sequence[tuple[PendingAction, Outcome]]) -> None:
         messages = self._messages([action.message_id for action, _ in pairs])
-        deltas = pending_flag_deltas(self.session, list(messages))  # this group is no longer pending
+        deltas = pending_flag_deltas(self.session, [i for i in messages if i])  # this group is no longer pending
         now = now_ms()
         for action, outcome in pairs:
-            message = messages.get(action.message_id) if action.message_id else None
+            message = messages.get(action.message_id)
             if message is None:
                 continue
             message.last_error = None if outcome.ok else outcome.error
@@ -94,20 +125,6 @@ class OutcomeRecorder:
             message.updated_at = now
             self.counts[message.folder_id][1] += int(was_read) - int(message.is_read)
 
-    def _later(self, action: PendingAction) -> list[PendingAction]:
-        """The message's actions after ``action`` that are still pending, in order."""
-        return list(
-            self.session.execute(
-                select(PendingAction)
-                .where(
-                    PendingAction.message_id == action.message_id,
-                    PendingAction.state == "pending",
-                    PendingAction.seq > action.seq,
-                )
-                .order_by(PendingAction.seq)
-            ).scalars()
-        )
-
     @staticmethod
     def _tell_later(later: Sequence[PendingAction], folder_id: uuid.UUID | None, uidvalidity: int, uid: int) -> None:
         """The next actions made while the message was shown in ``folder_id`` learn its UID there (up to and
@@ -118,9 +135,10 @@ class OutcomeRecorder:
             if other.kind in REMOVING_KINDS:
                 return
 
-    def _removal(self, action: PendingAction, outcome: Outcome) -> None:
-        message = self._messages([action.message_id]).get(action.message_id) if action.message_id else None
-        later = self._later(action) if action.message_id else []
+    def _removal(
+        self, action: PendingAction, outcome: Outcome, message: EmailMessage | None, later: Sequence[PendingAction]
+    ) -> None:
+        """Where the message is after a move/expunge: its row, and the UID its next pending actions act on."""
         final = not any(other.kind in REMOVING_KINDS for other in later)
         if message is not None:
             message.last_error = None if outcome.ok else outcome.error
