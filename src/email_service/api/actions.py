@@ -12,7 +12,7 @@ from email_service.services import actions as service
 
 from .auth import current_principal, require_authentication
 from .change_schemas import ActionListOut, ActionListQuery
-from .common import AUTH_ERRORS
+from .common import AUTH_ERRORS, pagination
 from .context import service_context
 
 bp = APIBlueprint("actions", __name__, tag="Sync")
@@ -63,5 +63,5 @@ def list_actions(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str,
     )
     return {
         "actions": [action_body(a) for a in page.items],
-        "pagination": {"total": page.total, "limit": page.limit, "offset": page.offset},
+        "pagination": pagination(page),
     }

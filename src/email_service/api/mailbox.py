@@ -12,7 +12,7 @@ from email_service.models import EmailMessage
 from email_service.services import mailbox as service
 
 from .auth import current_principal, require_authentication
-from .common import AUTH_ERRORS
+from .common import AUTH_ERRORS, pagination
 from .context import service_context
 from .mailbox_schemas import FolderListOut, MessageListOut, MessageListQuery, MessageOut
 from .schemas import PaginationQuery
@@ -96,7 +96,7 @@ def list_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str
     )
     return {
         "messages": [message_summary(m, pending=m.id in page.pending) for m in page.items],
-        "pagination": {"total": page.total, "limit": page.limit, "offset": page.offset},
+        "pagination": pagination(page),
     }
 
 

@@ -20,7 +20,7 @@ that mean "try again later" (UNAVAILABLE, INUSE, SERVERBUG); a broken connection
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -182,39 +182,45 @@ class ImapWriteCommands:
             client._checkok("expunge", typ, data)
             self._drain(imap)
 
+    def _mailbox_command(self, action: str, name: str, command: Callable[[], object], *, already: str) -> bool:
+        """Run ``command`` on mailbox ``name``; ``False`` when the server refuses with the RFC 5530 code ``already``
+        (the state the command would reach is there already), :class:`MailboxError` for any other refusal."""
+        try:
+            with self._refusals(action, name):
+                command()
+        except MailboxError as exc:
+            if already not in (exc.server_text or "").upper():
+                raise
+            return False
+        return True
+
+    def _subscribe(self, name: str) -> None:
+        """SUBSCRIBE, so that other clients list the mailbox too; a refusal is not an error."""
+        with contextlib.suppress(MailboxError), self._errors(f"subscribing to {name!r}", mailbox=name):
+            self._require().subscribe_folder(name)
+
     def create_mailbox(self, name: str) -> bool:
         """CREATE ``name`` and SUBSCRIBE it; ``False`` when it already existed (NO [ALREADYEXISTS], RFC 5530)."""
         client = self._require()
-        try:
-            with self._refusals(f"creating mailbox {name!r}", name):
-                client.create_folder(name)
-        except MailboxError as exc:
-            if "[ALREADYEXISTS]" not in (exc.server_text or "").upper():
-                raise
-            return False
-        with contextlib.suppress(MailboxError), self._errors(f"subscribing to {name!r}", mailbox=name):
-            client.subscribe_folder(name)
-        return True
+        created = self._mailbox_command(
+            f"creating mailbox {name!r}", name, lambda: client.create_folder(name), already="[ALREADYEXISTS]"
+        )
+        self._subscribe(name)
+        return created
 
     def rename_mailbox(self, old: str, new: str) -> None:
         """RENAME ``old`` ``new`` (RFC 3501 section 6.3.5: inferior names are renamed with it)."""
         client = self._require()
         with self._refusals(f"renaming mailbox {old!r}", old):
             client.rename_folder(old, new)
-        with contextlib.suppress(MailboxError), self._errors(f"subscribing to {new!r}", mailbox=new):
-            client.subscribe_folder(new)
+        self._subscribe(new)
 
     def delete_mailbox(self, name: str) -> bool:
         """DELETE ``name``; ``False`` when it did not exist (NO [NONEXISTENT], RFC 5530)."""
         client = self._require()
-        try:
-            with self._refusals(f"deleting mailbox {name!r}", name):
-                client.delete_folder(name)
-        except MailboxError as exc:
-            if "[NONEXISTENT]" not in (exc.server_text or "").upper():
-                raise
-            return False
-        return True
+        return self._mailbox_command(
+            f"deleting mailbox {name!r}", name, lambda: client.delete_folder(name), already="[NONEXISTENT]"
+        )
 
 
 def _uids(line: Any) -> list[int]:
