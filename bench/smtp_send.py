@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from email_service.protocols.mime.build import build_message
+from email_service.protocols.net import HostPolicy
 from email_service.protocols.smtp import SMTPDeliveryStatus, SMTPEncryption, SMTPProtocolHandler
 
 HOST = "127.0.0.1"
@@ -96,6 +97,7 @@ def new_handler(port: int) -> SMTPProtocolHandler:
         timeout=10,
         local_hostname="bench.client",
         sleep=lambda delay: None,
+        host_policy=HostPolicy.from_allowlist([HOST]),  # the in-process server on loopback
     )
 
 

@@ -92,8 +92,9 @@ def database_urls(data_dir: Path) -> Iterator[tuple[str, str]]:
     yield url, url
 
 
-def make_settings(data_dir: Path, database_urls: tuple[str, str], **overrides: str) -> Settings:
-    """Settings of the test app: explicit secrets, header auth on, in-memory rate limits."""
+def make_settings(data_dir: Path, database_urls: tuple[str, str], **overrides: str | None) -> Settings:
+    """Settings of the test app: explicit secrets, header auth on, in-memory rate limits; an override of ``None``
+    leaves that variable unset (its default applies)."""
     env = {
         "EMAIL_SERVICE_DATA_DIR": str(data_dir),
         "DATABASE_URL": database_urls[1],
@@ -105,7 +106,11 @@ def make_settings(data_dir: Path, database_urls: tuple[str, str], **overrides: s
         "SCHEDULER_ENABLED": "false",
         "MAIL_TIMEOUT_SECONDS": "10",
     }
-    env.update(overrides)
+    for name, value in overrides.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     return Settings.from_env(env)
 
 

@@ -59,7 +59,6 @@ def create_app(
         MAX_CONTENT_LENGTH=1024 * 1024,
         SPEC_FORMAT="json",
         DOCS_UI="swagger-ui",
-        INFO={"description": "Multi-tenant email backend: accounts, mirrored IMAP mailboxes, messages."},
         SECURITY_SCHEMES={
             "BearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
         },

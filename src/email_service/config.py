@@ -34,6 +34,12 @@ KNOWN_DEFAULT_SECRETS = frozenset(
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _JWT_ALGORITHMS = {"HS256", "HS384", "HS512"}
+#: Browser origins allowed by default outside production: the usual local dev servers (Create React App / Next.js
+#: 3000, Vite 5173, webpack / Vue CLI 8080, Angular 4200), by name and by address.  Production is unchanged: the
+#: origins ``CORS_ORIGINS`` lists, seed 000's ``http://localhost:3000`` when it is unset.
+DEV_CORS_ORIGINS = ",".join(
+    f"http://{host}:{port}" for port in (3000, 5173, 8080, 4200) for host in ("localhost", "127.0.0.1")
+)
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -148,7 +154,7 @@ class Settings:
             jwt_issuer=env.get("JWT_ISSUER") or None,
             jwt_audience=env.get("JWT_AUDIENCE") or None,
             credential_keys=credential_keys,
-            cors_origins=_list(env, "CORS_ORIGINS", "http://localhost:3000"),
+            cors_origins=_list(env, "CORS_ORIGINS", "http://localhost:3000" if production else DEV_CORS_ORIGINS),
             auth_trust_headers=_flag(env, "AUTH_TRUST_HEADERS", not production),
             rate_limit=env.get("RATE_LIMIT", "50 per minute"),
             mail_ca_bundle=env.get("MAIL_CA_BUNDLE") or None,

@@ -71,7 +71,38 @@ def test_tls_without_the_ca_is_refused_with_a_clean_error(
     )
     report = _test(client, caller, account_id)
     assert report["success"] is False and report["errorKind"] == "TLSError"
+    assert "MAIL_CA_BUNDLE" in report["error"], report
     assert password not in (report["error"] or "")
+
+
+@pytest.mark.parametrize(("encryption", "port_attr"), [("tls", "pop3s_port"), ("starttls", "pop3_port")])
+def test_pop3_over_tls_verifies_the_certificate(
+    trusting: Any,
+    client: FlaskClient,
+    caller: Caller,
+    dovecot: Dovecot,
+    mail_user: tuple[str, str],
+    encryption: str,
+    port_attr: str,
+) -> None:
+    user, password = mail_user
+    body = account_body(
+        protocol="pop3",
+        hostname="localhost",
+        port=getattr(dovecot, port_attr),
+        encryption=encryption,
+        username=user,
+        password=password,
+        emailAddress=user,
+    )
+    app, ctx = trusting
+    trusted_client, trusted_caller = app.test_client(), Caller(ctx)
+    created = trusted_client.post("/api/v1/accounts", headers=trusted_caller.headers, json=body).get_json()
+    assert _test(trusted_client, trusted_caller, created["id"])["success"] is True
+    untrusted = client.post("/api/v1/accounts", headers=caller.headers, json=body).get_json()
+    report = _test(client, caller, untrusted["id"])
+    assert report["success"] is False and report["errorKind"] == "TLSError", report
+    assert "MAIL_CA_BUNDLE" in report["error"]
 
 
 def test_pop3_account_login_test(

@@ -303,6 +303,16 @@ _TEXT = st.text(
 ).filter(lambda s: "=?" not in s and s.strip() == s and s.strip())
 
 
+_ADJACENT_ENCODED_WORDS = re.compile(r"\?=\s+=\?")
+
+
+def _raw_header(raw: bytes, name: str) -> str:
+    """The header ``name`` of ``raw`` as generated, continuation lines included."""
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii", "replace")
+    match = re.search(rf"^{name}:(.*(?:\r\n[ \t].*)*)", head, re.MULTILINE | re.IGNORECASE)
+    return match.group(1) if match else ""
+
+
 def _fold(text: str) -> str:
     return re.sub(r" {2,}", " ", text.replace("\xa0 ", "\xa0").replace(" \xa0", "\xa0"))
 
@@ -321,13 +331,24 @@ def test_round_trip_through_policy_smtp(subject: str, from_name: str, to_name: s
     message.set_content(body or "-")
     payload = filename.encode("utf-8")
     message.add_attachment(payload, maintype="application", subtype="octet-stream", filename=filename)
-    parsed_back = parse_message(message.as_bytes())
+    raw = message.as_bytes()
+    parsed_back = parse_message(raw)
     assert parsed_back.subject == subject
     # policy.SMTP writes "a  b" unquoted, and a phrase's white space runs fold to one space (policy.default
     # reads it the same way), so runs of spaces in display names do not survive the trip -- unless the run is
     # inside an encoded word ("0 =?utf-8?q?_=C2=A0?=0"), where it is literal.  Compare with runs folded.
-    assert [(_fold(n), a) for n, a in pairs(parsed_back.from_)] == [(_fold(from_name), "from@example.com")]
-    assert [(_fold(n), a) for n, a in pairs(parsed_back.to)] == [(_fold(to_name), "to@example.org")]
+    for header, parsed, name, address in (
+        ("From", parsed_back.from_, from_name, "from@example.com"),
+        ("To", parsed_back.to, to_name, "to@example.org"),
+    ):
+        expected = _fold(name)
+        if _ADJACENT_ENCODED_WORDS.search(_raw_header(raw, header)):
+            # RFC 2047 section 6.2: white space between adjacent encoded words is not content, and policy.SMTP
+            # may fold a space of the name into exactly that place (the stdlib's own reader puts it back, RFC
+            # readers do not).  Compare without the spaces the generator may have moved there.
+            assert [(n.replace(" ", ""), a) for n, a in pairs(parsed)] == [(expected.replace(" ", ""), address)]
+        else:
+            assert [(_fold(n), a) for n, a in pairs(parsed)] == [(expected, address)]
     assert pairs(parsed_back.cc) == [("", "plain@example.net")]
     assert parsed_back.message_id == "round.trip@example.com"
     (attachment,) = parsed_back.attachments

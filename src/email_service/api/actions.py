@@ -10,13 +10,20 @@ from apiflask import APIBlueprint
 from email_service.models import PendingAction
 from email_service.services import actions as service
 
-from .auth import current_principal, require_authentication
+from . import examples
+from .auth import current_principal
 from .change_schemas import ActionListOut, ActionListQuery
 from .common import AUTH_ERRORS, pagination
 from .context import service_context
+from .gate import guard
 
-bp = APIBlueprint("actions", __name__, tag="Sync")
-bp.before_request(require_authentication)
+bp = guard(
+    APIBlueprint(
+        "actions",
+        __name__,
+        tag={"name": "Write-back", "description": "Changes of an account waiting for, or written back to, the server"},
+    )
+)
 
 
 def action_body(action: PendingAction) -> dict[str, Any]:
@@ -43,9 +50,10 @@ def action_body(action: PendingAction) -> dict[str, Any]:
 
 @bp.get("/accounts/<uuid:account_id>/actions")
 @bp.input(ActionListQuery, location="query")
-@bp.output(ActionListOut)
+@bp.output(ActionListOut, example=examples.ACTION_LIST)
 @bp.doc(
     summary="Changes of the account written (or to be written) back to the server",
+    operation_id="listActions",
     description=(
         "Newest first. state=pending: accepted, not yet confirmed by the server (error shows why a retry waits); "
         "applied: done; failed: the server refused (error has its words) and the next sync shows the truth."

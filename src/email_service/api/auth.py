@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 
 from email_service.errors import EmailServiceError, Forbidden, Unauthorized
 from email_service.security.tokens import Principal, decode_jwt_token, parse_uuid
@@ -99,18 +99,27 @@ def verify_tenant_context(view: F) -> F:
 
 
 def verify_role(*roles: str) -> Callable[[F], F]:
-    """Decorator: the caller's role must be one of ``roles`` (403 "Insufficient permissions" otherwise)."""
+    """Decorator: the caller's role must be one of ``roles`` (403 "Insufficient permissions" otherwise).
+
+    The roles are also recorded on the view (``required_roles``), so that :func:`require_authentication` checks
+    them before anything else of the request is looked at: a non-admin gets 403 whatever the query string holds.
+    """
 
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if current_principal().role not in roles:
-                raise Forbidden(f"Insufficient permissions. Required role: {' or '.join(roles)}")
+            _check_role(roles)
             return view(*args, **kwargs)
 
+        wrapper.required_roles = roles  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorator
+
+
+def _check_role(roles: tuple[str, ...]) -> None:
+    if current_principal().role not in roles:
+        raise Forbidden(f"Insufficient permissions. Required role: {' or '.join(roles)}")
 
 
 def install_request_logging(app: Flask) -> None:
@@ -143,6 +152,12 @@ def install_request_logging(app: Flask) -> None:
 
 
 def require_authentication() -> None:
-    """``before_request`` hook of authenticated blueprints: resolve the caller before input validation."""
-    if request.method != "OPTIONS":
-        current_principal()
+    """``before_request`` hook of authenticated blueprints: resolve the caller (401) and check the role the view
+    declares with :func:`verify_role` (403) before any input is validated."""
+    if request.method == "OPTIONS":
+        return
+    current_principal()
+    view = current_app.view_functions.get(request.endpoint or "")
+    roles: tuple[str, ...] | None = getattr(view, "required_roles", None)
+    if roles:
+        _check_role(roles)

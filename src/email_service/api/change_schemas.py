@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from apiflask import Schema
-from apiflask.fields import UUID, Boolean, Dict, Integer, List, Nested, String
+from apiflask.fields import UUID, Dict, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf
 from marshmallow import ValidationError, validates_schema
 
@@ -14,33 +14,17 @@ from email_service.protocols.imap_syntax import KEYWORD_PATTERN
 from email_service.services.folders import NAME_PATTERN, NAME_RULE
 from email_service.services.message_changes import MAX_BATCH
 
-from .common import document_rules
+from .fields import Boolean, FullMatch, QuerySchema, Text
 from .mailbox_schemas import FolderOut
-from .schemas import FullMatch, PaginationOut, PaginationQuery
+from .schemas import PaginationOut, PaginationQuery
 
 #: Most keywords one request may add (and remove).
 MAX_KEYWORDS = 50
 _KEYWORD_ERROR = 'keywords must be IMAP keywords: printable ASCII without space or ( ) {{ % * " \\ ]'
 
 
-class JsonBoolean(Boolean):
-    """A JSON ``true``/``false`` only: not ``1``, ``"true"`` or ``"yes"``."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
-        if not isinstance(value, bool):
-            raise self.make_error("invalid", input=value)
-        return value
-
-
-class QueryBoolean(Boolean):
-    """A query-string boolean spelled ``true`` or ``false``."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(truthy={"true"}, falsy={"false"}, **kwargs)
-
-
 def _keywords() -> List[Any]:
-    keyword = String(validate=[Length(1, 100), FullMatch(KEYWORD_PATTERN, error=_KEYWORD_ERROR)])
+    keyword = Text(validate=[Length(1, 100), FullMatch(KEYWORD_PATTERN, error=_KEYWORD_ERROR)])
     return List(keyword, load_default=list, validate=Length(max=MAX_KEYWORDS))
 
 
@@ -52,13 +36,12 @@ class KeywordChangesIn(Schema):
     remove = _keywords()
 
 
-@document_rules(minProperties=1)
 class MessageUpdateIn(Schema):
     """``PATCH``/``PUT /messages/{id}``: any of the flags, keywords, and ``folderId`` (move); at least one."""
 
-    isRead = JsonBoolean(metadata={"description": "\\Seen"})
-    isFlagged = JsonBoolean(metadata={"description": "\\Flagged"})
-    isAnswered = JsonBoolean(metadata={"description": "\\Answered"})
+    isRead = Boolean(metadata={"description": "\\Seen"})
+    isFlagged = Boolean(metadata={"description": "\\Flagged"})
+    isAnswered = Boolean(metadata={"description": "\\Answered"})
     keywords = Nested(KeywordChangesIn)
     folderId = UUID(metadata={"description": "Move the message to this folder of the same account"})
 
@@ -68,19 +51,6 @@ class MessageUpdateIn(Schema):
             raise ValidationError("Give at least one of isRead, isFlagged, isAnswered, keywords, folderId")
 
 
-MESSAGE_UPDATE_EXAMPLE = {"isRead": True, "keywords": {"add": ["$Important"], "remove": []}}
-
-
-_CHANGES = ("isRead", "isFlagged", "isAnswered", "keywords", "folderId")
-_ANY_CHANGE = {"anyOf": [{"required": [name]} for name in _CHANGES]}
-
-
-@document_rules(
-    oneOf=[
-        {"required": ["delete"], "properties": {"delete": {"const": True}}, "not": _ANY_CHANGE},
-        {**_ANY_CHANGE, "not": {"required": ["permanent"]}, "properties": {"delete": {"const": False}}},
-    ]
-)
 class BatchIn(Schema):
     """``POST /accounts/{id}/messages/batch``: up to 1,000 message ids and either the changes of a PATCH or
     ``delete`` (to Trash; ``permanent`` expunges)."""
@@ -91,13 +61,13 @@ class BatchIn(Schema):
         validate=Length(1, MAX_BATCH, error=f"messageIds must list 1 to {MAX_BATCH} ids"),
         error_messages={"required": "messageIds is required"},
     )
-    isRead = JsonBoolean()
-    isFlagged = JsonBoolean()
-    isAnswered = JsonBoolean()
+    isRead = Boolean()
+    isFlagged = Boolean()
+    isAnswered = Boolean()
     keywords = Nested(KeywordChangesIn)
     folderId = UUID()
-    delete = JsonBoolean(metadata={"description": "Move to Trash (expunge with permanent, or when in Trash)"})
-    permanent = JsonBoolean(metadata={"description": "With delete: expunge instead of moving to Trash"})
+    delete = Boolean(metadata={"description": "Move to Trash (expunge with permanent, or when in Trash)"})
+    permanent = Boolean(metadata={"description": "With delete: expunge instead of moving to Trash"})
 
     @validates_schema
     def _one_kind(self, data: dict[str, Any], **_: Any) -> None:
@@ -109,12 +79,6 @@ class BatchIn(Schema):
             raise ValidationError("Give changes (isRead, isFlagged, isAnswered, keywords, folderId) or delete: true")
         if "permanent" in data and not data.get("delete"):
             raise ValidationError("permanent is only allowed with delete: true")
-
-
-BATCH_EXAMPLE = {
-    "messageIds": ["3fa85f64-5717-4562-b3fc-2c963f66afa6", "6ba7b810-9dad-11d1-80b4-00c04fd430c8"],
-    "isRead": True,
-}
 
 
 class BatchFailureOut(Schema):
@@ -133,10 +97,10 @@ class BatchOut(Schema):
     failed = List(Nested(BatchFailureOut))
 
 
-class DeleteQuery(Schema):
+class DeleteQuery(QuerySchema):
     """``permanent=true`` expunges instead of moving to Trash."""
 
-    permanent = QueryBoolean(load_default=False)
+    permanent = Boolean(load_default=False)
 
 
 class MessageDeletedOut(Schema):
@@ -155,15 +119,14 @@ _FOLDER_NAME = FullMatch(NAME_PATTERN, error=f"name {NAME_RULE}")
 class FolderCreateIn(Schema):
     """``POST /accounts/{id}/folders``: one hierarchy level's ``name`` (Unicode), under ``parentId`` if given."""
 
-    name = String(required=True, validate=_FOLDER_NAME, error_messages={"required": "name is required"})
+    name = Text(required=True, validate=_FOLDER_NAME, error_messages={"required": "name is required"})
     parentId = UUID(allow_none=True)
 
 
-@document_rules(minProperties=1)
 class FolderUpdateIn(Schema):
     """``PATCH /folders/{id}``: a new ``name`` and/or ``parentId`` (``null``: the top level)."""
 
-    name = String(validate=_FOLDER_NAME)
+    name = Text(validate=_FOLDER_NAME)
     parentId = UUID(allow_none=True)
 
     @validates_schema
@@ -217,7 +180,7 @@ class ActionOut(Schema):
 class ActionListQuery(PaginationQuery):
     """``state`` (pending | applied | failed, optional), ``limit``, ``offset``."""
 
-    state = String(load_default=None, validate=OneOf(ACTION_STATES, error="state must be pending, applied or failed"))
+    state = Text(load_default=None, validate=OneOf(ACTION_STATES, error="state must be pending, applied or failed"))
 
 
 class ActionListOut(Schema):

@@ -8,26 +8,40 @@ from apiflask import APIBlueprint
 
 from email_service.security.tokens import create_jwt_token
 
-from .common import require_json_body
+from . import examples
 from .context import service_context
+from .gate import guard
 from .schemas import TokenIn, TokenOut
 
-bp = APIBlueprint("dev", __name__, tag="Development")
-bp.before_request(require_json_body)
+bp = guard(
+    APIBlueprint(
+        "dev",
+        __name__,
+        tag={"name": "Development", "description": "Helpers that exist outside production only (seed 001)"},
+    ),
+    authenticated=False,
+)
 
 
 @bp.post("/test/generate-token")
-@bp.input(TokenIn, location="json")
-@bp.output(TokenOut)
-@bp.doc(summary="Mint a JWT for a tenant and user (not available in production)", responses=[400, 415, 429])
+@bp.input(TokenIn, location="json", example=examples.TOKEN_REQUEST)
+@bp.output(TokenOut, example=examples.TOKEN)
+@bp.doc(
+    summary="Mint a JWT for a tenant and user (not available in production)",
+    description="Signs an HS256 token with the service's secret for testing a frontend without an identity provider. "
+    "Takes `tenantId`, `userId`, `role` (`user` or `admin`) and `expiresInHours`; seed 001's `tenant_id`, `user_id` "
+    "and `expires_in_hours` are accepted too. The route does not exist in production.",
+    operation_id="generateToken",
+    responses=[400, 415, 429],
+)
 def generate_token(json_data: dict[str, Any]) -> dict[str, Any]:
     ctx = service_context()
-    hours = json_data.get("expires_in_hours") or ctx.tokens.expiration_hours
+    hours = json_data.get("expiresInHours") or ctx.tokens.expiration_hours
     token = create_jwt_token(
         ctx.tokens,
-        tenant_id=json_data["tenant_id"],
-        user_id=json_data["user_id"],
+        tenant_id=json_data["tenantId"],
+        user_id=json_data["userId"],
         role=json_data["role"],
         expires_in_hours=hours,
     )
-    return {"token": token, "token_type": "Bearer", "expires_in": int(hours * 3600)}
+    return {"token": token, "tokenType": "Bearer", "expiresIn": int(hours * 3600)}

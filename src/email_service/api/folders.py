@@ -10,14 +10,18 @@ from apiflask import APIBlueprint
 
 from email_service.services import folders as service
 
-from .auth import current_principal, require_authentication
+from . import examples
+from .auth import current_principal
 from .change_schemas import FolderCreateIn, FolderDeletedOut, FolderDetailOut, FolderUpdateIn
-from .common import AUTH_ERRORS, require_json_body
+from .common import AUTH_ERRORS
 from .context import service_context
+from .gate import guard
 
-bp = APIBlueprint("folders", __name__, tag="Mailbox")
-bp.before_request(require_authentication)
-bp.before_request(require_json_body)
+bp = guard(
+    APIBlueprint(
+        "folders", __name__, tag={"name": "Mailbox", "description": "Folders and messages of the mirrored mailbox"}
+    )
+)
 WRITE_ERRORS = [*AUTH_ERRORS, 409, 413, 415]
 
 
@@ -40,10 +44,11 @@ def _body(view: service.FolderView) -> dict[str, Any]:
 
 
 @bp.post("/accounts/<uuid:account_id>/folders")
-@bp.input(FolderCreateIn, location="json", example={"name": "Projekte 2026", "parentId": None})
-@bp.output(FolderDetailOut, status_code=201)
+@bp.input(FolderCreateIn, location="json", example=examples.FOLDER_CREATE)
+@bp.output(FolderDetailOut, status_code=201, example=examples.FOLDER)
 @bp.doc(
     summary="Create a folder",
+    operation_id="createFolder",
     description=(
         "Creates name (one hierarchy level, Unicode) at the top level or under parentId, joined with the server's "
         "hierarchy delimiter. 400 for a name containing the delimiter, control characters or * %; 409 when the "
@@ -63,17 +68,23 @@ def create_folder(account_id: uuid.UUID, json_data: dict[str, Any]) -> Any:
 
 
 @bp.get("/folders/<uuid:folder_id>")
-@bp.output(FolderDetailOut)
-@bp.doc(summary="One folder with its role, counts and parent", responses=AUTH_ERRORS)
+@bp.output(FolderDetailOut, example=examples.FOLDER)
+@bp.doc(
+    summary="One folder with its role, counts and parent",
+    description="`pendingChanges` is true while a create or rename of it waits to be written back.",
+    operation_id="getFolder",
+    responses=AUTH_ERRORS,
+)
 def get_folder(folder_id: uuid.UUID) -> dict[str, Any]:
     return _body(service.get_folder(service_context(), principal=current_principal(), folder_id=folder_id))
 
 
 @bp.patch("/folders/<uuid:folder_id>")
-@bp.input(FolderUpdateIn, location="json", example={"name": "Archiv 2025"})
-@bp.output(FolderDetailOut)
+@bp.input(FolderUpdateIn, location="json", example=examples.FOLDER_UPDATE)
+@bp.output(FolderDetailOut, example=examples.FOLDER)
 @bp.doc(
     summary="Rename a folder or move it under another parent",
+    operation_id="updateFolder",
     description=(
         "A new name and/or parentId (null: the top level). Subfolders follow. 409 for the inbox, sent, drafts and "
         "trash folders and for a name that exists. Written back with IMAP RENAME."
@@ -92,9 +103,10 @@ def update_folder(folder_id: uuid.UUID, json_data: dict[str, Any]) -> dict[str, 
 
 
 @bp.delete("/folders/<uuid:folder_id>")
-@bp.output(FolderDeletedOut)
+@bp.output(FolderDeletedOut, example=examples.FOLDER_DELETED)
 @bp.doc(
     summary="Delete a folder and its messages",
+    operation_id="deleteFolder",
     description=(
         "409 for the inbox, sent, drafts and trash folders and for a folder with subfolders. Its messages go with "
         "it. Written back with IMAP DELETE."

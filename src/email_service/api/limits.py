@@ -1,13 +1,19 @@
 """Rate limiting (seed 000/001): 50 requests per minute per user, Redis storage with in-memory fallback.
 
 The key is the authenticated user (tenant + user id); unauthenticated requests are keyed by client address.
+Every rate-limited response carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset``
+(epoch seconds); only a 429 carries ``Retry-After`` (seconds, RFC 9110 section 10.2.3), since on any other
+response it would tell a client to wait when it need not.  Flask-Limiter offers no IETF ``RateLimit-*`` headers.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import time
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, Response, request
 from flask_limiter import Limiter, RateLimitExceeded
 
 from email_service.config import Settings
@@ -15,6 +21,7 @@ from email_service.config import Settings
 from .auth import try_principal
 
 EXEMPT_PATHS = ("/health", "/api/v1/openapi.json", "/api/v1/docs")
+log = logging.getLogger("email_service.api")
 
 
 def rate_limit_key() -> str:
@@ -42,7 +49,7 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
         storage_uri=storage,
         storage_options={"socket_connect_timeout": 2, "socket_timeout": 2} if storage.startswith("redis") else {},
         in_memory_fallback_enabled=storage != "memory://",
-        headers_enabled=True,
+        headers_enabled=False,  # Flask-Limiter would put Retry-After on every response: see _rate_limit_headers
         strategy="fixed-window",
         key_prefix="email_service",
     )
@@ -53,6 +60,23 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
             "error": "Rate limit exceeded",
             "message": f"Too many requests ({error.description}). Please try again later.",
         }
-        return body, 429  # Retry-After and X-RateLimit-* are added by the limiter's after_request hook
+        return body, 429
+
+    @app.after_request
+    def _rate_limit_headers(response: Response) -> Response:
+        current = limiter.current_limit
+        if current is None:
+            return response
+        try:
+            resets = current.window[0]  # epoch seconds (float) at which the window's counter starts again
+        except Exception:  # storage gone between the check and now: the response goes out without the headers
+            log.warning("rate-limit window unavailable; headers left out")
+            return response
+        response.headers["X-RateLimit-Limit"] = str(current.limit.amount)
+        response.headers["X-RateLimit-Remaining"] = str(current.remaining)
+        response.headers["X-RateLimit-Reset"] = str(math.ceil(resets))
+        if response.status_code == 429:
+            response.headers["Retry-After"] = str(max(1, math.ceil(resets - time.time())))
+        return response
 
     return limiter

@@ -11,17 +11,28 @@ from flask import Response, request, url_for
 from email_service.models import EmailMessage
 from email_service.services import mailbox as service
 
-from .auth import current_principal, require_authentication
+from . import examples
+from .auth import current_principal
 from .common import AUTH_ERRORS, pagination
 from .context import service_context
+from .gate import guard
 from .mailbox_schemas import FolderListOut, MessageListOut, MessageListQuery, MessageOut
+from .openapi import MESSAGE_LINKS
 from .schemas import PaginationQuery
 
-bp = APIBlueprint("mailbox", __name__, tag="Mailbox")
+bp = guard(
+    APIBlueprint(
+        "mailbox",
+        __name__,
+        tag={"name": "Mailbox", "description": "Folders and messages of the mirrored mailbox"},
+    )
+)
 RAW_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "RFC 5322 bytes",
-        "content": {"message/rfc822": {"schema": {"type": "string", "format": "binary"}}},
+        "content": {
+            "message/rfc822": {"schema": {"type": "string", "format": "binary"}, "example": examples.RAW_MESSAGE}
+        },
     },
     **{
         code: {
@@ -31,7 +42,6 @@ RAW_RESPONSES: dict[int | str, dict[str, Any]] = {
         for code in AUTH_ERRORS
     },
 }
-bp.before_request(require_authentication)
 
 
 def _address(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -70,8 +80,13 @@ def message_summary(message: EmailMessage, *, pending: bool = False) -> dict[str
 
 @bp.get("/accounts/<uuid:account_id>/folders")
 @bp.input(PaginationQuery, location="query")
-@bp.output(FolderListOut)
-@bp.doc(summary="Folders of the account with role, total and unread counts", responses=AUTH_ERRORS)
+@bp.output(FolderListOut, example=examples.FOLDER_LIST)
+@bp.doc(
+    summary="Folders of the account with role, total and unread counts",
+    description="Every mailbox found by the last sync, with its special-use role (RFC 6154) or `custom`.",
+    operation_id="listFolders",
+    responses=AUTH_ERRORS,
+)
 def list_folders(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str, Any]:
     folders = service.list_folders(service_context(), principal=current_principal(), account_id=account_id)
     limit, offset = query_data["limit"], query_data["offset"]
@@ -83,8 +98,13 @@ def list_folders(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str,
 
 @bp.get("/accounts/<uuid:account_id>/messages")
 @bp.input(MessageListQuery, location="query")
-@bp.output(MessageListOut)
-@bp.doc(summary="Messages of the account or of one folder, newest first", responses=AUTH_ERRORS)
+@bp.output(MessageListOut, example=examples.MESSAGE_LIST, links=MESSAGE_LINKS)
+@bp.doc(
+    summary="Messages of the account or of one folder, newest first",
+    description="Headers, flags and a text preview, newest `receivedAt` first; `folderId` narrows to one folder.",
+    operation_id="listMessages",
+    responses=AUTH_ERRORS,
+)
 def list_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str, Any]:
     page = service.list_messages(
         service_context(),
@@ -101,8 +121,14 @@ def list_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str
 
 
 @bp.get("/messages/<uuid:message_id>")
-@bp.output(MessageOut)
-@bp.doc(summary="One message with addresses, bodies, flags and attachments", responses=AUTH_ERRORS)
+@bp.output(MessageOut, example=examples.MESSAGE)
+@bp.doc(
+    summary="One message with addresses, bodies, flags and attachments",
+    description="All addresses, threading headers, the text and HTML bodies, attachment metadata and the "
+    "parser's defects; `rawUrl` serves the stored RFC 5322 bytes.",
+    operation_id="getMessage",
+    responses=AUTH_ERRORS,
+)
 def get_message(message_id: uuid.UUID) -> dict[str, Any]:
     return message_body(service.get_message(service_context(), principal=current_principal(), message_id=message_id))
 
@@ -148,6 +174,8 @@ def message_body(detail: service.MessageDetail) -> dict[str, Any]:
 @bp.get("/messages/<uuid:message_id>/raw")
 @bp.doc(
     summary="The message as stored on the server (message/rfc822)",
+    description="The raw bytes as a download (`Content-Disposition: attachment`), never rendered inline.",
+    operation_id="getRawMessage",
     responses=RAW_RESPONSES,
 )
 def raw_message(message_id: uuid.UUID) -> Response:

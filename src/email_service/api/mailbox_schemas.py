@@ -6,6 +6,7 @@ from apiflask import Schema
 from apiflask.fields import UUID, Boolean, Integer, List, Nested, String
 from apiflask.validators import Range
 
+from .fields import QuerySchema
 from .schemas import PaginationOut, offset_field
 
 
@@ -158,7 +159,7 @@ class MessageListOut(Schema):
     pagination = Nested(PaginationOut)
 
 
-class MessageListQuery(Schema):
+class MessageListQuery(QuerySchema):
     """``folderId`` (optional), ``limit`` 1-100 (default 50), ``offset`` 0 to 2**31-1."""
 
     folderId = UUID(load_default=None, allow_none=True)

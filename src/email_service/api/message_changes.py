@@ -14,31 +14,30 @@ from apiflask import APIBlueprint
 from email_service.services import message_changes as service
 from email_service.services.message_changes import MessageChange
 
-from .auth import current_principal, require_authentication
-from .change_schemas import (
-    BATCH_EXAMPLE,
-    MESSAGE_UPDATE_EXAMPLE,
-    BatchIn,
-    BatchOut,
-    DeleteQuery,
-    MessageDeletedOut,
-    MessageUpdateIn,
-)
-from .common import AUTH_ERRORS, require_json_body
+from . import examples
+from .auth import current_principal
+from .change_schemas import BatchIn, BatchOut, DeleteQuery, MessageDeletedOut, MessageUpdateIn
+from .common import AUTH_ERRORS
 from .context import service_context
+from .gate import guard
 from .mailbox import message_body
 from .mailbox_schemas import MessageOut
 
-bp = APIBlueprint("message_changes", __name__, tag="Mailbox")
-bp.before_request(require_authentication)
-bp.before_request(require_json_body)
+bp = guard(
+    APIBlueprint(
+        "message_changes",
+        __name__,
+        tag={"name": "Mailbox", "description": "Folders and messages of the mirrored mailbox"},
+    )
+)
 WRITE_ERRORS = [*AUTH_ERRORS, 409, 413, 415]
 CHANGE_DESCRIPTION = (
-    "Any of isRead (\\Seen), isFlagged (\\Flagged), isAnswered (\\Answered), keywords {add, remove} (IMAP keywords, "
-    "RFC 3501 atoms such as $Important) and folderId (move to another folder of the same account). The change is "
-    "made locally at once and written back to the mail server in the background (UID STORE / UID MOVE); the "
-    "answer is the message as it now stands, with pendingChanges true until the server has confirmed it. If the "
-    "server refuses, the message gets lastError and GET /accounts/{id}/actions?state=failed lists the action."
+    "Any of `isRead` (\\Seen), `isFlagged` (\\Flagged), `isAnswered` (\\Answered), `keywords` {`add`, `remove`} "
+    "(IMAP keywords, RFC 3501 atoms such as `$Important`; removed first, then added) and `folderId` (move to "
+    "another folder of the same account). The change is made locally at once and written back to the mail server "
+    "in the background (UID STORE / UID MOVE); the answer is the message as it now stands, with `pendingChanges` "
+    "true until the server has confirmed it. If the server refuses, the message gets `lastError` and "
+    "`GET /accounts/{account_id}/actions?state=failed` lists the action. 409 for a POP3 account."
 )
 
 
@@ -62,11 +61,12 @@ def _update(message_id: uuid.UUID, data: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.patch("/messages/<uuid:message_id>")
-@bp.input(MessageUpdateIn, location="json", example=MESSAGE_UPDATE_EXAMPLE)
-@bp.output(MessageOut)
+@bp.input(MessageUpdateIn, location="json", example=examples.MESSAGE_UPDATE)
+@bp.output(MessageOut, example=examples.MESSAGE_UPDATED)
 @bp.doc(
     summary="Mark read/unread, flag, answer, set keywords or move a message",
     description=CHANGE_DESCRIPTION,
+    operation_id="updateMessage",
     responses=WRITE_ERRORS,
 )
 def update_message(message_id: uuid.UUID, json_data: dict[str, Any]) -> dict[str, Any]:
@@ -74,11 +74,12 @@ def update_message(message_id: uuid.UUID, json_data: dict[str, Any]) -> dict[str
 
 
 @bp.put("/messages/<uuid:message_id>")
-@bp.input(MessageUpdateIn, location="json", example=MESSAGE_UPDATE_EXAMPLE)
-@bp.output(MessageOut)
+@bp.input(MessageUpdateIn, location="json", example=examples.MESSAGE_UPDATE)
+@bp.output(MessageOut, example=examples.MESSAGE_UPDATED)
 @bp.doc(
     summary="Same as PATCH (kept for earlier clients)",
-    description=CHANGE_DESCRIPTION + " PUT accepts the same body as PATCH.",
+    description=CHANGE_DESCRIPTION + " PUT takes the same body as PATCH.",
+    operation_id="replaceMessage",
     responses=WRITE_ERRORS,
 )
 def replace_message(message_id: uuid.UUID, json_data: dict[str, Any]) -> dict[str, Any]:
@@ -87,13 +88,13 @@ def replace_message(message_id: uuid.UUID, json_data: dict[str, Any]) -> dict[st
 
 @bp.delete("/messages/<uuid:message_id>")
 @bp.input(DeleteQuery, location="query")
-@bp.output(MessageDeletedOut)
+@bp.output(MessageDeletedOut, example=examples.MESSAGE_DELETED)
 @bp.doc(
     summary="Move a message to Trash, or expunge it",
-    description=(
-        "Moves the message to the account's Trash. In Trash, or with permanent=true, it is expunged on the server "
-        "(\\Deleted + UID EXPUNGE of that message only, RFC 4315). 409 when the account has no Trash folder."
-    ),
+    description="Moves the message to the account's Trash. In Trash, or with `permanent=true`, it is expunged on "
+    "the server (\\Deleted + UID EXPUNGE of that message only, RFC 4315). 409 when the account has no Trash "
+    "folder, or is a POP3 account.",
+    operation_id="deleteMessage",
     responses=[*AUTH_ERRORS, 409],
 )
 def delete_message(message_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str, Any]:
@@ -110,15 +111,14 @@ def delete_message(message_id: uuid.UUID, query_data: dict[str, Any]) -> dict[st
 
 
 @bp.post("/accounts/<uuid:account_id>/messages/batch")
-@bp.input(BatchIn, location="json", example=BATCH_EXAMPLE)
-@bp.output(BatchOut)
+@bp.input(BatchIn, location="json", example=examples.BATCH)
+@bp.output(BatchOut, example=examples.BATCH_RESULT)
 @bp.doc(
     summary="Change or delete up to 1,000 messages of the account at once",
-    description=(
-        "The same changes as PATCH /messages/{id}, or delete (with permanent), for every listed message of this "
-        "account. Ids that are not messages of this account are reported in failed. The write-back sends one "
-        "UID STORE / UID MOVE per folder and change for the whole set."
-    ),
+    description="The changes of `PATCH /messages/{message_id}`, or `delete: true` (with `permanent`), for every "
+    "listed message of this account; ids that are not messages of this account are reported in `failed`. The "
+    "write-back sends one UID STORE / UID MOVE per folder and change for the whole set.",
+    operation_id="changeMessages",
     responses=WRITE_ERRORS,
 )
 def batch(account_id: uuid.UUID, json_data: dict[str, Any]) -> dict[str, Any]:

@@ -10,11 +10,13 @@ import re
 from typing import Any
 
 from apiflask import Schema
-from apiflask.fields import UUID, Boolean, Dict, Email, Integer, List, Nested, String
-from apiflask.validators import Length, OneOf, Range, Regexp
-from marshmallow import ValidationError, validates_schema
+from apiflask.fields import UUID, Dict, Integer, List, Nested, String
+from apiflask.validators import Length, OneOf, Range
+from marshmallow import ValidationError, post_load, validates_schema
 
-from .common import document_rules
+from email_service.security.tokens import ROLES
+
+from .fields import Boolean, EmailAddress, FullMatch, QuerySchema, Text, WholeNumber
 
 PROTOCOLS = ("imap", "pop3")
 ENCRYPTIONS = ("none", "tls", "starttls")
@@ -25,39 +27,11 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _HOSTNAME_PATTERN = re.compile(rf"^(?:{_LABEL}\.)*{_TOP_LABEL}$|^(?:{_OCTET}\.){{3}}{_OCTET}$")
 
 
-class FullMatch(Regexp):
-    """A :class:`Regexp` that must match the whole value (``re.fullmatch``): with ``match``, a ``$`` at the end
-    of the pattern also accepts a value with a trailing line feed.  Documented as the field's ``pattern``."""
-
-    def __call__(self, value: Any) -> Any:
-        if self.regex.fullmatch(value) is None:
-            raise ValidationError(self._format_error(value))
-        return value
-
-
 _HOSTNAME = FullMatch(_HOSTNAME_PATTERN, error="Hostname must be a DNS name or an IPv4 address")
-
-
-#: PostgreSQL text cannot hold U+0000 (it was a 500 there, and stored on SQLite); as a validator it also becomes
-#: the field's ``pattern`` in the OpenAPI document.
-_NO_NUL = Regexp(re.compile(r"^[^\x00]*$"), error="must not contain NUL characters")
 
 
 def _required(name: str) -> dict[str, str | list[Any] | dict[Any, Any]]:
     return {"required": f"{name} is required", "null": f"{name} must not be null"}
-
-
-class WholeNumber(Integer):
-    """A JSON body integer: ``993`` or ``993.0`` (the same JSON number, and an ``integer`` to JSON Schema and so
-    to the OpenAPI document), never ``1.5``, ``"993"`` or ``true``."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(strict=True, **kwargs)
-
-    def _validated(self, value: Any) -> int:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        return super()._validated(value)
 
 
 def _port(name: str, *, required: bool = False) -> Integer:
@@ -70,30 +44,30 @@ def _port(name: str, *, required: bool = False) -> Integer:
 
 
 class _AccountWritable(Schema):
-    accountName = String(validate=[Length(1, 255), _NO_NUL], error_messages=_required("accountName"))
-    emailAddress = Email(validate=Length(3, 254), error_messages=_required("emailAddress"))
-    protocol = String(
+    accountName = Text(validate=Length(1, 255), error_messages=_required("accountName"))
+    emailAddress = EmailAddress(validate=Length(3, 254), error_messages=_required("emailAddress"))
+    protocol = Text(
         validate=OneOf(PROTOCOLS, error="Protocol must be imap or pop3"), error_messages=_required("protocol")
     )
-    hostname = String(validate=[Length(1, 253), _HOSTNAME], error_messages=_required("hostname"))
+    hostname = Text(validate=[Length(1, 253), _HOSTNAME], error_messages=_required("hostname"))
     port = _port("port")
-    encryption = String(validate=OneOf(ENCRYPTIONS, error="Encryption must be none, tls or starttls"))
-    username = String(validate=[Length(1, 255), _NO_NUL], error_messages=_required("username"))
-    password = String(validate=Length(1, 1024), load_only=True, error_messages=_required("password"))
+    encryption = Text(validate=OneOf(ENCRYPTIONS, error="Encryption must be none, tls or starttls"))
+    username = Text(validate=Length(1, 255), error_messages=_required("username"))
+    password = Text(validate=Length(1, 1024), load_only=True, error_messages=_required("password"))
     isSyncEnabled = Boolean()
     syncInterval = WholeNumber(
         validate=Range(60, 7 * 86400, error="syncInterval must be between 60 and 604800 seconds"),
         metadata={"description": "Seconds between scheduled syncs"},
     )
-    smtpHostname = String(validate=[Length(1, 253), _HOSTNAME], allow_none=True)
+    smtpHostname = Text(validate=[Length(1, 253), _HOSTNAME], allow_none=True)
     smtpPort = WholeNumber(validate=Range(1, 65535, error="Port must be between 1 and 65535"), allow_none=True)
-    smtpEncryption = String(
+    smtpEncryption = Text(
         validate=OneOf(ENCRYPTIONS),
         allow_none=True,
         metadata={"description": "none | tls (implicit TLS) | starttls"},
     )
-    smtpUsername = String(
-        validate=[Length(1, 255), _NO_NUL],
+    smtpUsername = Text(
+        validate=Length(1, 255),
         allow_none=True,
         metadata={"description": "Defaults to the IMAP/POP3 username"},
     )
@@ -102,20 +76,18 @@ class _AccountWritable(Schema):
 class AccountCreateIn(_AccountWritable):
     """POST /accounts body (seed 000 validation rules)."""
 
-    accountName = String(required=True, validate=[Length(1, 255), _NO_NUL], error_messages=_required("accountName"))
-    emailAddress = Email(required=True, validate=Length(3, 254), error_messages=_required("emailAddress"))
-    protocol = String(
+    accountName = Text(required=True, validate=Length(1, 255), error_messages=_required("accountName"))
+    emailAddress = EmailAddress(required=True, validate=Length(3, 254), error_messages=_required("emailAddress"))
+    protocol = Text(
         required=True,
         validate=OneOf(PROTOCOLS, error="Protocol must be imap or pop3"),
         error_messages=_required("protocol"),
     )
-    hostname = String(required=True, validate=[Length(1, 253), _HOSTNAME], error_messages=_required("hostname"))
+    hostname = Text(required=True, validate=[Length(1, 253), _HOSTNAME], error_messages=_required("hostname"))
     port = _port("port", required=True)
-    encryption = String(
-        load_default="tls", validate=OneOf(ENCRYPTIONS, error="Encryption must be none, tls or starttls")
-    )
-    username = String(required=True, validate=[Length(1, 255), _NO_NUL], error_messages=_required("username"))
-    password = String(required=True, validate=Length(1, 1024), load_only=True, error_messages=_required("password"))
+    encryption = Text(load_default="tls", validate=OneOf(ENCRYPTIONS, error="Encryption must be none, tls or starttls"))
+    username = Text(required=True, validate=Length(1, 255), error_messages=_required("username"))
+    password = Text(required=True, validate=Length(1, 1024), load_only=True, error_messages=_required("password"))
     isSyncEnabled = Boolean(load_default=True)
     syncInterval = WholeNumber(
         load_default=300,
@@ -123,7 +95,6 @@ class AccountCreateIn(_AccountWritable):
     )
 
 
-@document_rules(minProperties=1)
 class AccountUpdateIn(_AccountWritable):
     """PUT /accounts/{id} body: any subset of the writable fields, at least one."""
 
@@ -171,7 +142,7 @@ def offset_field() -> Integer:
     return Integer(load_default=0, validate=Range(0, MAX_OFFSET, error=message))
 
 
-class PaginationQuery(Schema):
+class PaginationQuery(QuerySchema):
     """``limit`` (1-100, default 100) and ``offset`` (0 to 2**31-1, default 0)."""
 
     limit = Integer(load_default=100, validate=Range(1, 100, error="limit must be between 1 and 100"))
@@ -221,18 +192,74 @@ class HealthOut(Schema):
     database = String()
 
 
-class TokenIn(Schema):
-    """``POST /test/generate-token`` body (seed 001; development only)."""
+#: Seed 001's names of the token request -> the API's camelCase names; either is accepted, one per value.
+TOKEN_SEED_NAMES = {"tenant_id": "tenantId", "user_id": "userId", "expires_in_hours": "expiresInHours"}
+_SEED_NAME = "Seed 001 name of {}; give one of the two"
 
-    tenant_id = UUID(required=True, error_messages=_required("tenant_id"))
-    user_id = UUID(required=True, error_messages=_required("user_id"))
-    role = String(load_default="user", validate=OneOf(("user", "admin")))
-    expires_in_hours = WholeNumber(load_default=None, allow_none=True, validate=Range(1, 24 * 30))
+
+class TokenIn(Schema):
+    """``POST /test/generate-token`` body (development only): ``tenantId``, ``userId`` (required), ``role``
+    (``user``), ``expiresInHours`` (1-720); seed 001's ``tenant_id``, ``user_id``, ``expires_in_hours`` name the same
+    values.  Loads to the camelCase names."""
+
+    tenantId = UUID()
+    userId = UUID()
+    role = Text(load_default="user", validate=OneOf(ROLES, error="role must be user or admin"))
+    expiresInHours = WholeNumber(allow_none=True, validate=Range(1, 24 * 30))
+    tenant_id = UUID(metadata={"description": _SEED_NAME.format("tenantId")})
+    user_id = UUID(metadata={"description": _SEED_NAME.format("userId")})
+    expires_in_hours = WholeNumber(
+        allow_none=True, validate=Range(1, 24 * 30), metadata={"description": _SEED_NAME.format("expiresInHours")}
+    )
+
+    @validates_schema
+    def _one_name_each(self, data: dict[str, Any], **_: Any) -> None:
+        errors: dict[str, list[str]] = {}
+        for seed, camel in TOKEN_SEED_NAMES.items():
+            if seed in data and camel in data:
+                errors[camel] = [f"give {camel} or {seed}, not both"]
+            elif camel != "expiresInHours" and seed not in data and camel not in data:
+                errors[camel] = [f"{camel} is required"]
+        if errors:
+            raise ValidationError(errors)
+
+    @post_load
+    def _camel_names(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        return {TOKEN_SEED_NAMES.get(key, key): value for key, value in data.items()}
 
 
 class TokenOut(Schema):
-    """A signed token and its lifetime in seconds."""
+    """A signed token, its type (``Bearer``) and its lifetime in seconds."""
 
     token = String()
-    token_type = String()
-    expires_in = Integer()
+    tokenType = String()
+    expiresIn = Integer()
+
+
+def _exactly_one_of(*names: str) -> dict[str, Any]:
+    return {"oneOf": [{"required": [name]} for name in names]}
+
+
+#: JSON Schema rules of request bodies that marshmallow fields cannot state, by component name; the OpenAPI
+#: document adds them (:func:`email_service.api.openapi.finish_document`).
+_MESSAGE_CHANGES = ("isRead", "isFlagged", "isAnswered", "keywords", "folderId")
+_ANY_MESSAGE_CHANGE = {"anyOf": [{"required": [name]} for name in _MESSAGE_CHANGES]}
+SCHEMA_RULES: dict[str, dict[str, Any]] = {
+    "AccountUpdateIn": {"minProperties": 1},
+    "MessageUpdateIn": {"minProperties": 1},
+    "FolderUpdateIn": {"minProperties": 1},
+    # A batch carries changes, or delete: true (with permanent, optionally) -- never both, never neither.
+    "BatchIn": {
+        "oneOf": [
+            {"required": ["delete"], "properties": {"delete": {"const": True}}, "not": _ANY_MESSAGE_CHANGE},
+            {**_ANY_MESSAGE_CHANGE, "not": {"required": ["permanent"]}, "properties": {"delete": {"const": False}}},
+        ]
+    },
+    "TokenIn": {
+        "allOf": [
+            _exactly_one_of("tenantId", "tenant_id"),
+            _exactly_one_of("userId", "user_id"),
+            {"not": {"required": ["expiresInHours", "expires_in_hours"]}},
+        ]
+    },
+}

@@ -10,19 +10,34 @@ from flask import url_for
 
 from email_service.services import connection_test, sync_runs
 
-from .auth import current_principal, require_authentication
+from . import examples
+from .auth import current_principal
 from .common import AUTH_ERRORS
 from .context import service_context
+from .gate import guard
 from .mailbox_schemas import ConnectionTestOut, SyncStartedOut, SyncStatusOut
 
-bp = APIBlueprint("sync", __name__, tag="Sync")
-bp.before_request(require_authentication)
+bp = guard(
+    APIBlueprint(
+        "sync",
+        __name__,
+        tag={"name": "Sync", "description": "Mirroring an account's mailbox and testing its login"},
+    )
+)
 
 
 @bp.post("/accounts/<uuid:account_id>/sync")
-@bp.output(SyncStartedOut, status_code=202)
+@bp.output(
+    SyncStartedOut,
+    status_code=202,
+    example=examples.SYNC_STARTED,
+    links={"getSyncStatus": {"operationId": "getSyncStatus", "parameters": {"account_id": "$request.path.account_id"}}},
+)
 @bp.doc(
     summary="Start mirroring the account now (returns the running sync if one is active)",
+    description="Queues a sync run and answers 202 with its id and a `Location` of the status; while a run is "
+    "queued or running, that run is returned with `created: false`. 409 for a disabled account.",
+    operation_id="startSync",
     responses=[*AUTH_ERRORS, 409],
 )
 def start_sync(account_id: uuid.UUID) -> Any:
@@ -32,8 +47,14 @@ def start_sync(account_id: uuid.UUID) -> Any:
 
 
 @bp.get("/accounts/<uuid:account_id>/sync")
-@bp.output(SyncStatusOut)
-@bp.doc(summary="State, counts and last error of the account's latest sync", responses=AUTH_ERRORS)
+@bp.output(SyncStatusOut, example=examples.SYNC_STATUS)
+@bp.doc(
+    summary="State, counts and last error of the account's latest sync",
+    description="`state` is null before the first sync; `lastError` names the error kind (e.g. "
+    "`AuthenticationFailed`) and the server's message.",
+    operation_id="getSyncStatus",
+    responses=AUTH_ERRORS,
+)
 def sync_status(account_id: uuid.UUID) -> dict[str, Any]:
     status = sync_runs.sync_status(service_context(), principal=current_principal(), account_id=account_id)
     run = status.run
@@ -70,9 +91,12 @@ def sync_status(account_id: uuid.UUID) -> dict[str, Any]:
 
 
 @bp.post("/accounts/<uuid:account_id>/test")
-@bp.output(ConnectionTestOut)
+@bp.output(ConnectionTestOut, example=examples.CONNECTION_TEST)
 @bp.doc(
     summary="Log in to the account's server and report folder count or the server's error",
+    description="Connects with the stored credentials (nothing is changed) and answers 200 either way: "
+    "`success` with the folder count, or the error kind and the server's message.",
+    operation_id="testConnection",
     responses=AUTH_ERRORS,
 )
 def test_connection(account_id: uuid.UUID) -> dict[str, Any]:

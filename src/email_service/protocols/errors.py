@@ -43,3 +43,23 @@ class PermanentFailure(ProtocolError):
 
 class MailboxError(ProtocolError):
     """A mailbox operation failed (no such folder, SELECT refused, UIDVALIDITY problem)."""
+
+
+class HostNotAllowed(ProtocolError):
+    """The host resolves to an address the host policy refuses (loopback, private, link-local ...); nothing was
+    dialled.  Fix the host or the allow-list; do not retry (DESIGN.md sections 2 and 10).
+
+    Attributes:
+        host: the host as the caller gave it.
+        address: the refused address (text), one of those the host resolved to.
+        reason: why the address is refused, e.g. ``"private (RFC 1918)"``.
+    """
+
+    status = 400
+    kind = "Invalid request"
+
+    def __init__(self, message: str, *, host: str, address: str, reason: str) -> None:
+        super().__init__(message)
+        self.host = host
+        self.address = address
+        self.reason = reason

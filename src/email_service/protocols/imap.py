@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-from imapclient import IMAPClient
 from imapclient.response_parser import parse_fetch_response
 
 from email_service.protocols.errors import (
@@ -34,6 +33,7 @@ from email_service.protocols.errors import (
     TemporaryFailure,
     TLSError,
 )
+from email_service.protocols.imap_connect import GuardedIMAPClient
 from email_service.protocols.imap_syntax import (
     ROLES,
     decode_atom,
@@ -47,6 +47,7 @@ from email_service.protocols.imap_syntax import (
     transport_error,
 )
 from email_service.protocols.imap_write import CopyResult, ImapWriteCommands, StoreResult
+from email_service.protocols.net import PUBLIC_ONLY, HostPolicy
 from email_service.protocols.tls import client_ssl_context
 
 _ESEARCH_ALL = re.compile(r"\bALL\s+([0-9:,]+)", re.IGNORECASE)
@@ -73,7 +74,8 @@ ENCRYPTIONS = ("none", "tls", "starttls")
 class ImapEndpoint:
     """Where and how to log in: ``encryption`` is ``none``, ``tls`` (implicit TLS, RFC 8314) or ``starttls``.
 
-    ``ca_bundle`` is a PEM file of extra trusted CAs; ``timeout`` (seconds) bounds connect and every read.
+    ``ca_bundle`` is a PEM file of extra trusted CAs; ``timeout`` (seconds) bounds connect and every read;
+    ``host_policy`` says which non-public hosts may be dialled (default none, the production rule).
     The password never appears in ``repr``.  Raises ``ValueError`` for an unknown ``encryption``.
     """
 
@@ -84,6 +86,7 @@ class ImapEndpoint:
     password: str = field(compare=False)
     ca_bundle: str | None = None
     timeout: float = 30.0
+    host_policy: HostPolicy = PUBLIC_ONLY
 
     def __post_init__(self) -> None:
         if self.encryption not in ENCRYPTIONS:
@@ -93,7 +96,7 @@ class ImapEndpoint:
         return (
             f"ImapEndpoint(host={self.host!r}, port={self.port}, encryption={self.encryption!r}, "
             f"username={self.username!r}, password='***', ca_bundle={self.ca_bundle!r}, "
-            f"timeout={self.timeout})"
+            f"timeout={self.timeout}, host_policy={self.host_policy!r})"
         )
 
 
@@ -214,27 +217,25 @@ class ImapSession(ImapWriteCommands):
     def connect(self) -> None:
         """Connect, secure (implicit TLS or STARTTLS), LOGIN and ENABLE CONDSTORE/QRESYNC when offered.
 
-        Certificates are verified against the system store plus ``endpoint.ca_bundle`` (RFC 8314, RFC 2595).
-        Idempotent.  Raises :class:`ConnectionFailed` (DNS, refused, timeout), :class:`TLSError` (certificate,
-        handshake, STARTTLS not offered, LOGINDISABLED), :class:`AuthenticationFailed` (credentials refused,
-        with the server's text).
+        The socket comes from the guarded connector under ``endpoint.host_policy``; certificates are verified
+        against the host name with the system store plus ``endpoint.ca_bundle`` (RFC 8314, RFC 2595).
+        Idempotent.  Raises :class:`HostNotAllowed` (refused by the policy, nothing dialled),
+        :class:`ConnectionFailed` (DNS, refused, timeout), :class:`TLSError` (certificate, handshake, STARTTLS not
+        offered, LOGINDISABLED, CA bundle unreadable), :class:`AuthenticationFailed` (credentials refused, with
+        the server's text).
         """
         if self._client is not None:
             return
         endpoint = self.endpoint
-        context = None
-        if endpoint.encryption != "none":
-            try:
-                context = client_ssl_context(endpoint.ca_bundle)
-            except (OSError, ssl.SSLError) as exc:
-                raise TLSError(f"The CA bundle {endpoint.ca_bundle!r} could not be loaded.") from exc
+        context = client_ssl_context(endpoint.ca_bundle) if endpoint.encryption != "none" else None
         with self._errors("connecting"):
-            client = IMAPClient(
+            client = GuardedIMAPClient(
                 endpoint.host,
                 port=endpoint.port,
                 ssl=endpoint.encryption == "tls",
                 ssl_context=context,
                 timeout=endpoint.timeout,
+                policy=endpoint.host_policy,
             )
         try:
             client.normalise_times = False  # keep INTERNALDATE's zone; we convert to UTC epoch ms

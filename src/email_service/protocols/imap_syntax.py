@@ -17,7 +17,8 @@ from datetime import datetime
 from itertools import groupby
 from typing import Any
 
-from email_service.protocols.errors import ConnectionFailed, TLSError
+from email_service.protocols.errors import ConnectionFailed
+from email_service.protocols.tls import tls_error
 
 ROLES = ("inbox", "sent", "drafts", "trash", "spam", "archive", "custom")
 
@@ -91,11 +92,8 @@ def server_text(exc: BaseException) -> str:
 
 def transport_error(exc: BaseException, where: str, action: str, timeout: float) -> ConnectionFailed:
     """The :class:`ConnectionFailed` (or :class:`TLSError`) for a socket, TLS or protocol-stream failure."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        reason = exc.verify_message or exc.reason or "verification failed"
-        return TLSError(f"The TLS certificate of {where} could not be verified ({reason}).")
     if isinstance(exc, ssl.SSLError):
-        return TLSError(f"The TLS handshake with {where} failed ({exc.reason or exc}).")
+        return tls_error(exc, where, action)
     if isinstance(exc, socket.gaierror):
         return ConnectionFailed(f"The host name of {where} could not be resolved ({exc.strerror}).")
     if isinstance(exc, TimeoutError):

@@ -34,6 +34,7 @@ from typing import Any
 
 from email_service.protocols.errors import ProtocolError
 from email_service.protocols.mime.build import AttachmentPart, build_message, coerce_attachments
+from email_service.protocols.net import PUBLIC_ONLY, HostPolicy
 from email_service.protocols.smtp_connect import (
     SMTPConnectionSettings,
     close_quietly,
@@ -105,6 +106,9 @@ class SMTPProtocolHandler:
             connection.
         oauth2_token: OAuth 2.0 access token for AUTH XOAUTH2 (instead of the password; masked in ``repr``).
         local_hostname: EHLO name (default: this host's FQDN).
+        host_policy: which non-public hosts may be dialled (:class:`~email_service.protocols.net.HostPolicy`;
+            default none, the production rule).  A refused host fails every send with ``FAILED`` and
+            :class:`~email_service.protocols.errors.HostNotAllowed` as ``last_error``; nothing is dialled.
 
     Raises:
         ValueError: bad port, timeout, delays or encryption value.
@@ -132,6 +136,7 @@ class SMTPProtocolHandler:
         pool: SMTPConnectionPool | None = None,
         oauth2_token: str | None = None,
         local_hostname: str | None = None,
+        host_policy: HostPolicy = PUBLIC_ONLY,
     ) -> None:
         if not isinstance(hostname, str) or not hostname.strip():
             raise ValueError("hostname is required")
@@ -153,6 +158,7 @@ class SMTPProtocolHandler:
             ca_bundle=ca_bundle,
             timeout=float(timeout),
             local_hostname=local_hostname,
+            host_policy=host_policy,
         )
         self.from_address = from_address or username
         self.retry_delays = delays

@@ -1,10 +1,12 @@
 """Open one ready-to-send SMTP connection: TCP, TLS, EHLO, AUTH (RFC 5321, 3207, 4954, 8314).
 
 Used by :class:`email_service.protocols.smtp_pool.SMTPConnectionPool` and
-:class:`email_service.protocols.smtp.SMTPProtocolHandler`.  TLS always verifies the server certificate and
-host name through :func:`email_service.protocols.tls.client_ssl_context`; STARTTLS that the server does not
-offer is a :class:`TLSError`, never a silent fall back to plaintext.  Library exceptions are mapped to
-:mod:`email_service.protocols.errors` by :func:`map_smtp_error`.
+:class:`email_service.protocols.smtp.SMTPProtocolHandler`.  smtplib dials only through the guarded connector
+(:mod:`email_service.protocols.net`: its ``_get_socket`` is overridden for SMTP and SMTP_SSL), under the
+:class:`~email_service.protocols.net.HostPolicy` of the connection settings.  TLS always verifies the server
+certificate and host *name* through :func:`email_service.protocols.tls.client_ssl_context`; STARTTLS that the
+server does not offer is a :class:`TLSError`, never a silent fall back to plaintext.  Library exceptions are
+mapped to :mod:`email_service.protocols.errors` by :func:`map_smtp_error`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import smtplib
 import socket
 import ssl
 from dataclasses import dataclass
+from typing import cast
 
 from email_service.protocols.errors import (
     AuthenticationFailed,
@@ -25,8 +28,9 @@ from email_service.protocols.errors import (
     TemporaryFailure,
     TLSError,
 )
+from email_service.protocols.net import PUBLIC_ONLY, HostPolicy, open_tcp, open_tls
 from email_service.protocols.smtp_types import SMTPEncryption
-from email_service.protocols.tls import client_ssl_context
+from email_service.protocols.tls import client_ssl_context, tls_error
 
 __all__ = [
     "SMTPConnectionSettings",
@@ -59,6 +63,7 @@ class SMTPConnectionSettings:
         ca_bundle: PEM file of extra trusted CAs, or ``None`` for the system store.
         timeout: socket timeout in seconds for connect and every command.
         local_hostname: EHLO name; ``None`` means this host's FQDN (looked up once per process).
+        host_policy: which non-public hosts may be dialled (default: none; DESIGN.md section 2).
     """
 
     host: str
@@ -71,6 +76,7 @@ class SMTPConnectionSettings:
     ca_bundle: str | None = None
     timeout: float = 30.0
     local_hostname: str | None = None
+    host_policy: HostPolicy = PUBLIC_ONLY
 
     def __repr__(self) -> str:
         return (
@@ -128,8 +134,8 @@ def map_smtp_error(exc: BaseException, what: str) -> ProtocolError:
     """
     if isinstance(exc, ProtocolError):
         return exc
-    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-        return TLSError(f"TLS failed while {what}: {exc}")
+    if isinstance(exc, ssl.SSLError):
+        return tls_error(exc, "the SMTP server", what)
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         text = reply_text(exc.smtp_error)
         return AuthenticationFailed(
@@ -156,32 +162,44 @@ def _default_local_hostname() -> str:
     return socket.getfqdn() or "localhost"
 
 
-def _tls_context(settings: SMTPConnectionSettings) -> ssl.SSLContext:
-    try:
-        return client_ssl_context(settings.ca_bundle)
-    except (OSError, ssl.SSLError) as exc:
-        raise TLSError(f"CA bundle {settings.ca_bundle!r} cannot be read: {exc}") from None
+class _GuardedSMTP(smtplib.SMTP):
+    """``smtplib.SMTP`` whose socket comes from the guarded connector."""
+
+    def __init__(self, settings: SMTPConnectionSettings, local_hostname: str) -> None:
+        self._host_policy = settings.host_policy
+        super().__init__(settings.host, settings.port, local_hostname=local_hostname, timeout=settings.timeout)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        source = cast(tuple[str, int] | None, self.source_address)
+        return open_tcp(host, port, policy=self._host_policy, timeout=timeout, source_address=source)
+
+
+class _GuardedSMTPSSL(smtplib.SMTP_SSL):
+    """``smtplib.SMTP_SSL`` (implicit TLS, RFC 8314 section 3.3) on a socket from the guarded connector."""
+
+    def __init__(self, settings: SMTPConnectionSettings, local_hostname: str) -> None:
+        self._host_policy = settings.host_policy
+        context = client_ssl_context(settings.ca_bundle)
+        super().__init__(
+            settings.host, settings.port, local_hostname=local_hostname, timeout=settings.timeout, context=context
+        )
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return open_tls(host, port, policy=self._host_policy, timeout=timeout, context=self.context)
 
 
 def _connect(settings: SMTPConnectionSettings) -> smtplib.SMTP:
     local_hostname = settings.local_hostname or _default_local_hostname()
     if settings.encryption is SMTPEncryption.IMPLICIT_SSL:
-        context = _tls_context(settings)
-        return smtplib.SMTP_SSL(
-            settings.host,
-            settings.port,
-            local_hostname=local_hostname,
-            timeout=settings.timeout,
-            context=context,
-        )
-    return smtplib.SMTP(settings.host, settings.port, local_hostname=local_hostname, timeout=settings.timeout)
+        return _GuardedSMTPSSL(settings, local_hostname)
+    return _GuardedSMTP(settings, local_hostname)
 
 
 def _start_tls(conn: smtplib.SMTP, settings: SMTPConnectionSettings) -> None:
     conn.ehlo()
     if not conn.has_extn("starttls"):
         raise TLSError(f"{settings.endpoint} does not offer STARTTLS; refusing to continue in plaintext")
-    code, text = conn.starttls(context=_tls_context(settings))
+    code, text = conn.starttls(context=client_ssl_context(settings.ca_bundle))
     if code != 220:
         raise TLSError(
             f"{settings.endpoint} refused STARTTLS: {code} {reply_text(text)}",
@@ -231,6 +249,7 @@ def open_connection(settings: SMTPConnectionSettings) -> smtplib.SMTP:
     XOAUTH2 with ``oauth2_token``, else PLAIN (RFC 4616, UTF-8) when offered, else smtplib's LOGIN/CRAM-MD5.
 
     Raises:
+        HostNotAllowed: the host is refused by ``settings.host_policy``; nothing was dialled.
         TLSError: certificate/host name verification failed, STARTTLS not offered or refused, CA bundle
             unreadable.
         AuthenticationFailed: 535 and other AUTH refusals, or no usable mechanism.
@@ -238,8 +257,11 @@ def open_connection(settings: SMTPConnectionSettings) -> smtplib.SMTP:
         ProtocolError: any other unexpected reply.
     """
     what = f"connecting to {settings.endpoint}"
+    peer = f"SMTP server {settings.endpoint}"
     try:
         conn = _connect(settings)
+    except ssl.SSLError as exc:
+        raise tls_error(exc, peer) from exc
     except _WIRE_ERRORS as exc:
         raise map_smtp_error(exc, what) from exc
     try:
@@ -251,6 +273,9 @@ def open_connection(settings: SMTPConnectionSettings) -> smtplib.SMTP:
     except ProtocolError:
         conn.close()
         raise
+    except ssl.SSLError as exc:
+        conn.close()
+        raise tls_error(exc, peer, "starting TLS") from exc
     except _WIRE_ERRORS as exc:
         conn.close()
         raise map_smtp_error(exc, what) from exc

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from email_service.protocols.errors import (
     AuthenticationFailed,
     ConnectionFailed,
+    HostNotAllowed,
     PermanentFailure,
     ProtocolError,
     TemporaryFailure,
@@ -79,7 +80,7 @@ def refused_outcome(refused: Mapping[str, tuple[int, bytes]]) -> Outcome:
 def error_outcome(exc: ProtocolError) -> Outcome:
     """Verdict for a failure to get a ready connection."""
     message = exc.message
-    if isinstance(exc, TLSError | AuthenticationFailed | PermanentFailure):
+    if isinstance(exc, TLSError | AuthenticationFailed | PermanentFailure | HostNotAllowed):
         return Outcome(_S.FAILED, exc.code, message)
     if isinstance(exc, ConnectionFailed):
         return Outcome(_S.TEMP_FAILED, exc.code, message, transient=True)

@@ -1,7 +1,7 @@
 """Thread-safe pool of authenticated SMTP connections, keyed by the whole credential identity (seed 002).
 
 Identity (:class:`PoolKey`): host (case-insensitive), port, username, encryption, account id, CA bundle, EHLO
-name and a keyed digest of the secret (password or OAuth token).  Connections are never shared between
+name, host policy and a keyed digest of the secret (password or OAuth token).  Connections are never shared between
 identities (DESIGN.md section 8).  When a request arrives for an identity whose secret changed, the idle
 connections authenticated with the old secret are closed at once.
 
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from email_service.protocols.errors import ConnectionFailed
+from email_service.protocols.net import PUBLIC_ONLY, HostPolicy
 from email_service.protocols.smtp_connect import SMTPConnectionSettings, close_quietly, open_connection
 from email_service.protocols.smtp_types import SMTPEncryption
 
@@ -52,6 +53,7 @@ class PoolKey:
     account_id: str | None
     ca_bundle: str | None
     local_hostname: str | None
+    host_policy: HostPolicy
     secret_digest: str = field(repr=False)
 
     @property
@@ -65,6 +67,7 @@ class PoolKey:
             self.account_id,
             self.ca_bundle,
             self.local_hostname,
+            self.host_policy,
         )
 
 
@@ -142,6 +145,7 @@ class SMTPConnectionPool:
             settings.account_id,
             settings.ca_bundle,
             settings.local_hostname,
+            settings.host_policy,
             digest,
         )
 
@@ -158,13 +162,16 @@ class SMTPConnectionPool:
         timeout: float = 30.0,
         oauth2_token: str | None = None,
         local_hostname: str | None = None,
+        host_policy: HostPolicy = PUBLIC_ONLY,
     ) -> smtplib.SMTP:
         """Return a ready connection for this identity, reused when a healthy one is idle (seed 002).
 
-        ``encryption`` as a string is read in the seed-002 vocabulary (``tls`` = STARTTLS).  Give the
-        connection back with :meth:`release_connection`.
+        ``encryption`` as a string is read in the seed-002 vocabulary (``tls`` = STARTTLS).  ``host_policy``
+        says which non-public hosts may be dialled (default none).  Give the connection back with
+        :meth:`release_connection`.
 
         Raises:
+            HostNotAllowed: the host is refused by ``host_policy``; nothing was dialled.
             PoolExhausted: the identity stayed at ``max_connections`` for ``wait_timeout`` seconds.
             ConnectionFailed, TLSError, AuthenticationFailed, ProtocolError: opening a new connection failed.
         """
@@ -179,6 +186,7 @@ class SMTPConnectionPool:
             ca_bundle=ca_bundle,
             timeout=timeout,
             local_hostname=local_hostname,
+            host_policy=host_policy,
         )
         return self.acquire(settings)
 

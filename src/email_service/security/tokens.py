@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -86,10 +87,11 @@ def create_jwt_token(
 
 
 def decode_jwt_token(config: TokenConfig, token: str) -> Principal:
-    """Verify signature, ``exp`` (required), ``iss``/``aud`` when configured, and the claims' shapes.
+    """Verify signature, ``exp`` (required), ``iss``/``aud`` when configured, and the claims' types
+    (:func:`principal_from_claims`).
 
     Raises:
-        Unauthorized: expired, bad signature, malformed, or claims missing/invalid.
+        Unauthorized: expired, bad signature, malformed, or claims missing or of the wrong type.
     """
     try:
         claims = jwt.decode(
@@ -104,10 +106,29 @@ def decode_jwt_token(config: TokenConfig, token: str) -> Principal:
         raise Unauthorized("Token has expired") from None
     except jwt.InvalidTokenError:
         raise Unauthorized("Invalid token") from None
+    return principal_from_claims(claims)
+
+
+def _numeric_date(value: Any) -> bool:
+    """RFC 7519 section 2 NumericDate: a JSON number (not a string, not a boolean), finite."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    """The caller named by verified claims, after checking their types: ``exp``/``iat``/``nbf`` NumericDates
+    (PyJWT takes ``"1796024380"`` for a number), ``tenant_id``/``user_id`` UUID strings, ``role`` ``user`` or
+    ``admin`` (``user`` when absent, seed 001).
+
+    Raises:
+        Unauthorized: "Invalid token" for any claim of the wrong type or value.
+    """
+    dates_ok = all(_numeric_date(claims[name]) for name in ("exp", "iat", "nbf") if name in claims)
     role = claims.get("role", "user")
-    if role not in ROLES:
+    ids = [claims["tenant_id"], claims["user_id"]]
+    if not dates_ok or role not in ROLES or not all(isinstance(value, str) for value in ids):
         raise Unauthorized("Invalid token")
     try:
-        return Principal(uuid.UUID(str(claims["tenant_id"])), uuid.UUID(str(claims["user_id"])), role)
+        tenant_id, user_id = (uuid.UUID(value) for value in ids)
     except ValueError:
         raise Unauthorized("Invalid token") from None
+    return Principal(tenant_id, user_id, role)

@@ -104,6 +104,13 @@ def _set_password(ctx: ServiceContext, session: Session, account: EmailAccount, 
     credential.key_id = key_id
 
 
+def _check_hosts(ctx: ServiceContext, fields: dict[str, Any]) -> None:
+    """Refuse given hosts the guarded connector would refuse (DESIGN.md section 2); errors name the API field."""
+    for name, api_field in (("hostname", "hostname"), ("smtp_hostname", "smtpHostname")):
+        if fields.get(name):
+            check_mail_host(fields[name], ctx.host_policy, field=api_field)
+
+
 def create_account(ctx: ServiceContext, *, principal: Principal, fields: dict[str, Any], password: str) -> EmailAccount:
     """Create an account of the caller with its encrypted password.
 
@@ -115,9 +122,7 @@ def create_account(ctx: ServiceContext, *, principal: Principal, fields: dict[st
         Conflict: the caller already has a live account with this address (409, seed 000).
         InvalidInput: a host resolves to a forbidden address (DESIGN.md section 2).
     """
-    check_mail_host(fields["hostname"], ctx.settings)
-    if fields.get("smtp_hostname"):
-        check_mail_host(fields["smtp_hostname"], ctx.settings)
+    _check_hosts(ctx, fields)
     _register_tenant(ctx, principal.tenant_id)
     try:
         with ctx.db.tenant_session(principal.tenant_id) as session:
@@ -204,9 +209,7 @@ def update_account(
         Conflict: the new address is taken by another live account of the same user.
         InvalidInput: a new host resolves to a forbidden address.
     """
-    for host_field in ("hostname", "smtp_hostname"):
-        if fields.get(host_field):
-            check_mail_host(fields[host_field], ctx.settings)
+    _check_hosts(ctx, fields)
     try:
         with ctx.db.tenant_session(principal.tenant_id) as session:
             account = load_account(session, principal, account_id)

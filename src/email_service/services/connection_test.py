@@ -1,7 +1,8 @@
 """``POST /accounts/{id}/test``: log in to the account's server and report what was found.
 
-Obeys the host rules of DESIGN.md section 2 and verifies certificates (``MAIL_CA_BUNDLE`` adds CAs).  The
-server's refusal comes back as a clean message; the password is never part of it.
+Dials through the guarded connector under the context's host policy (DESIGN.md section 2: a refused host is
+reported as ``HostNotAllowed`` and nothing is dialled) and verifies certificates (``MAIL_CA_BUNDLE`` adds CAs).
+The server's refusal comes back as a clean message; the password is never part of it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from email_service.protocols.pop3 import Pop3Endpoint, pop3_check_login
 from email_service.security.tokens import Principal
 from email_service.services.accounts import account_password, load_account
 from email_service.services.context import ServiceContext
-from email_service.services.hosts import check_mail_host
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class ConnectionReport:
 
 
 def imap_endpoint(ctx: ServiceContext, account: EmailAccount, password: str) -> ImapEndpoint:
-    """The IMAP endpoint of an account with the configured CA bundle and timeout."""
+    """The IMAP endpoint of an account with the configured CA bundle, timeout and host policy."""
     return ImapEndpoint(
         host=account.hostname,
         port=account.port,
@@ -43,19 +43,19 @@ def imap_endpoint(ctx: ServiceContext, account: EmailAccount, password: str) -> 
         password=password,
         ca_bundle=ctx.settings.mail_ca_bundle,
         timeout=float(ctx.settings.mail_timeout_seconds),
+        host_policy=ctx.host_policy,
     )
 
 
 def test_account_connection(ctx: ServiceContext, *, principal: Principal, account_id: uuid.UUID) -> ConnectionReport:
-    """Log in with the stored credentials.
+    """Log in with the stored credentials; every mail-server failure (``HostNotAllowed`` included) is reported.
 
     Raises:
-        NotFound / Forbidden: account not visible.  InvalidInput: host forbidden by the host rules.
+        NotFound / Forbidden: account not visible.
     """
     with ctx.db.tenant_session(principal.tenant_id) as session:
         account = load_account(session, principal, account_id)
         password = account_password(ctx, session, account)
-    check_mail_host(account.hostname, ctx.settings)
     started = time.perf_counter()
     try:
         if account.protocol == "pop3":
@@ -68,6 +68,7 @@ def test_account_connection(ctx: ServiceContext, *, principal: Principal, accoun
                     password,
                     ctx.settings.mail_ca_bundle,
                     float(ctx.settings.mail_timeout_seconds),
+                    ctx.host_policy,
                 )
             )
             report = ConnectionReport(True, "pop3", folder_count=1, message_count=count)

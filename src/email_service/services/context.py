@@ -1,5 +1,5 @@
 """What every use case needs, bundled once per process: settings, database, cipher, blob store, job queue
-(:mod:`email_service.services.jobs`)."""
+(:mod:`email_service.services.jobs`), and the host policy every mail connection obeys."""
 
 from __future__ import annotations
 
@@ -7,26 +7,38 @@ from dataclasses import dataclass, field
 
 from email_service.config import Settings
 from email_service.db import Database
+from email_service.protocols.net import HostPolicy
 from email_service.security.credentials import CredentialCipher
 from email_service.security.tokens import TokenConfig
+from email_service.services.hosts import mail_host_policy
 from email_service.services.jobs import JobQueue, RecordingJobQueue
 from email_service.storage.blobs import BlobStore, FilesystemBlobStore
 
 
 @dataclass
 class ServiceContext:
-    """Dependencies of the services; built by :func:`build_context` from :class:`Settings`."""
+    """Dependencies of the services; built by :func:`build_context` from :class:`Settings`.
+
+    ``host_policy`` is what every connection to a mail host obeys (DESIGN.md section 2): built once from
+    ``ALLOW_PRIVATE_MAIL_HOSTS`` and ``MAIL_HOST_ALLOWLIST`` and handed to the wire adapters.
+    """
 
     settings: Settings
     db: Database
     cipher: CredentialCipher
     blobs: BlobStore
     tokens: TokenConfig
+    host_policy: HostPolicy
     jobs: JobQueue = field(default_factory=RecordingJobQueue)
 
 
 def build_context(settings: Settings, *, jobs: JobQueue | None = None) -> ServiceContext:
-    """Create the database, cipher, blob store and token config described by ``settings``."""
+    """Create the database, cipher, blob store, token config and host policy described by ``settings``.
+
+    Raises:
+        ConfigurationError: ``MAIL_HOST_ALLOWLIST`` holds a malformed network.
+    """
+    host_policy = mail_host_policy(settings)
     return ServiceContext(
         settings=settings,
         db=Database(settings.database_url),
@@ -39,5 +51,6 @@ def build_context(settings: Settings, *, jobs: JobQueue | None = None) -> Servic
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
         ),
+        host_policy=host_policy,
         jobs=jobs or RecordingJobQueue(),
     )

@@ -1,31 +1,46 @@
-"""Mail server host rules (DESIGN.md section 2): no SSRF into private networks in production."""
+"""Mail server host rules (DESIGN.md section 2): the connector's policy from the settings, and the API-side check.
+
+The rule itself -- resolve once, refuse non-public addresses unless allowed -- and its address table live in
+:mod:`email_service.protocols.net`; every connection obeys it when it dials.  This check only refuses, at
+account create/update, a host that would be refused at connect time now.
+"""
 
 from __future__ import annotations
 
-import ipaddress
-import socket
-
 from email_service.config import Settings
-from email_service.errors import InvalidInput
+from email_service.errors import ConfigurationError, InvalidInput
+from email_service.protocols.errors import HostNotAllowed
+from email_service.protocols.net import HostPolicy, check_host
 
 
-def check_mail_host(hostname: str, settings: Settings) -> None:
-    """Refuse hosts that resolve to loopback, private, link-local, multicast or reserved addresses.
-
-    Allowed anyway when ``ALLOW_PRIVATE_MAIL_HOSTS`` is on (the embedded default) or the host is in
-    ``MAIL_HOST_ALLOWLIST``.  An unresolvable host is accepted here (it may resolve later) and fails at connect.
+def mail_host_policy(settings: Settings) -> HostPolicy:
+    """``ALLOW_PRIVATE_MAIL_HOSTS`` and ``MAIL_HOST_ALLOWLIST`` (names, IP addresses, CIDR networks) as a policy.
 
     Raises:
-        InvalidInput: the host resolves to a forbidden address.
+        ConfigurationError: an allow-list entry with a ``/`` is not an IP network.
     """
-    host = hostname.strip().lower().rstrip(".").removeprefix("[").removesuffix("]")
-    if settings.allow_private_mail_hosts or host in settings.mail_host_allowlist:
-        return
     try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError):
+        return HostPolicy.from_allowlist(settings.mail_host_allowlist, allow_private=settings.allow_private_mail_hosts)
+    except ValueError as exc:
+        raise ConfigurationError(f"MAIL_HOST_ALLOWLIST: {exc}") from None
+
+
+def check_mail_host(hostname: str, policy: HostPolicy, *, field: str = "hostname") -> None:
+    """Refuse ``hostname`` when the guarded connector would refuse it now (same resolution, same table).
+
+    An unresolvable host is accepted here (it may resolve later; dialling it then fails as ``ConnectionFailed``).
+
+    Args:
+        hostname: the host as the caller sent it.
+        policy: the context's host policy.
+        field: the request field named in the error (``hostname``, ``smtpHostname``).
+
+    Raises:
+        InvalidInput: the host resolves to a non-public address (400; message and ``details`` name ``field``).
+    """
+    try:
+        check_host(hostname, policy)
+    except HostNotAllowed as exc:
+        raise InvalidInput(f"{field}: {exc.message}", details={field: [exc.message]}) from None
+    except OSError:
         return
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if not address.is_global or address.is_multicast:
-            raise InvalidInput(f"Mail server host {hostname!r} resolves to a non-public address")

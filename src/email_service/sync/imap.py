@@ -288,14 +288,19 @@ def _run_is_active(ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID)
     return _run_state(ctx, tenant_id, run_id) in ("queued", "running")
 
 
-def _set_run(ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID, **values: object) -> None:
+def _set_run_and_account(
+    ctx: ServiceContext,
+    tenant_id: uuid.UUID,
+    run_id: uuid.UUID,
+    account_id: uuid.UUID,
+    run: dict[str, object],
+    account: dict[str, object],
+) -> None:
+    """Update the run row and the account's sync flags in one transaction, so that ``GET /accounts/{id}/sync``
+    never sees a finished run on an account still marked syncing (or the reverse)."""
     with ctx.db.tenant_session(tenant_id) as session:
-        session.execute(update(SyncRun).where(SyncRun.id == run_id).values(updated_at=now_ms(), **values))
-
-
-def _set_account(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID, **values: object) -> None:
-    with ctx.db.tenant_session(tenant_id) as session:
-        session.execute(update(EmailAccount).where(EmailAccount.id == account_id).values(**values))
+        session.execute(update(SyncRun).where(SyncRun.id == run_id).values(updated_at=now_ms(), **run))
+        session.execute(update(EmailAccount).where(EmailAccount.id == account_id).values(**account))
 
 
 def sync_account(ctx: ServiceContext, *, tenant_id: uuid.UUID, account_id: uuid.UUID, run_id: uuid.UUID) -> str:
@@ -315,8 +320,9 @@ def sync_account(ctx: ServiceContext, *, tenant_id: uuid.UUID, account_id: uuid.
         if not taken or not _run_is_active(ctx, tenant_id, run_id):
             return "skipped"
         started = now_ms()
-        _set_run(ctx, tenant_id, run_id, state="running", started_at=started)
-        _set_account(ctx, tenant_id, account_id, is_syncing=True)
+        _set_run_and_account(
+            ctx, tenant_id, run_id, account_id, {"state": "running", "started_at": started}, {"is_syncing": True}
+        )
         mirror: ImapMirror | None = None
         try:
             with ctx.db.tenant_session(tenant_id) as session:
@@ -358,20 +364,17 @@ def _finish(
     error: tuple[str, str] | None,
 ) -> None:
     finished = now_ms()
-    _set_run(
-        ctx,
-        tenant_id,
-        run_id,
-        state="failed" if error else "succeeded",
-        finished_at=finished,
-        folders_synced=counts.folders_synced,
-        messages_added=counts.messages_added,
-        messages_updated=counts.messages_updated,
-        messages_removed=counts.messages_removed,
-        error_kind=error[0] if error else None,
-        error=error[1] if error else None,
-    )
-    values: dict[str, object] = {"is_syncing": False}
+    run: dict[str, object] = {
+        "state": "failed" if error else "succeeded",
+        "finished_at": finished,
+        "folders_synced": counts.folders_synced,
+        "messages_added": counts.messages_added,
+        "messages_updated": counts.messages_updated,
+        "messages_removed": counts.messages_removed,
+        "error_kind": error[0] if error else None,
+        "error": error[1] if error else None,
+    }
+    account: dict[str, object] = {"is_syncing": False}
     if error is None:
-        values["last_sync_at"] = finished
-    _set_account(ctx, tenant_id, account_id, **values)
+        account["last_sync_at"] = finished
+    _set_run_and_account(ctx, tenant_id, run_id, account_id, run, account)

@@ -43,6 +43,19 @@ class Mailbox:
         return str(self.account["id"])
 
 
+def assert_invalid(response: Any, *, mentions: str | None = None, message: str | None = None) -> None:
+    """400 with the seed body ``{"error": "Invalid request", "message": ...}`` (+ optional ``details``)."""
+    assert response.status_code == 400, response.get_json()
+    body = response.get_json()
+    assert body["error"] == "Invalid request"
+    assert set(body) <= {"error", "message", "details"}
+    assert isinstance(body["message"], str) and body["message"]
+    if message is not None:
+        assert body["message"] == message
+    if mentions is not None:
+        assert mentions.lower() in body["message"].lower()
+
+
 def create_account(client: FlaskClient, caller: Caller, **overrides: Any) -> dict[str, Any]:
     """POST /api/v1/accounts as ``caller``; asserts 201 and returns the body."""
     response = client.post("/api/v1/accounts", headers=caller.headers, json=account_body(**overrides))
@@ -137,13 +150,14 @@ def make_mailbox(client: FlaskClient, ctx: ServiceContext) -> Callable[[Caller],
 
 @pytest.fixture
 def app_with(data_dir: Path, database_urls: tuple[str, str], ctx: ServiceContext) -> Callable[..., APIFlask]:
-    """``app_with(**env)`` -> an app over the session's database with settings changed by ``env``.
+    """``app_with(**env)`` -> an app over the session's database with settings changed by ``env`` (``None``:
+    variable unset).
 
     The app's context is built from those settings as in production (token rules, header trust, limits, CORS),
     but shares the session's database pool and job runner.
     """
 
-    def build(**env: str) -> APIFlask:
+    def build(**env: str | None) -> APIFlask:
         settings = make_settings(data_dir, database_urls, **env)
         fresh = build_context(settings, jobs=ctx.jobs)
         fresh.db.dispose()

@@ -19,7 +19,7 @@ from email_service.security.credentials import CredentialCipher, CredentialDecry
 from email_service.services.accounts import account_password
 from email_service.services.context import ServiceContext
 from tests.conftest import Caller, account_body
-from tests.integration.api.conftest import create_account
+from tests.integration.api.conftest import assert_invalid, create_account
 
 pytestmark = pytest.mark.integration
 
@@ -48,19 +48,6 @@ ACCOUNT_FIELDS = {
     "createdAt",
     "updatedAt",
 }
-
-
-def assert_invalid(response: Any, *, mentions: str | None = None, message: str | None = None) -> None:
-    """400 with the seed body ``{"error": "Invalid request", "message": ...}`` (+ optional ``details``)."""
-    assert response.status_code == 400, response.get_json()
-    body = response.get_json()
-    assert body["error"] == "Invalid request"
-    assert set(body) <= {"error", "message", "details"}
-    assert isinstance(body["message"], str) and body["message"]
-    if message is not None:
-        assert body["message"] == message
-    if mentions is not None:
-        assert mentions.lower() in body["message"].lower()
 
 
 def test_create_returns_every_field_with_the_seed_defaults(client: FlaskClient, caller: Caller) -> None:

@@ -31,6 +31,14 @@ PRODUCTION = {
 }
 
 
+_DIGITS = int("1234567890" * 3 + "12")  # 32 decimal digits: str() of it would parse as a UUID
+_NULL = object()  # a claim present with the JSON value null (None in _claims() means "left out")
+
+
+def _epoch(hours: float = 0) -> int:
+    return int((dt.datetime.now(dt.UTC) + dt.timedelta(hours=hours)).timestamp())
+
+
 def _claims(caller: Caller, **overrides: Any) -> dict[str, Any]:
     now = dt.datetime.now(dt.UTC)
     claims: dict[str, Any] = {
@@ -41,7 +49,7 @@ def _claims(caller: Caller, **overrides: Any) -> dict[str, Any]:
         "exp": now + dt.timedelta(hours=1),
     }
     claims.update(overrides)
-    return {k: v for k, v in claims.items() if v is not None}
+    return {k: (None if v is _NULL else v) for k, v in claims.items() if v is not None}
 
 
 def _bearer(token: str) -> dict[str, str]:
@@ -93,6 +101,16 @@ BAD_CREDENTIALS: dict[str, Callable[[Caller], dict[str, str]]] = {
     "missing tenant": lambda c: _signed(_claims(c, tenant_id=None)),
     "tenant not a uuid": lambda c: _signed(_claims(c, tenant_id="tenant-1")),
     "unknown role": lambda c: _signed(_claims(c, role="superuser")),
+    # RFC 7519 claim types (issue 6 item 7): PyJWT itself takes "1796024380" for a NumericDate
+    "string exp": lambda c: _signed(_claims(c, exp=str(_epoch(hours=1)))),
+    "string iat": lambda c: _signed(_claims(c, iat=str(_epoch()))),
+    "string nbf": lambda c: _signed(_claims(c, nbf=str(_epoch(hours=-1)))),
+    "boolean iat": lambda c: _signed(_claims(c, iat=True)),
+    "numeric tenant_id": lambda c: _signed(_claims(c, tenant_id=_DIGITS)),
+    "numeric user_id": lambda c: _signed(_claims(c, user_id=_DIGITS)),
+    "role root": lambda c: _signed(_claims(c, role="root")),
+    "role null": lambda c: _signed(_claims(c, role=_NULL)),
+    "role list": lambda c: _signed(_claims(c, role=["admin"])),
     "alg none": _alg_none,
     "HS512 when HS256 is configured": lambda c: _signed(_claims(c), algorithm="HS512"),
     "basic scheme": lambda c: {"Authorization": "Basic x"},
@@ -107,6 +125,12 @@ def test_bad_bearer_credentials_are_unauthorized(client: FlaskClient, caller: Ca
     headers = BAD_CREDENTIALS[case](caller)
     _assert_unauthorized(client.get("/api/v1/accounts", headers=headers))
     _assert_unauthorized(client.post("/api/v1/accounts", headers=headers, json={"accountName": "x"}))
+
+
+def test_numeric_dates_may_be_integers_or_fractions(client: FlaskClient, caller: Caller) -> None:
+    """RFC 7519 section 2: a NumericDate is any JSON number of seconds, not only an integer."""
+    claims = _claims(caller, exp=_epoch(hours=1) + 0.5, iat=_epoch() - 0.25, nbf=_epoch(hours=-1))
+    assert client.get("/api/v1/accounts", headers=_signed(claims)).status_code == 200
 
 
 def test_an_invalid_token_never_falls_back_to_headers(client: FlaskClient, caller: Caller) -> None:
@@ -209,7 +233,7 @@ def test_generated_token_works(client: FlaskClient, ctx: ServiceContext, caller:
         )
         assert minted.status_code == 200
         body = minted.get_json()
-        assert body["token_type"] == "Bearer" and body["expires_in"] > 0
+        assert body["tokenType"] == "Bearer" and body["expiresIn"] > 0
         headers = _bearer(body["token"])
         listed = client.get("/api/v1/accounts", headers=headers)
         assert [a["id"] for a in listed.get_json()["accounts"]] == [account["id"]]
@@ -225,12 +249,42 @@ def test_generated_token_works(client: FlaskClient, ctx: ServiceContext, caller:
     ids = {"tenant_id": str(caller.tenant_id), "user_id": str(caller.user_id)}
     assert client.post("/api/v1/test/generate-token", json={**ids, "expires_in_hours": 1.5}).status_code == 400
     two_hours = client.post("/api/v1/test/generate-token", json={**ids, "expires_in_hours": 2})
-    assert two_hours.get_json()["expires_in"] == 7200
+    assert two_hours.get_json()["expiresIn"] == 7200
     root = client.post(
         "/api/v1/test/generate-token",
         json={"tenant_id": str(caller.tenant_id), "user_id": str(caller.user_id), "role": "root"},
     )
     assert root.status_code == 400
+
+
+def test_generate_token_takes_camel_case_and_the_seed_names(client: FlaskClient, caller: Caller) -> None:
+    tenant, user = str(caller.tenant_id), str(caller.user_id)
+    account = create_account(client, caller)
+    for body in (
+        {"tenantId": tenant, "userId": user, "role": "admin", "expiresInHours": 2},
+        {"tenant_id": tenant, "user_id": user, "role": "admin", "expires_in_hours": 2},  # seed 001
+        {"tenantId": tenant, "user_id": user, "role": "admin", "expires_in_hours": 2},
+    ):
+        minted = client.post("/api/v1/test/generate-token", json=body)
+        assert minted.status_code == 200, minted.get_json()
+        assert set(minted.get_json()) == {"token", "tokenType", "expiresIn"}
+        assert (minted.get_json()["tokenType"], minted.get_json()["expiresIn"]) == ("Bearer", 7200)
+        claims = jwt.decode(minted.get_json()["token"], JWT_SECRET, algorithms=["HS256"])
+        assert (claims["tenant_id"], claims["user_id"], claims["role"]) == (tenant, user, "admin")
+        assert claims["exp"] - claims["iat"] == 7200
+        listed = client.get("/api/v1/admin/accounts", headers=_bearer(minted.get_json()["token"]))
+        assert [a["id"] for a in listed.get_json()["accounts"]] == [account["id"]]
+    other = str(uuid.uuid4())
+    for body, field in (
+        ({"tenantId": tenant, "tenant_id": other, "userId": user}, "tenantId"),
+        ({"tenantId": tenant, "userId": user, "user_id": user}, "userId"),
+        ({"tenantId": tenant, "userId": user, "expiresInHours": 1, "expires_in_hours": 1}, "expiresInHours"),
+        ({"userId": user}, "tenantId"),
+        ({"tenant_id": tenant}, "userId"),
+        ({"tenantId": tenant, "userId": user, "tenantID": tenant}, "tenantID"),
+    ):
+        refused = client.post("/api/v1/test/generate-token", json=body)
+        assert refused.status_code == 400 and field in refused.get_json()["message"], refused.get_json()
 
 
 def test_production_has_no_token_endpoint_and_no_header_auth(app_with: Callable[..., APIFlask], caller: Caller) -> None:

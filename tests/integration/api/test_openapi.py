@@ -3,15 +3,19 @@ no 5xx, and every response (status code, content type, body) is one the document
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator
+from html.parser import HTMLParser
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import schemathesis
 from apiflask import APIFlask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
+from openapi_spec_validator import validate
 from schemathesis import GenerationMode
 
 from email_service.services.context import ServiceContext
@@ -117,10 +121,119 @@ def test_account_schemas_match_the_seed(spec: dict[str, Any]) -> None:
     assert (params["limit"]["schema"]["default"], params["limit"]["schema"]["maximum"]) == (100, 100)
 
 
-def test_docs_page_is_html(client: FlaskClient) -> None:
-    response = client.get("/api/v1/docs")
-    assert response.status_code == 200 and response.mimetype == "text/html"
-    assert "/api/v1/openapi.json" in response.get_data(as_text=True)
+def test_the_document_is_valid_openapi(spec: dict[str, Any], app_with: Callable[..., APIFlask]) -> None:
+    validate(spec)  # openapi-spec-validator: OpenAPI 3.0 schema, unique tags and operationIds, path parameters
+    production = {"FLASK_ENV": "production", "JWT_SECRET_KEY": "p" * 48, "AUTH_TRUST_HEADERS": "false"}
+    validate(app_with(**production).test_client().get("/api/v1/openapi.json").get_json())
+    names = [tag["name"] for tag in spec["tags"]]
+    assert len(names) == len(set(names)) and all(tag.get("description") for tag in spec["tags"])
+
+
+def _operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method in METHODS:
+                yield method, path, operation
+
+
+def test_every_operation_has_a_summary_a_description_and_an_example(spec: dict[str, Any]) -> None:
+    for method, path, operation in _operations(spec):
+        assert operation.get("summary") and operation.get("description"), f"{method} {path}"
+        assert operation.get("operationId"), f"{method} {path}"
+        bodies = [*operation.get("requestBody", {}).get("content", {}).values()]
+        bodies += [media for r in operation["responses"].values() for media in r.get("content", {}).values()]
+        assert any("example" in media or "examples" in media for media in bodies), f"{method} {path}"
+
+
+def _is_text(schema: dict[str, Any]) -> bool:
+    kind = schema.get("type")
+    return "string" in (kind if isinstance(kind, list) else [kind]) and schema.get("format") != "uuid"
+
+
+def _text_properties(spec: dict[str, Any], schema: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, prop in _resolve(spec, schema).get("properties", {}).items():
+        if _is_text(prop):
+            yield name, prop
+        elif prop.get("type") == "array" and _is_text(prop["items"]):
+            yield f"{name}[]", prop["items"]
+
+
+def test_every_text_input_documents_the_text_rule(spec: dict[str, Any]) -> None:
+    """Text fields of request bodies and query strings carry a pattern refusing NUL (or a stricter one); the rule
+    on lone surrogates is in the document's description.  A plain String in a request schema fails here."""
+    assert "lone surrogates" in spec["info"]["description"] and "32 levels" in spec["info"]["description"]
+    checked = 0
+    for method, path, operation in _operations(spec):
+        texts = [(p["name"], p["schema"]) for p in operation.get("parameters", []) if p["in"] == "query"]
+        texts = [(name, schema) for name, schema in texts if _is_text(schema)]
+        if "requestBody" in operation:
+            texts += list(_text_properties(spec, operation["requestBody"]["content"]["application/json"]["schema"]))
+        for name, prop in texts:
+            checked += 1
+            assert prop.get("pattern"), f"{method} {path} {name}"
+            assert not re.search(prop["pattern"], "a\x00b"), f"{method} {path} {name} admits NUL"
+    assert checked == 21, "10 text fields of each account body, the token's role"
+
+
+def test_links_lead_from_a_new_account_to_its_operations(spec: dict[str, Any]) -> None:
+    operation_ids = {operation["operationId"] for _, _, operation in _operations(spec)}
+    created = spec["paths"]["/api/v1/accounts"]["post"]["responses"]["201"]["links"]
+    assert set(created) == {
+        "getAccount", "updateAccount", "deleteAccount", "startSync", "getSyncStatus", "testConnection",
+        "listFolders", "listMessages"}  # fmt: skip
+    assert {link["parameters"]["account_id"] for link in created.values()} == {"$response.body#/id"}
+    listed = spec["paths"]["/api/v1/accounts/{account_id}/messages"]["get"]["responses"]["200"]["links"]
+    assert listed["getMessage"]["parameters"] == {"message_id": "$response.body#/messages/0/id"}
+    for _, _, operation in _operations(spec):
+        for response in operation["responses"].values():
+            assert {link["operationId"] for link in response.get("links", {}).values()} <= operation_ids
+
+
+def test_rate_limit_headers_are_documented(spec: dict[str, Any]) -> None:
+    for method, path, operation in _operations(spec):
+        if path == "/health":
+            continue
+        for code, response in operation["responses"].items():
+            headers = set(response.get("headers", {}))
+            if code.startswith("2"):
+                assert {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"} <= headers, path
+                assert "Retry-After" not in headers
+            elif code == "429":
+                assert "Retry-After" in headers, f"{method} {path}"
+
+
+class _Assets(HTMLParser):
+    """The URLs a page loads: stylesheets, scripts and icons."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        url = found.get("src") if tag == "script" else found.get("href") if tag == "link" else None
+        if url:
+            self.urls.append(url)
+
+
+def test_the_docs_page_and_every_asset_it_loads_come_from_the_app(client: FlaskClient) -> None:
+    """The docs page renders with the network unplugged: everything it references is served by the app itself."""
+    page = client.get("/api/v1/docs")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    assert "/api/v1/openapi.json" in html
+    parser = _Assets()
+    parser.feed(html)
+    expected = {".css": "text/css", ".js": "text/javascript", ".png": "image/png"}
+    assert sorted(url.rsplit(".", 1)[1] for url in parser.urls) == ["css", "js", "js", "png"]
+    for url in parser.urls:
+        assert urlsplit(url).netloc == "" and url.startswith("/"), f"{url} would need the network"
+        asset = client.get(url)
+        assert asset.status_code == 200, url
+        assert asset.mimetype == expected["." + url.rsplit(".", 1)[1]], (url, asset.mimetype)
+        assert len(asset.get_data()) > 500 and asset.headers["X-Content-Type-Options"] == "nosniff"
+    assert client.get("/api/v1/docs/assets/../../openapi.json").status_code == 404
+    assert client.get("/api/v1/docs/assets/no-such-file.js").status_code == 404
 
 
 # --- fuzzing -----------------------------------------------------------------------------------------------
@@ -222,3 +335,49 @@ def test_fuzzed_requests_get_documented_answers_and_never_a_server_error(
         case.call_and_validate(headers=headers)
 
     exchange()
+
+
+# --- stateful phase: follow the document's links -------------------------------------------------------------
+
+
+def _keep_mail_hosts_local(case: Any) -> None:
+    """Point every mail server a generated account body names at 127.0.0.1:1 (closed), so that the connection
+    tests and syncs the links lead to never dial a generated host."""
+    if not isinstance(case.body, dict):
+        return
+    for host, port in (("hostname", "port"), ("smtpHostname", "smtpPort")):
+        if isinstance(case.body.get(host), str):
+            case.body[host] = "127.0.0.1"
+        if isinstance(case.body.get(port), int | float):
+            case.body[port] = 1
+
+
+def test_stateful_sequences_along_the_links_get_documented_answers(fuzz_target: FuzzTarget) -> None:
+    """Schemathesis' stateful phase: create an account, then follow the document's links to read, change, sync,
+    test, list and delete it (and from a message list to its messages); no 5xx, every response as documented."""
+    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", fuzz_target.app)
+    owner = fuzz_target.owner
+    seen: set[str] = set()
+
+    class Links(schema.as_state_machine()):  # type: ignore[misc]
+        def before_call(self, case: Any) -> None:
+            _keep_mail_hosts_local(case)
+            if not schema.is_security_param_negated(case):  # the owner's token, unless the case drops it on purpose
+                case.headers = {**(case.headers or {}), **owner.headers}
+
+        def after_call(self, response: Any, case: Any) -> None:
+            super().after_call(response, case)
+            seen.add(case.operation.label)
+
+    Links.run(
+        settings=settings(
+            max_examples=30,
+            stateful_step_count=5,
+            derandomize=True,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    assert {"POST /api/v1/accounts", "GET /api/v1/accounts/{account_id}"} <= seen, seen
+    assert len(seen) >= 8, seen

@@ -4,6 +4,7 @@ down), CORS for the configured frontend origin, and one request log line with th
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -49,6 +50,36 @@ def test_the_51st_request_of_a_user_in_a_minute_is_refused(client: FlaskClient, 
     _assert_rate_limited(client.get("/api/v1/accounts", headers=caller.headers))
     _assert_rate_limited(client.post("/api/v1/accounts", headers=caller.headers, json=account_body()))
     assert client.get("/api/v1/accounts", headers=caller.header_auth).status_code == 429, "same user, other auth"
+
+
+def test_successful_responses_carry_the_rate_limit_headers_and_no_retry_after(
+    client: FlaskClient, caller: Caller
+) -> None:
+    account_id = create_account(client, caller)["id"]  # request 1
+    for used in range(2, LIMIT + 1):
+        response = client.get(f"/api/v1/accounts/{account_id}", headers=caller.headers)
+        assert response.status_code == 200
+        assert "Retry-After" not in response.headers, "a success must not tell the client to wait"
+        assert int(response.headers["X-RateLimit-Limit"]) == LIMIT
+        assert int(response.headers["X-RateLimit-Remaining"]) == LIMIT - used
+        assert int(response.headers["X-RateLimit-Reset"]) > time.time() - 1  # epoch seconds
+    refused = client.get("/api/v1/accounts", headers=caller.headers)
+    _assert_rate_limited(refused)
+    assert refused.headers["X-RateLimit-Remaining"] == "0"
+    assert 0 < int(refused.headers["Retry-After"]) <= 60
+    assert int(refused.headers["X-RateLimit-Reset"]) - time.time() <= int(refused.headers["Retry-After"]) + 1
+
+
+def test_errors_other_than_429_carry_no_retry_after(client: FlaskClient, caller: Caller) -> None:
+    for response in (
+        client.get(f"/api/v1/accounts/{uuid.uuid4()}", headers=caller.headers),
+        client.get("/api/v1/accounts?limit=0", headers=caller.headers),
+        client.get("/api/v1/accounts"),
+    ):
+        assert response.status_code in (400, 401, 404)
+        assert "Retry-After" not in response.headers and "X-RateLimit-Limit" in response.headers
+    health = client.get("/health")
+    assert "Retry-After" not in health.headers and "X-RateLimit-Limit" not in health.headers, "not rate limited"
 
 
 def test_other_users_and_health_are_not_affected(client: FlaskClient, ctx: ServiceContext, caller: Caller) -> None:
@@ -130,6 +161,34 @@ def test_responses_to_the_frontend_expose_the_rate_limit_headers(client: FlaskCl
     assert response.headers["Access-Control-Allow-Origin"] == ORIGIN
     exposed = {h.strip().lower() for h in response.headers["Access-Control-Expose-Headers"].split(",")}
     assert "retry-after" in exposed
+
+
+DEV_SERVERS = [f"http://{host}:{port}" for port in (3000, 5173, 8080, 4200) for host in ("localhost", "127.0.0.1")]
+
+
+def test_the_development_default_allows_the_local_dev_servers(app_with: Callable[..., APIFlask]) -> None:
+    client = app_with(CORS_ORIGINS=None).test_client()
+    for origin in DEV_SERVERS:
+        response = _preflight(client, "/api/v1/accounts", origin)
+        assert response.headers.get("Access-Control-Allow-Origin") == origin, origin
+    for origin in ("http://localhost:5174", "https://localhost:5173", "http://evil.example:5173"):
+        assert "Access-Control-Allow-Origin" not in _preflight(client, "/api/v1/accounts", origin).headers
+
+
+def test_production_allows_only_its_configured_origins(app_with: Callable[..., APIFlask]) -> None:
+    production = {
+        "FLASK_ENV": "production",
+        "JWT_SECRET_KEY": "p" * 48,
+        "AUTH_TRUST_HEADERS": "false",
+        "CORS_ORIGINS": "https://mail.example.com",
+    }
+    client = app_with(**production).test_client()
+    allowed = _preflight(client, "/api/v1/accounts", "https://mail.example.com")
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://mail.example.com"
+    for env in (production, {**production, "CORS_ORIGINS": None}):
+        client = app_with(**env).test_client()
+        for origin in ("http://localhost:5173", "http://127.0.0.1:8080", "http://localhost:4200"):
+            assert "Access-Control-Allow-Origin" not in _preflight(client, "/api/v1/accounts", origin).headers
 
 
 def test_preflights_do_not_use_up_the_rate_limit(client: FlaskClient, caller: Caller) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from email_service.protocols.imap import ImapEndpoint
 from tests.support.dovecot import Dovecot, dovecot, mail_user
+from tests.support.hosts import LOOPBACK_PEERS
 
 __all__ = ["dovecot", "mail_user"]
 
@@ -40,6 +41,7 @@ def imap_endpoint(dovecot: Dovecot, mail_user: tuple[str, str]) -> EndpointFacto
             "password": mail_user[1],
             "ca_bundle": str(dovecot.ca_cert_path) if trust else None,
             "timeout": 10.0,
+            "host_policy": LOOPBACK_PEERS,
         }
         fields.update(overrides)
         return ImapEndpoint(**fields)  # type: ignore[arg-type]

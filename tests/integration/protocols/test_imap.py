@@ -9,8 +9,15 @@ from collections.abc import Callable
 import pytest
 
 from email_service.protocols import imap as imap_module
-from email_service.protocols.errors import AuthenticationFailed, ConnectionFailed, MailboxError, TLSError
+from email_service.protocols.errors import (
+    AuthenticationFailed,
+    ConnectionFailed,
+    HostNotAllowed,
+    MailboxError,
+    TLSError,
+)
 from email_service.protocols.imap import ImapEndpoint, ImapSession
+from email_service.protocols.net import PUBLIC_ONLY, HostPolicy
 from tests.integration.protocols.conftest import ScriptedPeer
 from tests.support.dovecot import Dovecot
 
@@ -103,9 +110,21 @@ def test_hanging_server_mid_session_is_dropped_without_logout(
 
 
 @pytest.mark.parametrize("encryption", ["starttls", "tls"])
-def test_untrusted_certificate_is_tls_error(imap_endpoint: EndpointFactory, encryption: str) -> None:
-    with pytest.raises(TLSError, match=r"certificate .* could not be verified"):
+def test_untrusted_certificate_is_tls_error_naming_mail_ca_bundle(
+    imap_endpoint: EndpointFactory, encryption: str
+) -> None:
+    with pytest.raises(TLSError, match=r"certificate .* could not be verified .* MAIL_CA_BUNDLE"):
         ImapSession(imap_endpoint(encryption, trust=False)).connect()
+
+
+@pytest.mark.parametrize("encryption", ["none", "starttls", "tls"])
+def test_dials_by_name_through_the_guarded_connector(imap_endpoint: EndpointFactory, encryption: str) -> None:
+    """The host name is resolved and checked by the connector, and TLS is verified against ``localhost``."""
+    by_name = HostPolicy.from_allowlist(["localhost"])
+    with ImapSession(imap_endpoint(encryption, host="localhost", host_policy=by_name)) as session:
+        assert "IMAP4REV1" in session.capabilities
+    with pytest.raises(HostNotAllowed, match=r"'localhost' resolves to 127\.0\.0\.1, a non-public address: loopback"):
+        ImapSession(imap_endpoint(encryption, host="localhost", host_policy=PUBLIC_ONLY)).connect()
 
 
 def test_implicit_tls_against_plain_port_is_tls_error(dovecot: Dovecot, imap_endpoint: EndpointFactory) -> None:

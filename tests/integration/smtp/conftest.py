@@ -1,10 +1,11 @@
 """Real SMTP peers for the transport tests: aiosmtpd ``Controller`` in-process on a free loopback port.
 
 Fixtures:
-    ``tls_material``: a throw-away CA, a server certificate it signs for ``localhost``/``127.0.0.1``, a
-        second one for another host name, and one from an untrusted CA (made with ``cryptography``).
-    ``smtp_server``: a factory ``smtp_server(tls="none"|"starttls"|"implicit", cert="good"|"untrusted"|
-        "wrong_host", **smtp_kwargs) -> SMTPServer`` whose servers are stopped after the test.
+    ``tls_material``: a throw-away CA, a server certificate it signs for ``localhost``/``127.0.0.1``, one for
+        the name ``localhost`` only, one for another host name, and one from an untrusted CA (made with
+        ``cryptography``).
+    ``smtp_server``: a factory ``smtp_server(tls="none"|"starttls"|"implicit", cert="good"|"name_only"|
+        "untrusted"|"wrong_host", **smtp_kwargs) -> SMTPServer`` whose servers are stopped after the test.
 
 The recording handler keeps what the server actually received (envelope and bytes) and can be scripted to
 refuse recipients at RCPT or answer MAIL/DATA with queued replies.  AUTH accepts ``user`` / ``secret`` (PLAIN,
@@ -57,6 +58,7 @@ def tls_material(tmp_path_factory: pytest.TempPathFactory) -> TLSMaterial:
     ca_bundle = write_ca(trusted, directory / "ca.pem")
     signed = {
         "good": (trusted, ("localhost", HOST)),
+        "name_only": (trusted, ("localhost",)),
         "wrong_host": (trusted, ("mail.other.example",)),
         "untrusted": (rogue, ("localhost", HOST)),
     }

@@ -17,6 +17,7 @@ from email_service.protocols.smtp import (
     SMTPEncryption,
     SMTPProtocolHandler,
 )
+from tests.support.hosts import LOOPBACK_PEERS
 
 pytestmark = pytest.mark.integration
 
@@ -33,6 +34,7 @@ def _handler(server: Any, pool: SMTPConnectionPool | None = None, **kwargs: Any)
         timeout=5,
         sleep=kwargs.pop("sleep", _no_sleep),
         local_hostname="client.test",
+        host_policy=LOOPBACK_PEERS,
         **kwargs,
     )
 
@@ -59,9 +61,9 @@ def test_two_sends_share_one_connection(smtp_server: Callable[..., Any]) -> None
 def test_get_connection_returns_the_same_object_after_release(smtp_server: Callable[..., Any]) -> None:
     server = smtp_server()
     with SMTPConnectionPool(max_connections=2) as pool:
-        first = pool.get_connection(server.host, server.port, encryption="none", timeout=5)
+        first = pool.get_connection(server.host, server.port, encryption="none", timeout=5, host_policy=LOOPBACK_PEERS)
         pool.release_connection(server.host, server.port, first)
-        second = pool.get_connection(server.host, server.port, encryption="none", timeout=5)
+        second = pool.get_connection(server.host, server.port, encryption="none", timeout=5, host_policy=LOOPBACK_PEERS)
         assert second is first
         with pytest.raises(ValueError, match="belongs to"):
             pool.release_connection("other.example", server.port, second)
@@ -131,7 +133,7 @@ def test_identities_never_share_connections(smtp_server: Callable[..., Any]) -> 
         assert _send(handler).status is SMTPDeliveryStatus.SUCCESS
     assert server.connections == 3
     assert pool.get_stats()["identities"] == 3
-    same = {"timeout": 5, "local_hostname": "client.test"}
+    same = {"timeout": 5, "local_hostname": "client.test", "host_policy": LOOPBACK_PEERS}
     a = pool.get_connection(server.host, server.port, "user", "secret", NONE, account_id="account-a", **same)
     b = pool.get_connection(server.host, server.port, "user", "secret", NONE, account_id="account-b", **same)
     assert a is not b
@@ -153,6 +155,7 @@ def test_changed_password_does_not_reuse_the_old_connection(smtp_server: Callabl
         account_id="a",
         timeout=5,
         local_hostname="client.test",
+        host_policy=LOOPBACK_PEERS,
     )
     pool.release_connection(server.host, server.port, old)
     with _handler(server, pool, account_id="a", username="user", password="changed") as handler:
@@ -166,14 +169,14 @@ def test_changed_password_does_not_reuse_the_old_connection(smtp_server: Callabl
 def test_exhausted_identity_waits_then_raises(smtp_server: Callable[..., Any]) -> None:
     server = smtp_server()
     pool = SMTPConnectionPool(max_connections=1, wait_timeout=0.2)
-    held = pool.get_connection(server.host, server.port, encryption=NONE, timeout=5)
+    held = pool.get_connection(server.host, server.port, encryption=NONE, timeout=5, host_policy=LOOPBACK_PEERS)
     started = time.monotonic()
     with pytest.raises(PoolExhausted):
-        pool.get_connection(server.host, server.port, encryption=NONE, timeout=5)
+        pool.get_connection(server.host, server.port, encryption=NONE, timeout=5, host_policy=LOOPBACK_PEERS)
     assert 0.15 < time.monotonic() - started < 2
     releaser = threading.Timer(0.1, pool.release_connection, args=(server.host, server.port, held))
     releaser.start()
-    assert pool.get_connection(server.host, server.port, encryption=NONE, timeout=5) is held
+    assert pool.get_connection(server.host, server.port, encryption=NONE, timeout=5, host_policy=LOOPBACK_PEERS) is held
     releaser.join()
     assert pool.get_stats()["waited"] >= 2
     pool.close_all()
@@ -182,8 +185,8 @@ def test_exhausted_identity_waits_then_raises(smtp_server: Callable[..., Any]) -
 def test_close_all_closes_idle_and_later_released_connections(smtp_server: Callable[..., Any]) -> None:
     server = smtp_server()
     pool = SMTPConnectionPool()
-    idle = pool.get_connection(server.host, server.port, encryption=NONE, timeout=5)
-    busy = pool.get_connection(server.host, server.port, encryption=NONE, timeout=5)
+    idle = pool.get_connection(server.host, server.port, encryption=NONE, timeout=5, host_policy=LOOPBACK_PEERS)
+    busy = pool.get_connection(server.host, server.port, encryption=NONE, timeout=5, host_policy=LOOPBACK_PEERS)
     pool.release_connection(server.host, server.port, idle)
     pool.close_all()
     assert idle.sock is None

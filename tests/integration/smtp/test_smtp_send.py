@@ -18,6 +18,7 @@ from email_service.protocols.smtp import (
     SMTPEncryption,
     SMTPProtocolHandler,
 )
+from tests.support.hosts import LOOPBACK_PEERS
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +35,7 @@ def _handler(server: Any, sleeps: list[float] | None = None, **kwargs: Any) -> S
         sleep=(sleeps.append if sleeps is not None else _no_sleep),
         timeout=5,
         local_hostname="client.test",
+        host_policy=LOOPBACK_PEERS,
         **kwargs,
     )
 
@@ -313,6 +315,7 @@ def test_connection_refused_is_retried_then_temp_failed(sleeps: list[float]) -> 
             from_address="s@example.com",
             sleep=sleeps.append,
             timeout=5,
+            host_policy=LOOPBACK_PEERS,
         )
         with handler:
             result = handler.send_message(["ann@example.com"], "x", text_body="x")

@@ -9,6 +9,7 @@ import pytest
 
 from email_service.protocols.errors import TLSError
 from email_service.protocols.smtp import SMTPDeliveryStatus, SMTPEncryption, SMTPProtocolHandler
+from tests.support.hosts import LOOPBACK_PEERS
 
 pytestmark = pytest.mark.integration
 
@@ -23,6 +24,7 @@ def _handler(server: Any, encryption: SMTPEncryption | str, **kwargs: Any) -> SM
         timeout=5,
         sleep=_no_sleep,
         local_hostname="client.test",
+        host_policy=LOOPBACK_PEERS,
         **kwargs,
     )
 

@@ -1,0 +1,218 @@
+"""Example requests and responses of the OpenAPI document (seed 000's account example; ids are seed 000/001's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+TENANT_ID = "550e8400-e29b-41d4-a716-446655440000"
+USER_ID = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+ACCOUNT_ID = "3f2a9c1e-8d4b-4e6f-9a7c-2b1d0e5f6a70"
+FOLDER_ID = "8c1f4e2a-5b3d-4c7e-9f0a-1d2e3f4a5b6c"
+MESSAGE_ID = "d4e5f6a7-b8c9-4d0e-8f1a-2b3c4d5e6f70"
+SYNC_ID = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"
+EPOCH_MS = 1706033200000
+
+ACCOUNT_CREATE: dict[str, Any] = {
+    "accountName": "Work Email",
+    "emailAddress": "user@company.example",
+    "protocol": "imap",
+    "hostname": "imap.company.example",
+    "port": 993,
+    "encryption": "tls",
+    "username": "user@company.example",
+    "password": "secure_password_123",
+    "isSyncEnabled": True,
+    "syncInterval": 300,
+}
+ACCOUNT_UPDATE: dict[str, Any] = {"accountName": "Updated Name", "isSyncEnabled": False, "syncInterval": 600}
+ACCOUNT: dict[str, Any] = {
+    "id": ACCOUNT_ID,
+    "tenantId": TENANT_ID,
+    "userId": USER_ID,
+    **{key: value for key, value in ACCOUNT_CREATE.items() if key != "password"},
+    "smtpHostname": "smtp.company.example",
+    "smtpPort": 465,
+    "smtpEncryption": "tls",
+    "smtpUsername": None,
+    "lastSyncAt": EPOCH_MS,
+    "isSyncing": False,
+    "isEnabled": True,
+    "createdAt": EPOCH_MS,
+    "updatedAt": EPOCH_MS,
+}
+ACCOUNT_LIST: dict[str, Any] = {"accounts": [ACCOUNT], "pagination": {"total": 1, "limit": 100, "offset": 0}}
+DELETED: dict[str, Any] = {"message": "Account deleted successfully", "id": ACCOUNT_ID}
+
+SYNC_STARTED: dict[str, Any] = {"syncId": SYNC_ID, "accountId": ACCOUNT_ID, "state": "queued", "created": True}
+SYNC_STATUS: dict[str, Any] = {
+    "accountId": ACCOUNT_ID,
+    "isSyncing": False,
+    "lastSyncAt": EPOCH_MS + 4000,
+    "syncId": SYNC_ID,
+    "state": "succeeded",
+    "trigger": "api",
+    "requestedAt": EPOCH_MS,
+    "startedAt": EPOCH_MS + 100,
+    "finishedAt": EPOCH_MS + 4000,
+    "counts": {"foldersSynced": 5, "messagesAdded": 120, "messagesUpdated": 3, "messagesRemoved": 1},
+    "lastError": None,
+}
+CONNECTION_TEST: dict[str, Any] = {
+    "success": False,
+    "protocol": "imap",
+    "folderCount": None,
+    "messageCount": None,
+    "error": "[AUTHENTICATIONFAILED] Authentication failed.",
+    "errorKind": "AuthenticationFailed",
+    "durationMs": 182,
+}
+
+FOLDER_LIST: dict[str, Any] = {
+    "folders": [
+        {
+            "id": FOLDER_ID,
+            "accountId": ACCOUNT_ID,
+            "name": "INBOX",
+            "delimiter": "/",
+            "role": "inbox",
+            "attributes": ["\\HasNoChildren"],
+            "totalCount": 120,
+            "unreadCount": 4,
+            "isSelectable": True,
+            "lastSyncedAt": EPOCH_MS,
+        }
+    ],
+    "pagination": {"total": 1, "limit": 100, "offset": 0},
+}
+_ALICE = {"name": "Alice", "email": "alice@example.com"}
+_BOB = {"name": "Bob", "email": "bob@company.example"}
+MESSAGE_SUMMARY: dict[str, Any] = {
+    "id": MESSAGE_ID,
+    "accountId": ACCOUNT_ID,
+    "folderId": FOLDER_ID,
+    "uid": 4127,
+    "messageId": "q1@example.com",
+    "threadId": None,
+    "subject": "Quarterly numbers",
+    "from": _ALICE,
+    "to": [_BOB],
+    "cc": [],
+    "sentAt": EPOCH_MS,
+    "receivedAt": EPOCH_MS + 2000,
+    "preview": "Here are the numbers for the quarter.",
+    "flags": ["\\Seen"],
+    "isRead": True,
+    "isFlagged": False,
+    "isAnswered": False,
+    "isDraft": False,
+    "hasAttachments": True,
+    "size": 48213,
+    "pendingChanges": False,
+    "lastError": None,
+}
+MESSAGE_LIST: dict[str, Any] = {"messages": [MESSAGE_SUMMARY], "pagination": {"total": 1, "limit": 50, "offset": 0}}
+MESSAGE: dict[str, Any] = {
+    **MESSAGE_SUMMARY,
+    "folderName": "INBOX",
+    "bcc": [],
+    "replyTo": [],
+    "sender": None,
+    "inReplyTo": None,
+    "references": [],
+    "textBody": "Here are the numbers for the quarter.\n",
+    "htmlBody": None,
+    "attachments": [
+        {
+            "id": "e5f6a7b8-c9d0-4e1f-8a2b-3c4d5e6f7a80",
+            "filename": "numbers.pdf",
+            "mimeType": "application/pdf",
+            "size": 40960,
+            "contentId": None,
+            "disposition": "attachment",
+            "contentHash": None,
+            "partId": "2",
+        }
+    ],
+    "defects": [],
+    "rawUrl": f"/api/v1/messages/{MESSAGE_ID}/raw",
+}
+RAW_MESSAGE = (
+    "From: Alice <alice@example.com>\r\nTo: Bob <bob@company.example>\r\nSubject: Quarterly numbers\r\n"
+    "Message-ID: <q1@example.com>\r\nDate: Wed, 24 Jan 2024 12:06:40 +0000\r\n\r\n"
+    "Here are the numbers for the quarter.\r\n"
+)
+HEALTH: dict[str, Any] = {"status": "healthy", "service": "email_service", "version": "0.1.0", "database": "ok"}
+TOKEN_REQUEST: dict[str, Any] = {"tenantId": TENANT_ID, "userId": USER_ID, "role": "user", "expiresInHours": 24}
+TOKEN: dict[str, Any] = {
+    "token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJyb2xlIjoidXNlciJ9.c2lnbmF0dXJl",
+    "tokenType": "Bearer",
+    "expiresIn": 86400,
+}
+
+MESSAGE_UPDATE: dict[str, Any] = {"isRead": True, "keywords": {"add": ["$Important"], "remove": []}}
+MESSAGE_UPDATED: dict[str, Any] = {
+    **MESSAGE,
+    "flags": ["$Important", "\\Seen"],
+    "isRead": True,
+    "pendingChanges": True,
+}
+MESSAGE_DELETED: dict[str, Any] = {
+    "message": "Message moved to Trash",
+    "id": MESSAGE_ID,
+    "permanent": False,
+    "folderId": "9d2e5f3b-6c4e-4d8f-8a1b-2e3f4a5b6c7d",
+    "pendingChanges": True,
+}
+BATCH: dict[str, Any] = {"messageIds": [MESSAGE_ID, "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e"], "isRead": True}
+BATCH_RESULT: dict[str, Any] = {
+    "updatedCount": 1,
+    "failedCount": 1,
+    "failed": [
+        {
+            "id": "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e",
+            "error": "Not found",
+            "message": "Message not found in this account",
+        }
+    ],
+}
+FOLDER_CREATE: dict[str, Any] = {"name": "Projekte 2026", "parentId": None}
+FOLDER_UPDATE: dict[str, Any] = {"name": "Archiv 2025"}
+FOLDER: dict[str, Any] = {
+    **FOLDER_LIST["folders"][0],
+    "id": "7b0e3d1f-4a2c-4b6d-8e9f-0a1b2c3d4e5f",
+    "name": "Projekte 2026",
+    "role": "custom",
+    "attributes": [],
+    "totalCount": 0,
+    "unreadCount": 0,
+    "lastSyncedAt": None,
+    "parentId": None,
+    "pendingChanges": True,
+}
+FOLDER_DELETED: dict[str, Any] = {"message": "Folder deleted", "id": FOLDER["id"]}
+ACTION_LIST: dict[str, Any] = {
+    "actions": [
+        {
+            "id": "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+            "accountId": ACCOUNT_ID,
+            "seq": 42,
+            "kind": "flags",
+            "state": "failed",
+            "messageId": MESSAGE_ID,
+            "folderId": FOLDER_ID,
+            "targetFolderId": None,
+            "mailbox": "INBOX",
+            "targetMailbox": None,
+            "details": {"add": ["\\Flagged"], "remove": []},
+            "attempts": 1,
+            "error": {
+                "kind": "MessageGone",
+                "message": "The message is no longer in INBOX on the server (expunged or moved by another client)",
+            },
+            "createdAt": EPOCH_MS,
+            "updatedAt": EPOCH_MS + 900,
+            "appliedAt": None,
+        }
+    ],
+    "pagination": {"total": 1, "limit": 100, "offset": 0},
+}
