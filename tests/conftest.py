@@ -34,6 +34,7 @@ from email_service.security.tokens import create_jwt_token
 from email_service.services.context import ServiceContext, build_context
 from email_service.tasks.runner import InProcessJobRunner
 from tests.support.dovecot import dovecot, mail_user  # noqa: F401  (re-exported fixtures)
+from tests.support.peers import clamd, s3_server  # noqa: F401  (re-exported fixtures)
 
 APP_ROLE = "email_service_app"
 

@@ -6,7 +6,7 @@ actions in commit order; ``email_messages.last_error`` keeps the server's words 
 On PostgreSQL the new table gets row-level security like every tenant table (0001).
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0008 (chained after the attachments migration merged from main)
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

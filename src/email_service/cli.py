@@ -6,6 +6,8 @@ email-service token --tenant T --user U [--role admin] [--hours N]
 email-service sync ACCOUNT_ID                 one sync now, in the foreground; prints the outcome as JSON
 email-service rotate-key                      re-encrypt every credential under the primary key
 email-service generate-key                    print a new CREDENTIAL_ENCRYPTION_KEYS entry
+email-service gc-blobs [--grace-seconds N] [--dry-run]
+                                              remove blobs no row references; prints a JSON report
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import sys
 import uuid
 from collections.abc import Sequence
+from dataclasses import asdict
 
 from sqlalchemy import select
 
@@ -28,6 +31,7 @@ from email_service.models import EmailAccount, SyncRun, Tenant
 from email_service.security.credentials import generate_key
 from email_service.security.tokens import create_jwt_token
 from email_service.services import accounts, sync_runs
+from email_service.services.blob_gc import collect_blobs
 from email_service.services.context import ServiceContext, build_context
 from email_service.sync.imap import sync_account
 from email_service.tasks.runner import InProcessJobRunner
@@ -51,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("account_id")
     commands.add_parser("rotate-key", aliases=["rotate-keys"], help="re-encrypt credentials under the primary key")
     commands.add_parser("generate-key", help="print a new credential encryption key")
+    gc = commands.add_parser("gc-blobs", help="remove blobs no row references (after a grace period)")
+    gc.add_argument("--grace-seconds", type=int, default=None, help="default: BLOB_GC_GRACE_SECONDS (3600)")
+    gc.add_argument("--dry-run", action="store_true", help="count what would be removed, remove nothing")
     return parser
 
 
@@ -62,6 +69,7 @@ def _prepare_database(settings: Settings) -> None:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from waitress.server import create_server
 
+    from email_service.api.uploads import MULTIPART_OVERHEAD
     from email_service.app import create_app
 
     _prepare_database(settings)
@@ -71,7 +79,15 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     runner.bind(ctx)
     app = create_app(context=ctx)
     try:  # bind before anything else starts, so a taken port is one clear line, not a traceback
-        server = create_server(app, host=args.host, port=args.port, threads=args.threads, ident="email_service")
+        server = create_server(
+            app,
+            host=args.host,
+            port=args.port,
+            threads=args.threads,
+            ident="email_service",
+            # Uploads are streamed to the app; waitress refuses a larger body itself (413) before buffering it.
+            max_request_body_size=settings.max_attachment_size + MULTIPART_OVERHEAD,
+        )
     except OSError as exc:
         reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
         print(f"email-service: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
@@ -134,6 +150,11 @@ def _sync(settings: Settings, account_id: str) -> int:
     return 0 if state == "succeeded" else 1
 
 
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``email-service`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -164,6 +185,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "sync":
             return _sync(settings, args.account_id)
+        if args.command == "gc-blobs":
+            _prepare_database(settings)
+            report = collect_blobs(build_context(settings), grace_seconds=args.grace_seconds, dry_run=args.dry_run)
+            print(json.dumps({"dryRun": args.dry_run, **{_camel(k): v for k, v in asdict(report).items()}}))
+            return 0
         if args.command in ("rotate-key", "rotate-keys"):
             _prepare_database(settings)
             changed = accounts.rotate_credentials(build_context(settings))

@@ -11,7 +11,8 @@ Two modes, same code:
 
 Environment names follow the seeds (000, 001, 004): ``DATABASE_URL``, ``REDIS_URL``, ``JWT_SECRET_KEY``,
 ``JWT_ALGORITHM``, ``JWT_EXPIRATION_HOURS``, ``CORS_ORIGINS``, ``FLASK_ENV``, ``CELERY_BROKER_URL``,
-``BLOB_STORAGE_PATH``, ``MAX_ATTACHMENT_SIZE``.
+``BLOB_STORAGE_PATH``, ``MAX_ATTACHMENT_SIZE``, ``MAX_ATTACHMENTS_PER_MESSAGE``, ``ALLOWED_MIME_TYPES``,
+``VIRUS_SCAN_ENABLED``, ``VIRUS_SCAN_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,21 @@ _JWT_ALGORITHMS = {"HS256", "HS384", "HS512"}
 #: Browser origins allowed by default outside production: the usual local dev servers (Create React App / Next.js
 #: 3000, Vite 5173, webpack / Vue CLI 8080, Angular 4200), by name and by address.  Production is unchanged: the
 #: origins ``CORS_ORIGINS`` lists, seed 000's ``http://localhost:3000`` when it is unset.
+#: Types an upload may have (sniffed from its bytes by libmagic), unless ``ALLOWED_MIME_TYPES`` says otherwise:
+#: documents, images, text, calendars, audio/video and mail; not executables, scripts or archives (seed 004).
+#: ``type/*`` allows a whole top-level type.
+DEFAULT_ALLOWED_MIME_TYPES = (
+    "text/plain,text/csv,text/calendar,text/html,application/pdf,application/rtf,text/rtf,"
+    "image/jpeg,image/png,image/gif,image/webp,image/bmp,image/tiff,image/heic,image/avif,"
+    "application/msword,application/vnd.ms-excel,application/vnd.ms-powerpoint,"
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document,"
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet,"
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation,"
+    "application/vnd.oasis.opendocument.text,application/vnd.oasis.opendocument.spreadsheet,"
+    "application/vnd.oasis.opendocument.presentation,audio/mpeg,audio/ogg,audio/x-wav,video/mp4,video/quicktime,"
+    "message/rfc822"
+)
+BLOB_STORAGE_TYPES = ("filesystem", "s3")
 DEV_CORS_ORIGINS = ",".join(
     f"http://{host}:{port}" for port in (3000, 5173, 8080, 4200) for host in ("localhost", "127.0.0.1")
 )
@@ -100,7 +116,19 @@ class Settings:
     allow_private_mail_hosts: bool = True
     mail_timeout_seconds: int = 30
     blob_storage_path: Path = Path("instance/blobs")
+    blob_storage_type: str = "filesystem"
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_prefix: str = ""
+    blob_gc_grace_seconds: int = 3600
     max_attachment_size: int = 25 * 1024 * 1024
+    max_attachments_per_message: int = 20
+    allowed_mime_types: tuple[str, ...] = tuple(DEFAULT_ALLOWED_MIME_TYPES.split(","))
+    virus_scan_enabled: bool = False
+    virus_scan_timeout: int = 30
+    clamd_socket: str | None = None
+    clamd_host: str | None = None
+    clamd_port: int = 3310
     sync_batch_size: int = 200
     job_workers: int = 2
     scheduler_enabled: bool = True
@@ -162,7 +190,19 @@ class Settings:
             allow_private_mail_hosts=_flag(env, "ALLOW_PRIVATE_MAIL_HOSTS", not production),
             mail_timeout_seconds=_int(env, "MAIL_TIMEOUT_SECONDS", 30, minimum=1),
             blob_storage_path=Path(env.get("BLOB_STORAGE_PATH") or data_dir / "blobs"),
+            blob_storage_type=_choice(env, "BLOB_STORAGE_TYPE", BLOB_STORAGE_TYPES),
+            s3_bucket=env.get("S3_BUCKET") or None,
+            s3_endpoint_url=env.get("S3_ENDPOINT_URL") or None,
+            s3_prefix=env.get("S3_PREFIX", ""),
+            blob_gc_grace_seconds=_int(env, "BLOB_GC_GRACE_SECONDS", 3600, minimum=60),
             max_attachment_size=_int(env, "MAX_ATTACHMENT_SIZE", 25 * 1024 * 1024, minimum=1),
+            max_attachments_per_message=_int(env, "MAX_ATTACHMENTS_PER_MESSAGE", 20, minimum=1),
+            allowed_mime_types=tuple(t.lower() for t in _list(env, "ALLOWED_MIME_TYPES", DEFAULT_ALLOWED_MIME_TYPES)),
+            virus_scan_enabled=_flag(env, "VIRUS_SCAN_ENABLED", False),
+            virus_scan_timeout=_int(env, "VIRUS_SCAN_TIMEOUT", 30, minimum=1),
+            clamd_socket=env.get("CLAMD_SOCKET") or None,
+            clamd_host=env.get("CLAMD_HOST") or None,
+            clamd_port=_int(env, "CLAMD_PORT", 3310, minimum=1),
             sync_batch_size=_int(env, "SYNC_BATCH_SIZE", 200, minimum=1),
             job_workers=_int(env, "JOB_WORKERS", 2, minimum=1),
             scheduler_enabled=_flag(env, "SCHEDULER_ENABLED", True),
@@ -170,9 +210,24 @@ class Settings:
             auto_upgrade_db=_flag(env, "AUTO_UPGRADE_DB", not production),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
         )
+        _check_storage_and_scanning(settings)
         if production:
             _check_production(settings, env)
         return settings
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = (env.get(name) or choices[0]).strip().lower()
+    if value not in choices:
+        raise ConfigurationError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _check_storage_and_scanning(settings: Settings) -> None:
+    if settings.blob_storage_type == "s3" and not settings.s3_bucket:
+        raise ConfigurationError("S3_BUCKET must be set when BLOB_STORAGE_TYPE is s3")
+    if settings.virus_scan_enabled and not (settings.clamd_socket or settings.clamd_host):
+        raise ConfigurationError("CLAMD_SOCKET or CLAMD_HOST must be set when VIRUS_SCAN_ENABLED is true")
 
 
 def _check_production(settings: Settings, env: Mapping[str, str]) -> None:

@@ -100,6 +100,13 @@ class ConfigurationError(EmailServiceError):
     kind = "Configuration error"
 
 
+class ServiceUnavailable(EmailServiceError):
+    """A service this request needs is down for now, e.g. the virus scanner (503); the message says which."""
+
+    status = 503
+    kind = "Service unavailable"
+
+
 class MailServerError(EmailServiceError):
     """A mail server could not be reached or refused us; the message carries the server's evidence (502)."""
 

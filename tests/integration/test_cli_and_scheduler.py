@@ -125,7 +125,9 @@ def test_data_at_rest_is_private_whatever_the_umask(
         assert _get(f"{base}/{account['id']}/sync", headers)[1]["state"] == "succeeded"
         folders = [data_dir, *(p for p in data_dir.rglob("*") if p.is_dir())]
         files = [p for p in data_dir.rglob("*") if p.is_file()]
-        assert any(p.name.endswith("-wal") for p in files) and any(p.parent.parent.name == "blobs" for p in files)
+        assert any(p.name.endswith("-wal") for p in files) and any(
+            p.parent.parent.parent.name == "blobs" and p.parent.parent.name == headers["X-Tenant-ID"] for p in files
+        )
         assert {str(p): oct(p.stat().st_mode & 0o777) for p in folders} == {str(p): "0o700" for p in folders}
         assert {str(p): oct(p.stat().st_mode & 0o777) for p in files} == {str(p): "0o600" for p in files}
     finally:

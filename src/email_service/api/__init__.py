@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from email_service import __version__
 
-from . import accounts, actions, dev, examples, folders, mailbox, message_changes, sync
+from . import accounts, actions, attachments, dev, examples, folders, mailbox, message_changes, sync
 from .context import service_context
 from .gate import guard
 from .openapi import ALIAS_PREFIX, CANONICAL_PREFIX, finish_document, install_docs_assets
@@ -51,7 +51,7 @@ def register_api(app: APIFlask, *, enable_dev_endpoints: bool) -> None:
     """Register the blueprints on ``app`` under both prefixes, the health check, the docs page's assets and the
     spec processor."""
     app.register_blueprint(_health_blueprint())
-    blueprints = [accounts.bp, sync.bp, mailbox.bp, message_changes.bp, folders.bp, actions.bp]
+    blueprints = [accounts.bp, sync.bp, mailbox.bp, attachments.bp, message_changes.bp, folders.bp, actions.bp]
     if enable_dev_endpoints:
         blueprints.append(dev.bp)
     for bp in blueprints:

@@ -24,7 +24,9 @@ _KINDS = {
     409: "Conflict",
     413: "Payload too large",
     415: "Unsupported media type",
+    416: "Range not satisfiable",
     429: "Rate limit exceeded",
+    503: "Service unavailable",
 }
 
 
@@ -78,7 +80,7 @@ def install_error_handlers(app: APIFlask) -> None:
 
     @app.errorhandler(EmailServiceError)
     def _service_error(error: EmailServiceError) -> tuple[dict[str, Any], int]:
-        if error.status >= 500 and error.status != 502:
+        if error.status >= 500 and error.status not in (502, 503):
             log.error("internal error: %s", type(error).__name__)
             return _body(500, "Internal server error"), 500
         body = error.to_body()

@@ -111,6 +111,32 @@ MESSAGE_SUMMARY: dict[str, Any] = {
     "lastError": None,
 }
 MESSAGE_LIST: dict[str, Any] = {"messages": [MESSAGE_SUMMARY], "pagination": {"total": 1, "limit": 50, "offset": 0}}
+ATTACHMENT_ID = "e5f6a7b8-c9d0-4e1f-8a2b-3c4d5e6f7a80"
+ATTACHMENT: dict[str, Any] = {
+    "id": ATTACHMENT_ID,
+    "messageId": MESSAGE_ID,
+    "filename": "numbers.pdf",
+    "mimeType": "application/pdf",
+    "size": 40960,
+    "uploadedAt": EPOCH_MS,
+    "contentHash": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    "url": f"/api/v1/attachments/{ATTACHMENT_ID}/download",
+    "virusScanStatus": "clean",
+    "contentId": None,
+}
+ATTACHMENT_LIST: dict[str, Any] = {"data": [ATTACHMENT], "pagination": {"total": 1, "offset": 0, "limit": 50}}
+ATTACHMENT_METADATA: dict[str, Any] = {
+    **ATTACHMENT,
+    "contentEncoding": "base64",
+    "disposition": "attachment",
+    "virusName": None,
+}
+ATTACHMENT_UPLOADED: dict[str, Any] = {
+    **ATTACHMENT,
+    "virusScanStatus": "pending",
+    "contentHash": ATTACHMENT["contentHash"],
+}
+ATTACHMENT_DELETED: dict[str, Any] = {"success": True, "message": "Attachment deleted"}
 MESSAGE: dict[str, Any] = {
     **MESSAGE_SUMMARY,
     "folderName": "INBOX",
@@ -121,9 +147,10 @@ MESSAGE: dict[str, Any] = {
     "references": [],
     "textBody": "Here are the numbers for the quarter.\n",
     "htmlBody": None,
+    "hasRemoteImages": False,
     "attachments": [
         {
-            "id": "e5f6a7b8-c9d0-4e1f-8a2b-3c4d5e6f7a80",
+            "id": ATTACHMENT_ID,
             "filename": "numbers.pdf",
             "mimeType": "application/pdf",
             "size": 40960,
@@ -131,6 +158,8 @@ MESSAGE: dict[str, Any] = {
             "disposition": "attachment",
             "contentHash": None,
             "partId": "2",
+            "url": f"/api/v1/attachments/{ATTACHMENT_ID}/download",
+            "virusScanStatus": "clean",
         }
     ],
     "defects": [],

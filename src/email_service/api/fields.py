@@ -32,6 +32,11 @@ _FORBIDDEN = re.compile(r"[\u0000\uD800-\uDFFF]")
 TEXT_ERROR = "must not contain NUL characters or lone surrogates (U+D800-U+DFFF)"
 
 
+def is_storable_text(value: str) -> bool:
+    """True when ``value`` holds no NUL and no lone surrogate (the :class:`Text` rule)."""
+    return not _FORBIDDEN.search(value)
+
+
 class Text(String):
     """A string the database can store: no NUL, no lone surrogate (400 naming the field otherwise).
 

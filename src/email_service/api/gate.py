@@ -5,7 +5,9 @@
 2. query parameter names: only those the operation documents, on every operation, also on those without query
    parameters (400 naming the unknown one; a client must not believe ``?isRead=false`` filters);
 3. a request body: ``application/json`` (415), UTF-8 JSON text (RFC 8259) without ``NaN``/``Infinity``, nested at
-   most :data:`MAX_JSON_DEPTH` arrays/objects deep (400 otherwise, never a parser's RecursionError).
+   most :data:`MAX_JSON_DEPTH` arrays/objects deep (400 otherwise, never a parser's RecursionError); except for the
+   views marked :func:`~email_service.api.uploads.streamed_upload`, whose body must be ``multipart/form-data``
+   (415) and is read by the view as it streams in, bounded by the attachment limit instead of the 1 MB JSON one.
 
 The view's input schemas then check the values (:mod:`email_service.api.fields`).  :func:`guard` installs these
 checks on a blueprint; every blueprint of the API is made through it.
@@ -23,6 +25,8 @@ from flask import current_app, request
 from email_service.errors import InvalidInput, UnsupportedMediaType
 
 from .auth import require_authentication
+from .context import service_context
+from .uploads import require_multipart
 
 #: Deepest nesting of arrays and objects in a request body (``{"a": [1]}`` is 2 deep).  No request schema of the
 #: API nests more than a few levels.
@@ -78,6 +82,10 @@ def check_json_body() -> None:
         InvalidInput: see :func:`parse_json`.
     """
     if request.method not in BODY_METHODS:
+        return
+    view = current_app.view_functions.get(request.endpoint or "")
+    if getattr(view, "streamed_upload", False):
+        require_multipart(service_context().settings.max_attachment_size)
         return
     raw = request.get_data(cache=True)
     if not raw:

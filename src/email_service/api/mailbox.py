@@ -12,11 +12,12 @@ from email_service.models import EmailMessage
 from email_service.services import mailbox as service
 
 from . import examples
+from .attachments import attachment_url
 from .auth import current_principal
 from .common import AUTH_ERRORS, pagination
 from .context import service_context
 from .gate import guard
-from .mailbox_schemas import FolderListOut, MessageListOut, MessageListQuery, MessageOut
+from .mailbox_schemas import FolderListOut, MessageListOut, MessageListQuery, MessageOut, MessageQuery
 from .openapi import MESSAGE_LINKS
 from .schemas import PaginationQuery
 
@@ -121,16 +122,31 @@ def list_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str
 
 
 @bp.get("/messages/<uuid:message_id>")
+@bp.input(MessageQuery, location="query")
 @bp.output(MessageOut, example=examples.MESSAGE)
 @bp.doc(
     summary="One message with addresses, bodies, flags and attachments",
-    description="All addresses, threading headers, the text and HTML bodies, attachment metadata and the "
-    "parser's defects; `rawUrl` serves the stored RFC 5322 bytes.",
+    description="All addresses, threading headers, the text body, the HTML body sanitised for display (remote "
+    "images blocked unless `remoteImages=true`, `hasRemoteImages` says whether there are any; `cid:` images point "
+    "at their attachment's download URL), attachment metadata and the parser's defects; `rawUrl` serves the "
+    "stored RFC 5322 bytes, the only place the unsanitised HTML is available.",
     operation_id="getMessage",
     responses=AUTH_ERRORS,
 )
-def get_message(message_id: uuid.UUID) -> dict[str, Any]:
-    return message_body(service.get_message(service_context(), principal=current_principal(), message_id=message_id))
+def get_message(message_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str, Any]:
+    return message_view(message_id, remote_images=query_data["remoteImages"])
+
+
+def message_view(message_id: uuid.UUID, *, remote_images: bool = False) -> dict[str, Any]:
+    """The caller's view of one message as :class:`MessageOut` (HTML sanitised, ``cid:`` images linked)."""
+    detail = service.get_message(
+        service_context(),
+        principal=current_principal(),
+        message_id=message_id,
+        inline_url=lambda attachment_id: attachment_url(attachment_id, inline=True),
+        remote_images=remote_images,
+    )
+    return message_body(detail)
 
 
 def _raw_url(message_id: uuid.UUID) -> str:
@@ -151,7 +167,8 @@ def message_body(detail: service.MessageDetail) -> dict[str, Any]:
         inReplyTo=message.in_reply_to,
         references=message.references,
         textBody=message.text_body,
-        htmlBody=message.html_body,
+        htmlBody=detail.html.html if detail.html else None,
+        hasRemoteImages=bool(detail.html and detail.html.has_remote_images),
         defects=message.defects,
         rawUrl=_raw_url(message.id),
         attachments=[
@@ -164,6 +181,8 @@ def message_body(detail: service.MessageDetail) -> dict[str, Any]:
                 "disposition": a.disposition,
                 "contentHash": a.content_hash,
                 "partId": a.part_id,
+                "url": attachment_url(a.id),
+                "virusScanStatus": a.virus_scan_status,
             }
             for a in detail.attachments
         ],

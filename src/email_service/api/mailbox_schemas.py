@@ -6,6 +6,7 @@ from apiflask import Schema
 from apiflask.fields import UUID, Boolean, Integer, List, Nested, String
 from apiflask.validators import Range
 
+from .fields import Boolean as StrictBoolean
 from .fields import QuerySchema
 from .schemas import PaginationOut, offset_field
 
@@ -134,6 +135,8 @@ class AttachmentSummaryOut(Schema):
     disposition = String()
     contentHash = String(allow_none=True)
     partId = String(allow_none=True)
+    url = String(metadata={"description": "Download URL"})
+    virusScanStatus = String(metadata={"description": "pending | clean | infected | error | skipped"})
 
 
 class MessageOut(MessageSummaryOut):
@@ -146,7 +149,14 @@ class MessageOut(MessageSummaryOut):
     inReplyTo = String(allow_none=True)
     references = List(String())
     textBody = String(allow_none=True)
-    htmlBody = String(allow_none=True)
+    htmlBody = String(
+        allow_none=True,
+        metadata={
+            "description": "Sanitised HTML: no scripts, handlers, forms, frames or remote CSS; cid: images point at "
+            "their download URL; remote images replaced unless remoteImages=true. The original is in rawUrl."
+        },
+    )
+    hasRemoteImages = Boolean(metadata={"description": "The HTML body references remote images"})
     attachments = List(Nested(AttachmentSummaryOut))
     defects = List(String())
     rawUrl = String()
@@ -157,6 +167,12 @@ class MessageListOut(Schema):
 
     messages = List(Nested(MessageSummaryOut))
     pagination = Nested(PaginationOut)
+
+
+class MessageQuery(QuerySchema):
+    """``remoteImages=true`` keeps remote images in ``htmlBody`` (blocked by default: tracking pixels)."""
+
+    remoteImages = StrictBoolean(load_default=False, metadata={"description": "Load remote images in htmlBody"})
 
 
 class MessageListQuery(QuerySchema):

@@ -20,7 +20,7 @@ from .change_schemas import BatchIn, BatchOut, DeleteQuery, MessageDeletedOut, M
 from .common import AUTH_ERRORS
 from .context import service_context
 from .gate import guard
-from .mailbox import message_body
+from .mailbox import message_view
 from .mailbox_schemas import MessageOut
 
 bp = guard(
@@ -54,10 +54,10 @@ def _change(data: dict[str, Any]) -> MessageChange:
 
 
 def _update(message_id: uuid.UUID, data: dict[str, Any]) -> dict[str, Any]:
-    detail = service.update_message(
+    service.update_message(
         service_context(), principal=current_principal(), message_id=message_id, change=_change(data)
     )
-    return message_body(detail)
+    return message_view(message_id)
 
 
 @bp.patch("/messages/<uuid:message_id>")

@@ -19,6 +19,7 @@ from flask import Blueprint, Response, send_from_directory
 
 from .gate import MAX_JSON_DEPTH
 from .schemas import SCHEMA_RULES
+from .uploads import STREAMED_BODIES
 
 CANONICAL_PREFIX = "/api/v1"
 ALIAS_PREFIX = "/api"
@@ -26,7 +27,7 @@ ALIAS_PREFIX = "/api"
 OPEN_PATHS = frozenset({"/health", f"{CANONICAL_PREFIX}/test/generate-token"})
 DOCS_ASSETS_PATH = f"{CANONICAL_PREFIX}/docs/assets"
 DESCRIPTION = (
-    "Multi-tenant email backend: accounts, mirrored IMAP mailboxes, messages.\n\n"
+    "Multi-tenant email backend: accounts, mirrored IMAP mailboxes, messages, attachments.\n\n"
     "Every route is also served under `/api/...`. Requests are refused with 400 when they hold what this document "
     "does not allow: query parameters an operation does not list, JSON bodies nested deeper than "
     f"{MAX_JSON_DEPTH} levels or with `NaN`/`Infinity`, text with NUL or lone surrogates (U+D800-U+DFFF), "
@@ -57,10 +58,15 @@ def account_links(account_id: str) -> dict[str, Any]:
     return {name: {"operationId": name, "parameters": {"account_id": account_id}} for name in ACCOUNT_OPERATIONS}
 
 
-#: Links from a message list to the first message and its raw form.
+#: Links from a message list to the first message, its raw form and its attachments.
 MESSAGE_LINKS = {
     name: {"operationId": name, "parameters": {"message_id": "$response.body#/messages/0/id"}}
-    for name in ("getMessage", "getRawMessage")
+    for name in ("getMessage", "getRawMessage", "listAttachments")
+}
+#: Links from an attachment list to the first attachment's operations.
+ATTACHMENT_LINKS = {
+    name: {"operationId": name, "parameters": {"attachment_id": "$response.body#/data/0/id"}}
+    for name in ("downloadAttachment", "getAttachmentMetadata")
 }
 
 
@@ -79,9 +85,20 @@ def finish_document(spec: dict[Any, Any] | str) -> dict[Any, Any] | str:
         tags.setdefault(tag["name"], tag)
     spec["tags"] = list(tags.values())
     spec.setdefault("info", {})["description"] = DESCRIPTION
+    _document_streamed_bodies(spec)
     _document_input_rules(spec)
     _document_rate_limit_headers(spec)
     return spec
+
+
+def _document_streamed_bodies(spec: dict[Any, Any]) -> None:
+    """The multipart bodies of the streamed-upload operations (:func:`email_service.api.uploads.streamed_upload`),
+    which apiflask cannot see because the view reads its body itself."""
+    for item in spec.get("paths", {}).values():
+        for operation in item.values():
+            body = STREAMED_BODIES.get(operation.get("operationId", ""))
+            if body is not None:
+                operation["requestBody"] = body
 
 
 def _document_input_rules(spec: dict[Any, Any]) -> None:

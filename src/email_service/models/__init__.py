@@ -4,7 +4,7 @@ from email_service.models.account import EmailAccount, EmailCredential, Tenant
 from email_service.models.actions import ACTION_KINDS, ACTION_STATES, REMOVING_KINDS, PendingAction
 from email_service.models.audit import AuditLog
 from email_service.models.base import Base, TenantScoped, now_ms
-from email_service.models.mailbox import FOLDER_ROLES, EmailAttachment, EmailFolder, EmailMessage
+from email_service.models.mailbox import FOLDER_ROLES, SCAN_STATUSES, EmailAttachment, EmailFolder, EmailMessage
 from email_service.models.sync import SYNC_RUN_STATES, SyncRun
 
 TENANT_TABLES = (
@@ -23,6 +23,7 @@ __all__ = [
     "ACTION_STATES",
     "FOLDER_ROLES",
     "REMOVING_KINDS",
+    "SCAN_STATUSES",
     "SYNC_RUN_STATES",
     "TENANT_TABLES",
     "AuditLog",

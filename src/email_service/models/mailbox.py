@@ -94,6 +94,10 @@ class EmailMessage(TenantScoped, Base):
     defects: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
     #: The server's words when the last write-back of a change to this message failed (migration 0004).
     last_error: Mapped[str | None] = mapped_column(Text)
+    #: Drafts only: epoch ms of the last local change (fields, attachments) that the server copy in the Drafts
+    #: mailbox does not have yet; ``None`` when the server copy is current.  Whoever re-APPENDs the draft clears
+    #: it with ``... WHERE draft_changed_at = <the value it built from>``, so a change made meanwhile is not lost.
+    draft_changed_at: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         Index("idx_email_messages_folder_received", "folder_id", text("received_at DESC")),
@@ -103,11 +107,23 @@ class EmailMessage(TenantScoped, Base):
         Index("uq_email_messages_folder_uid", "folder_id", "uidvalidity", "uid", unique=True),
         Index("uq_email_messages_account_uidl", "account_id", "uidl", unique=True),
         Index("idx_email_messages_tenant_account", "tenant_id", "account_id"),
+        Index("idx_email_messages_raw_sha256", "raw_sha256"),
     )
 
 
+#: ``virus_scan_status`` values: not scanned yet, scanned without a finding, a finding (``virus_name``), the
+#: scanner failed (retried before a download), scanning was off when the row was made.
+SCAN_STATUSES = ("pending", "clean", "infected", "error", "skipped")
+
+
 class EmailAttachment(TenantScoped, Base):
-    """Attachment metadata of a message (seed 003/004); bytes are in the raw message or the blob store."""
+    """Attachment metadata of a message (seed 003/004).
+
+    ``storage_type`` says where the bytes are: ``message`` -- a part of a mirrored message, ``storage_path`` is
+    ``"<raw sha256>#<IMAP part id>"`` (decoded into the blob store under ``content_hash`` on first download);
+    ``blob`` -- an upload to a draft, in the blob store under ``content_hash``.  ``content_hash`` is the sha256 of
+    the decoded bytes, ``size_bytes`` their length.
+    """
 
     __tablename__ = "email_attachments"
 
@@ -126,3 +142,18 @@ class EmailAttachment(TenantScoped, Base):
     storage_type: Mapped[str] = mapped_column(String(20), nullable=False, default="message")
     storage_path: Mapped[str | None] = mapped_column(String(1000))
     content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    content_encoding: Mapped[str | None] = mapped_column(String(32))
+    virus_scan_status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    virus_name: Mapped[str | None] = mapped_column(String(255))
+    virus_scanned_at: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        Index(
+            "uq_email_attachments_message_upload",
+            "message_id",
+            "content_hash",
+            unique=True,
+            sqlite_where=text("storage_type = 'blob'"),
+            postgresql_where=text("storage_type = 'blob'"),
+        ),
+    )

@@ -12,7 +12,7 @@ from email_service.security.credentials import CredentialCipher
 from email_service.security.tokens import TokenConfig
 from email_service.services.hosts import mail_host_policy
 from email_service.services.jobs import JobQueue, RecordingJobQueue
-from email_service.storage.blobs import BlobStore, FilesystemBlobStore
+from email_service.storage.blobs import BlobStore, open_blob_store
 
 
 @dataclass
@@ -43,7 +43,7 @@ def build_context(settings: Settings, *, jobs: JobQueue | None = None) -> Servic
         settings=settings,
         db=Database(settings.database_url),
         cipher=CredentialCipher(settings.credential_keys),
-        blobs=FilesystemBlobStore(settings.blob_storage_path),
+        blobs=open_blob_store(settings),
         tokens=TokenConfig(
             secret=settings.jwt_secret_key,
             algorithm=settings.jwt_algorithm,

@@ -6,7 +6,7 @@ Same isolation as accounts (seed 001): the account (or the message's account) mu
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from email_service.errors import NotFound
 from email_service.models import EmailAttachment, EmailFolder, EmailMessage
+from email_service.protocols.mime.sanitise import SanitisedHtml, sanitise_html
 from email_service.security.tokens import Principal
 from email_service.services.accounts import Page, load_account
 from email_service.services.actions import pending_message_ids
@@ -24,12 +25,14 @@ ROLE_ORDER = {"inbox": 0, "drafts": 1, "sent": 2, "archive": 3, "spam": 4, "tras
 
 @dataclass(frozen=True)
 class MessageDetail:
-    """A message row with its attachment rows, the name of its folder, and whether a change of it still waits to
-    be written back to the server (``pending``)."""
+    """A message row with its attachment rows, the name of its folder, its HTML body made safe to display
+    (``None`` when the message has no HTML body), and whether a change of it still waits to be written back to the
+    server (``pending``)."""
 
     message: EmailMessage
     attachments: list[EmailAttachment]
     folder_name: str
+    html: SanitisedHtml | None
     pending: bool = False
 
 
@@ -99,17 +102,37 @@ def list_messages(
         return MessagePage(items=items, total=int(total), limit=limit, offset=offset, pending=frozenset(pending))
 
 
-def load_message(session: Session, principal: Principal, message_id: uuid.UUID) -> EmailMessage:
-    """The message row if its account is visible to ``principal``.  Raises :class:`NotFound` / :class:`Forbidden`."""
-    message = session.get(EmailMessage, message_id)
+def load_message(
+    session: Session, principal: Principal, message_id: uuid.UUID, *, for_update: bool = False
+) -> EmailMessage:
+    """A message of a live account visible to ``principal`` in the open ``session`` (``for_update``: row locked
+    until the transaction ends, on PostgreSQL).
+
+    Raises:
+        NotFound: no such message in the caller's tenant (or its account is deleted).
+        Forbidden: another user's message and the caller is not an admin.
+    """
+    message = session.get(EmailMessage, message_id, with_for_update=for_update)
     if message is None or message.tenant_id != principal.tenant_id:
         raise NotFound("Message not found")
     load_account(session, principal, message.account_id)
     return message
 
 
-def get_message(ctx: ServiceContext, *, principal: Principal, message_id: uuid.UUID) -> MessageDetail:
-    """One message with its attachments.  Raises :class:`NotFound` / :class:`Forbidden`."""
+def get_message(
+    ctx: ServiceContext,
+    *,
+    principal: Principal,
+    message_id: uuid.UUID,
+    inline_url: Callable[[uuid.UUID], str],
+    remote_images: bool = False,
+) -> MessageDetail:
+    """One message with its attachments and its HTML body sanitised (:mod:`email_service.protocols.mime.sanitise`):
+    ``cid:`` images point at ``inline_url(attachment id)`` of the part with that Content-ID, remote images are
+    blocked unless ``remote_images``.  The unsanitised body is only in the raw message.
+
+    Raises :class:`NotFound` / :class:`Forbidden`.
+    """
     with ctx.db.tenant_session(principal.tenant_id) as session:
         message = load_message(session, principal, message_id)
         attachments = list(
@@ -121,7 +144,11 @@ def get_message(ctx: ServiceContext, *, principal: Principal, message_id: uuid.U
         )
         folder = session.get(EmailFolder, message.folder_id)
         pending = bool(pending_message_ids(session, [message.id]))
-        return MessageDetail(message, attachments, folder.name if folder else "", pending)
+    html = None
+    if message.html_body is not None:
+        inline = {a.content_id: inline_url(a.id) for a in attachments if a.content_id}
+        html = sanitise_html(message.html_body, inline_urls=inline, allow_remote_images=remote_images)
+    return MessageDetail(message, attachments, folder.name if folder else "", html, pending)
 
 
 def raw_message(ctx: ServiceContext, *, principal: Principal, message_id: uuid.UUID) -> tuple[int, Iterator[bytes]]:
@@ -135,4 +162,5 @@ def raw_message(ctx: ServiceContext, *, principal: Principal, message_id: uuid.U
         digest = message.raw_sha256
     if not digest:
         raise NotFound("Raw message not available")
-    return ctx.blobs.size(digest), ctx.blobs.iter_chunks(digest)
+    namespace = str(principal.tenant_id)
+    return ctx.blobs.size(namespace, digest), ctx.blobs.iter_chunks(namespace, digest)

@@ -30,7 +30,7 @@ from email_service.services.accounts import load_account
 from email_service.services.actions import IN_CHUNK, NewAction, lock_account, record_actions, request_syncback
 from email_service.services.context import ServiceContext
 from email_service.services.flags import apply_flag_delta, flag_columns, same_flags
-from email_service.services.mailbox import MessageDetail, add_to_folder_counts, get_message, load_message
+from email_service.services.mailbox import add_to_folder_counts, load_message
 
 #: Most messages one batch request may name.
 MAX_BATCH = 1000
@@ -244,10 +244,9 @@ def _locked_message(session: Session, principal: Principal, message_id: uuid.UUI
     return message, account
 
 
-def update_message(
-    ctx: ServiceContext, *, principal: Principal, message_id: uuid.UUID, change: MessageChange
-) -> MessageDetail:
-    """Apply ``change`` to one message locally, record it for write-back; return the message as it now stands.
+def update_message(ctx: ServiceContext, *, principal: Principal, message_id: uuid.UUID, change: MessageChange) -> None:
+    """Apply ``change`` to one message locally and record it for write-back (read it back with
+    :func:`email_service.services.mailbox.get_message`).
 
     Raises:
         NotFound / Forbidden: the message (or its account) is not visible; ``folderId`` is not a folder of the
@@ -262,7 +261,6 @@ def update_message(
         changes.flush(principal.tenant_id)
     if changes.actions:
         request_syncback(ctx, principal.tenant_id, account.id)
-    return get_message(ctx, principal=principal, message_id=message_id)
 
 
 def delete_message(

@@ -186,6 +186,7 @@ class ImapMirror:
         loses at most the uncommitted batches and a committed row always has its raw bytes.
         """
         batch_size = self.ctx.settings.sync_batch_size
+        scan_status = "pending" if self.ctx.settings.virus_scan_enabled else "skipped"
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="email-sync-writer") as writer:
             pending: Future[int] | None = None
             for start in range(0, len(uids), batch_size):
@@ -198,8 +199,9 @@ class ImapMirror:
                         account_id=self.account_id,
                         folder_id=folder_id,
                         uidvalidity=uidvalidity,
+                        scan_status=scan_status,
                     )
-                    self.ctx.blobs.put(fetched.raw, sha256=row["raw_sha256"])
+                    self.ctx.blobs.put(str(self.tenant_id), fetched.raw, sha256=row["raw_sha256"])
                     messages.append(row)
                     attachments.extend(parts)
                 if pending is not None:

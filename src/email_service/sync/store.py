@@ -49,10 +49,13 @@ def message_rows(
     account_id: uuid.UUID,
     folder_id: uuid.UUID,
     uidvalidity: int,
+    scan_status: str = "skipped",
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The ``email_messages`` row and its ``email_attachments`` rows for one fetched message.
 
     ``raw_sha256`` names the raw bytes; the caller puts them in the blob store before inserting the rows.
+    ``scan_status`` is the attachments' ``virus_scan_status``: ``pending`` when virus scanning is on (they are
+    scanned before their first download), ``skipped`` when it is off.
     """
     digest = hashlib.sha256(fetched.raw).hexdigest()
     parsed = _safe_parse(fetched.raw)
@@ -108,7 +111,11 @@ def message_rows(
     )
     attachments = [
         {
-            **{k: v for k, v in asdict(info).items() if k in ("part_id", "content_id", "disposition")},
+            **{
+                k: v
+                for k, v in asdict(info).items()
+                if k in ("part_id", "content_id", "disposition", "content_encoding")
+            },
             "id": uuid.uuid4(),
             "tenant_id": tenant_id,
             "account_id": account_id,
@@ -119,6 +126,7 @@ def message_rows(
             "content_hash": info.sha256,
             "storage_type": "message",
             "storage_path": f"{digest}#{info.part_id}",
+            "virus_scan_status": scan_status,
             "created_at": now,
             "updated_at": now,
         }

@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 
 from email_service.protocols.errors import ConnectionFailed, TemporaryFailure
 from email_service.services import actions
+from email_service.services.attachment_content import scan_attachment_job
 from email_service.services.context import ServiceContext
 from email_service.services.jobs import JOB_NAMES, JsonScalar, RetryJob
 from email_service.sync.imap import sync_account
@@ -75,6 +76,10 @@ def _syncback_account(ctx: ServiceContext, payload: Mapping[str, JsonScalar]) ->
     return syncback_account(ctx, tenant_id=_uuid(payload, "tenantId"), account_id=_uuid(payload, "accountId"))
 
 
+def _scan_attachment(ctx: ServiceContext, payload: Mapping[str, JsonScalar]) -> str:
+    return scan_attachment_job(ctx, tenant_id=_uuid(payload, "tenantId"), attachment_id=_uuid(payload, "attachmentId"))
+
+
 JOBS: Mapping[str, JobSpec] = {
     spec.name: spec
     for spec in (
@@ -82,6 +87,8 @@ JOBS: Mapping[str, JobSpec] = {
         JobSpec("sync_account", _sync_account, soft_time_limit=3 * 3600, time_limit=3 * 3600 + 300),
         # A run works for at most RUN_BUDGET_SECONDS, then queues a fresh job for the rest.
         JobSpec("syncback_account", _syncback_account, soft_time_limit=600, time_limit=660),
+        # clamd scans 25 MB in seconds; an unreachable clamd is retried (ConnectionFailed) for about an hour.
+        JobSpec("scan_attachment", _scan_attachment, soft_time_limit=300, time_limit=360, max_retries=8),
     )
 }
 

@@ -3,7 +3,9 @@ database (so isolation can be checked without a mail server), and apps built wit
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,9 +22,16 @@ from email_service.models import EmailAccount, EmailAttachment, EmailFolder, Ema
 from email_service.services.context import ServiceContext, build_context
 from tests.conftest import Caller, account_body, make_settings
 
+#: The mirrored message's attachment (part 2 of RAW_MESSAGE, base64 there).
+ATTACHMENT_BYTES = b"%PDF-1.4\n% quarterly numbers\n" + bytes(range(256)) * 4
 RAW_MESSAGE = (
     b"From: Alice <alice@example.com>\r\nTo: Bob <bob@example.com>\r\nSubject: Quarterly numbers\r\n"
-    b"Message-ID: <q1@example.com>\r\nDate: Sun, 01 Mar 2026 12:00:00 +0000\r\n\r\nConfidential body text\r\n"
+    b"Message-ID: <q1@example.com>\r\nDate: Sun, 01 Mar 2026 12:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\n'
+    b"Confidential body text\r\n--b1\r\nContent-Type: application/pdf\r\n"
+    b'Content-Disposition: attachment; filename="numbers.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+    + base64.encodebytes(ATTACHMENT_BYTES).replace(b"\n", b"\r\n")
+    + b"--b1--\r\n"
 )
 #: Values of the seeded mailbox that must never leak to a caller without access.
 SECRET_SUBJECT = "Quarterly numbers"
@@ -31,12 +40,14 @@ SECRET_BODY = "Confidential body text"
 
 @dataclass(frozen=True)
 class Mailbox:
-    """An account created through the API plus one folder, one message and one attachment row."""
+    """An account created through the API plus one folder, one message and one attachment row (a real part of
+    the stored raw message)."""
 
     owner: Caller
     account: dict[str, Any]
     folder_id: uuid.UUID
     message_id: uuid.UUID
+    attachment_id: uuid.UUID
 
     @property
     def account_id(self) -> str:
@@ -66,8 +77,38 @@ def create_account(client: FlaskClient, caller: Caller, **overrides: Any) -> dic
 
 def seed_mailbox(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
     """Write an INBOX, one message (raw bytes in the blob store) and one attachment row; ``(folder, message)``."""
-    digest = ctx.blobs.put(RAW_MESSAGE)
-    folder_id, message_id = uuid.uuid4(), uuid.uuid4()
+    return seed_mailbox_rows(ctx, tenant_id, account_id)[:2]
+
+
+def seed_draft(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID) -> uuid.UUID:
+    """Write a Drafts folder (if missing) and an empty draft message row (``is_draft``); return the draft's id."""
+    draft_id = uuid.uuid4()
+    with ctx.db.tenant_session(tenant_id) as session:
+        folder = session.execute(
+            select(EmailFolder).where(EmailFolder.account_id == account_id, EmailFolder.name == "Drafts")
+        ).scalar_one_or_none()
+        if folder is None:
+            folder = EmailFolder(
+                id=uuid.uuid4(), tenant_id=tenant_id, account_id=account_id, name="Drafts", type="drafts",
+                attributes=["\\Drafts"],
+            )  # fmt: skip
+            session.add(folder)
+            session.flush()
+        session.add(
+            EmailMessage(
+                id=draft_id, tenant_id=tenant_id, account_id=account_id, folder_id=folder.id, subject="Draft",
+                is_draft=True, flags=["\\Draft"], received_at=now_ms(),
+            )
+        )  # fmt: skip
+    return draft_id
+
+
+def seed_mailbox_rows(
+    ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID
+) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
+    """:func:`seed_mailbox`, also returning the attachment's id: ``(folder, message, attachment)``."""
+    digest = ctx.blobs.put(str(tenant_id), RAW_MESSAGE)
+    folder_id, message_id, attachment_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     with ctx.db.tenant_session(tenant_id) as session:
         session.add(
             EmailFolder(
@@ -106,16 +147,22 @@ def seed_mailbox(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUI
         session.flush()
         session.add(
             EmailAttachment(
+                id=attachment_id,
                 tenant_id=tenant_id,
                 account_id=account_id,
                 message_id=message_id,
                 part_id="2",
                 filename="numbers.pdf",
                 mime_type="application/pdf",
-                size_bytes=10,
+                size_bytes=len(ATTACHMENT_BYTES),
+                content_hash=hashlib.sha256(ATTACHMENT_BYTES).hexdigest(),
+                content_encoding="base64",
+                storage_type="message",
+                storage_path=f"{digest}#2",
+                virus_scan_status="skipped",
             )
         )
-    return folder_id, message_id
+    return folder_id, message_id, attachment_id
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -142,8 +189,9 @@ def make_mailbox(client: FlaskClient, ctx: ServiceContext) -> Callable[[Caller],
     def make(owner: Caller) -> Mailbox:
         # A closed local port: connection tests and syncs of this account fail at once, without DNS.
         account = create_account(client, owner, hostname="127.0.0.1", port=1, encryption="none")
-        folder_id, message_id = seed_mailbox(ctx, owner.tenant_id, uuid.UUID(account["id"]))
-        return Mailbox(owner, account, folder_id, message_id)
+        account_id = uuid.UUID(account["id"])
+        folder_id, message_id, attachment_id = seed_mailbox_rows(ctx, owner.tenant_id, account_id)
+        return Mailbox(owner, account, folder_id, message_id, attachment_id)
 
     return make
 

@@ -70,7 +70,9 @@ class AttachmentInfo:
 
     ``part_id``: IMAP section number (``"2"``, ``"1.2"``); ``filename``: decoded (RFC 2231, RFC 2047) or
     ``None``; ``content_type``: lowercase ``type/subtype``; ``size``: decoded octets; ``content_id``: without
-    ``<>``; ``disposition``: ``attachment`` or ``inline``; ``sha256``: hex digest of the decoded bytes.
+    ``<>``; ``disposition``: ``attachment`` or ``inline``; ``sha256``: hex digest of the decoded bytes;
+    ``content_encoding``: the Content-Transfer-Encoding as received, lowercase (``7bit`` when absent, RFC 2045
+    section 6.1).
     """
 
     part_id: str
@@ -80,6 +82,7 @@ class AttachmentInfo:
     content_id: str | None
     disposition: str
     sha256: str
+    content_encoding: str = "7bit"
 
 
 @dataclass(frozen=True)
@@ -354,6 +357,11 @@ def _content_id(part: Message) -> str | None:
     return ids[0] if ids else None
 
 
+def _transfer_encoding(part: Message) -> str:
+    raw = _raw_header(part, "content-transfer-encoding")
+    return storable(_unfold(raw).strip().lower())[:32] if raw and raw.strip() else "7bit"
+
+
 def _disposition(part: Message) -> str | None:
     raw = _raw_header(part, "content-disposition")
     if raw is None:
@@ -393,6 +401,7 @@ class _Leaf:
             content_id=_content_id(self.part),
             disposition="attachment" if self.disposition == "attachment" else "inline",
             sha256=hashlib.sha256(data).hexdigest(),
+            content_encoding=_transfer_encoding(self.part),
         )
         return info, data
 
