@@ -109,7 +109,7 @@ def _parent(folders: dict[str, EmailFolder], parent_id: uuid.UUID) -> EmailFolde
     for folder in folders.values():
         if folder.id == parent_id:
             return folder
-    raise NotFound("Parent folder not found")
+    raise InvalidInput("parentId: no such folder in this account", details={"parentId": ["unknown folder"]})
 
 
 def _writable(account: EmailAccount) -> None:
@@ -130,8 +130,9 @@ def create_folder(
     """Create ``name`` at the top level or under ``parent_id`` (IMAP CREATE via write-back).
 
     Raises:
-        NotFound / Forbidden: the account (or the parent folder in it) is not visible.
-        InvalidInput: a bad name (delimiter, control characters, wildcards, length), or a parent on a flat server.
+        NotFound / Forbidden: the account is not visible.
+        InvalidInput: a bad name (delimiter, control characters, wildcards, length); ``parent_id`` not a folder
+            of this account, or given on a flat server.
         Conflict: the name exists; the account's folders are unknown (never synced); a POP3 account.
     """
     with ctx.db.tenant_session(principal.tenant_id) as session:
@@ -182,8 +183,9 @@ def update_folder(
     (RFC 3501 section 6.3.5), locally at once.
 
     Raises:
-        NotFound / Forbidden: the folder (or the new parent in its account) is not visible.
-        InvalidInput: a bad name; the new parent is the folder itself or one of its subfolders.
+        NotFound / Forbidden: the folder is not visible.
+        InvalidInput: a bad name; the new parent is not a folder of this account, or is the folder itself or one
+            of its subfolders.
         Conflict: an inbox/sent/drafts/trash folder; the new name (or a subfolder's) exists; a POP3 account.
     """
     with ctx.db.tenant_session(principal.tenant_id) as session:

@@ -8,6 +8,7 @@ raw imaplib LIST.
 from __future__ import annotations
 
 import imaplib
+import uuid
 from typing import Any
 
 import pytest
@@ -129,6 +130,8 @@ def test_bad_and_duplicate_names(make_mirror: MakeMirror) -> None:
     for name, parent in (("Trash", None), ("inbox", None), ("Projects", folders["Work"]["id"])):
         response = _create(mirror, name, parent)
         assert response.status_code == 409, (name, response.get_json())
+    unknown_parent = _create(mirror, "Orphan", str(uuid.uuid4()))
+    assert unknown_parent.status_code == 400 and "parentId" in unknown_parent.get_json()["message"]
     other = mirror.api("PATCH", f"/folders/{folders['Work/Projects']['id']}", json={"name": "Junk", "parentId": None})
     assert other.status_code == 409
     own_child = mirror.api(

@@ -6,6 +6,8 @@ follow at once, and the server -- read over a separate IMAP session -- holds it 
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from tests.integration.writeback.conftest import MakeMirror
@@ -137,6 +139,7 @@ def test_bad_input_is_a_400_naming_the_field_and_changes_nothing(make_mirror: Ma
         ({"isRead": "yes"}, "isRead"),
         ({"isRead": 1}, "isRead"),
         ({"subject": "new"}, "subject"),
+        ({"folderId": str(uuid.uuid4())}, "folderId"),  # not a folder of this account (whose ever it is)
         ({}, None),
     ):
         response = mirror.api("PATCH", path, json=body)
