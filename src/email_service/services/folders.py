@@ -109,7 +109,7 @@ def _parent(folders: dict[str, EmailFolder], parent_id: uuid.UUID) -> EmailFolde
     for folder in folders.values():
         if folder.id == parent_id:
             return folder
-    raise InvalidInput("parentId: no such folder in this account", details={"parentId": ["unknown folder"]})
+    raise NotFound("Parent folder not found: parentId names no folder of this account")
 
 
 def _writable(account: EmailAccount) -> None:
@@ -130,9 +130,8 @@ def create_folder(
     """Create ``name`` at the top level or under ``parent_id`` (IMAP CREATE via write-back).
 
     Raises:
-        NotFound / Forbidden: the account is not visible.
-        InvalidInput: a bad name (delimiter, control characters, wildcards, length); ``parent_id`` not a folder
-            of this account, or given on a flat server.
+        NotFound / Forbidden: the account is not visible; ``parent_id`` is not a folder of this account.
+        InvalidInput: a bad name (delimiter, control characters, wildcards, length); a parent on a flat server.
         Conflict: the name exists; the account's folders are unknown (never synced); a POP3 account.
     """
     with ctx.db.tenant_session(principal.tenant_id) as session:
@@ -183,9 +182,8 @@ def update_folder(
     (RFC 3501 section 6.3.5), locally at once.
 
     Raises:
-        NotFound / Forbidden: the folder is not visible.
-        InvalidInput: a bad name; the new parent is not a folder of this account, or is the folder itself or one
-            of its subfolders.
+        NotFound / Forbidden: the folder is not visible; the new parent is not a folder of its account.
+        InvalidInput: a bad name; the new parent is the folder itself or one of its subfolders.
         Conflict: an inbox/sent/drafts/trash folder; the new name (or a subfolder's) exists; a POP3 account.
     """
     with ctx.db.tenant_session(principal.tenant_id) as session:

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, load_only
 
-from email_service.errors import Conflict, InvalidInput
+from email_service.errors import Conflict, InvalidInput, NotFound
 from email_service.models import EmailAccount, EmailFolder, EmailMessage, now_ms
 from email_service.security.tokens import Principal
 from email_service.services.accounts import load_account
@@ -137,12 +137,13 @@ class LocalChanges:
         """A folder of this account that can hold messages.
 
         Raises:
-            InvalidInput: no such folder in this account (also another account's or tenant's: the same answer,
-                revealing nothing), or the folder cannot hold messages (``\\Noselect``).
+            NotFound: no such folder in this account (also another account's or tenant's: the same answer,
+                revealing nothing).
+            InvalidInput: the folder cannot hold messages (``\\Noselect``).
         """
         folder = self.folders.get(folder_id)
         if folder is None:
-            raise InvalidInput("folderId: no such folder in this account", details={"folderId": ["unknown folder"]})
+            raise NotFound("Folder not found: folderId names no folder of this account")
         if not folder.is_selectable:
             raise InvalidInput("folderId: this folder cannot hold messages", details={"folderId": ["not selectable"]})
         return folder
@@ -249,8 +250,9 @@ def update_message(ctx: ServiceContext, *, principal: Principal, message_id: uui
     :func:`email_service.services.mailbox.get_message`).
 
     Raises:
-        NotFound / Forbidden: the message (or its account) is not visible.
-        InvalidInput: ``folderId`` is not a folder of the message's account, or cannot hold messages.
+        NotFound / Forbidden: the message (or its account) is not visible; ``folderId`` is not a folder of its
+            account.
+        InvalidInput: the ``folderId`` folder cannot hold messages.
         Conflict: a POP3 account.
     """
     with ctx.db.tenant_session(principal.tenant_id) as session:
@@ -296,9 +298,8 @@ def change_messages(
     one transaction, ordered by folder and UID so that the write-back sends one command per folder and change.
 
     Raises:
-        NotFound / Forbidden: the account is not visible.
-        InvalidInput: more than :data:`MAX_BATCH` ids; neither a change nor ``delete``; ``folderId`` is not a
-            folder of this account.
+        NotFound / Forbidden: the account is not visible; ``folderId`` is not a folder of this account.
+        InvalidInput: more than :data:`MAX_BATCH` ids; neither a change nor ``delete``.
         Conflict: delete without a Trash folder (and not ``permanent``); a POP3 account.
     """
     unique = list(dict.fromkeys(message_ids))

@@ -131,7 +131,7 @@ def test_bad_and_duplicate_names(make_mirror: MakeMirror) -> None:
         response = _create(mirror, name, parent)
         assert response.status_code == 409, (name, response.get_json())
     unknown_parent = _create(mirror, "Orphan", str(uuid.uuid4()))
-    assert unknown_parent.status_code == 400 and "parentId" in unknown_parent.get_json()["message"]
+    assert unknown_parent.status_code == 404 and "parentId" in unknown_parent.get_json()["message"]
     other = mirror.api("PATCH", f"/folders/{folders['Work/Projects']['id']}", json={"name": "Junk", "parentId": None})
     assert other.status_code == 409
     own_child = mirror.api(

@@ -139,7 +139,6 @@ def test_bad_input_is_a_400_naming_the_field_and_changes_nothing(make_mirror: Ma
         ({"isRead": "yes"}, "isRead"),
         ({"isRead": 1}, "isRead"),
         ({"subject": "new"}, "subject"),
-        ({"folderId": str(uuid.uuid4())}, "folderId"),  # not a folder of this account (whose ever it is)
         ({}, None),
     ):
         response = mirror.api("PATCH", path, json=body)
@@ -148,6 +147,8 @@ def test_bad_input_is_a_400_naming_the_field_and_changes_nothing(make_mirror: Ma
         if field:
             assert field in response.get_data(as_text=True), (body, response.get_json())
     assert mirror.api("DELETE", f"{path}?permanent=yes").status_code == 400
+    elsewhere = mirror.api("PATCH", path, json={"folderId": str(uuid.uuid4())})  # not a folder of this account
+    assert elsewhere.status_code == 404 and "folderId" in elsewhere.get_json()["message"]
     text = mirror.client.patch(
         f"/api/v1{path}", headers=mirror.caller.headers, data="isRead=true", content_type="text/plain"
     )
