@@ -1,6 +1,7 @@
 """The ``email-service`` command.
 
-email-service serve [--host H] [--port P]     API + in-process job runner + periodic sync scheduler
+email-service serve [--host H] [--port P]     API + in-process job runner + periodic sync scheduler; queues the
+                                              write-back of changes accepted before a stop
 email-service db upgrade                      Alembic migrations to head
 email-service token --tenant T --user U [--role admin] [--hours N]
 email-service sync ACCOUNT_ID                 one sync now, in the foreground; prints the outcome as JSON

@@ -2,9 +2,10 @@
 
 Jobs declared in :mod:`email_service.tasks.registry` run on a small thread pool; delayed jobs and retries wait in
 a timer heap; a scheduler thread wakes every ``SCHEDULER_TICK_SECONDS`` and queues a sync for each account whose
-``syncInterval`` has elapsed.  Production runs the same jobs on Celery workers instead.  Jobs queued here live in
-memory: a job lost to a stop is recovered at the next start (interrupted sync runs are closed and syncs are
-scheduled again).
+``syncInterval`` has elapsed, and the write-back of each account with a pending action past its ``next_attempt_at``.
+Production runs the same jobs on Celery workers instead.  Jobs queued here live in memory: a job lost to a stop is
+recovered at the next start (interrupted sync runs are closed and syncs are scheduled again; the write-back of
+every account with pending actions is queued, :meth:`InProcessJobRunner.resume_writebacks`).
 """
 
 from __future__ import annotations
