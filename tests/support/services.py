@@ -94,8 +94,9 @@ class ServiceProcess:
         return records
 
 
-def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll ``predicate()`` until it returns something true; that value.  AssertionError naming ``what``."""
+def wait_until(predicate: Any, timeout: float = 30.0, what: str = "a condition", interval: float = 0.05) -> Any:
+    """Poll ``predicate()`` every ``interval`` seconds until it returns something true; that value.
+    AssertionError naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -13,3 +13,8 @@ _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 def snake(data: dict[str, Any]) -> dict[str, Any]:
     """``{"accountName": x}`` -> ``{"account_name": x}`` for the service layer."""
     return {_CAMEL.sub("_", key).lower(): value for key, value in data.items()}
+
+
+def pagination(page: Any) -> dict[str, int]:
+    """The ``pagination`` object of a list body from a services ``Page``: ``{"total", "limit", "offset"}``."""
+    return {"total": page.total, "limit": page.limit, "offset": page.offset}

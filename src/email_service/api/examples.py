@@ -132,6 +132,8 @@ MESSAGE_SUMMARY: dict[str, Any] = {
     "isDraft": False,
     "hasAttachments": True,
     "size": 48213,
+    "pendingChanges": False,
+    "lastError": None,
 }
 MESSAGE_LIST: dict[str, Any] = {"messages": [MESSAGE_SUMMARY], "pagination": {"total": 1, "limit": 50, "offset": 0}}
 ATTACHMENT_ID = "e5f6a7b8-c9d0-4e1f-8a2b-3c4d5e6f7a80"
@@ -214,4 +216,72 @@ TOKEN: dict[str, Any] = {
     "token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJyb2xlIjoidXNlciJ9.c2lnbmF0dXJl",
     "tokenType": "Bearer",
     "expiresIn": 86400,
+}
+
+MESSAGE_UPDATE: dict[str, Any] = {"isRead": True, "keywords": {"add": ["$Important"], "remove": []}}
+MESSAGE_UPDATED: dict[str, Any] = {
+    **MESSAGE,
+    "flags": ["$Important", "\\Seen"],
+    "isRead": True,
+    "pendingChanges": True,
+}
+MESSAGE_DELETED: dict[str, Any] = {
+    "message": "Message moved to Trash",
+    "id": MESSAGE_ID,
+    "permanent": False,
+    "folderId": "9d2e5f3b-6c4e-4d8f-8a1b-2e3f4a5b6c7d",
+    "pendingChanges": True,
+}
+BATCH: dict[str, Any] = {"messageIds": [MESSAGE_ID, "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e"], "isRead": True}
+BATCH_RESULT: dict[str, Any] = {
+    "updatedCount": 1,
+    "failedCount": 1,
+    "failed": [
+        {
+            "id": "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e",
+            "error": "Not found",
+            "message": "Message not found in this account",
+        }
+    ],
+}
+FOLDER_CREATE: dict[str, Any] = {"name": "Projekte 2026", "parentId": None}
+FOLDER_UPDATE: dict[str, Any] = {"name": "Archiv 2025"}
+FOLDER: dict[str, Any] = {
+    **FOLDER_LIST["folders"][0],
+    "id": "7b0e3d1f-4a2c-4b6d-8e9f-0a1b2c3d4e5f",
+    "name": "Projekte 2026",
+    "role": "custom",
+    "attributes": [],
+    "totalCount": 0,
+    "unreadCount": 0,
+    "lastSyncedAt": None,
+    "parentId": None,
+    "pendingChanges": True,
+}
+FOLDER_DELETED: dict[str, Any] = {"message": "Folder deleted", "id": FOLDER["id"]}
+ACTION_LIST: dict[str, Any] = {
+    "actions": [
+        {
+            "id": "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+            "accountId": ACCOUNT_ID,
+            "seq": 42,
+            "kind": "flags",
+            "state": "failed",
+            "messageId": MESSAGE_ID,
+            "folderId": FOLDER_ID,
+            "targetFolderId": None,
+            "mailbox": "INBOX",
+            "targetMailbox": None,
+            "details": {"add": ["\\Flagged"], "remove": []},
+            "attempts": 1,
+            "error": {
+                "kind": "MessageGone",
+                "message": "The message is no longer in INBOX on the server (expunged or moved by another client)",
+            },
+            "createdAt": EPOCH_MS,
+            "updatedAt": EPOCH_MS + 900,
+            "appliedAt": None,
+        }
+    ],
+    "pagination": {"total": 1, "limit": 100, "offset": 0},
 }

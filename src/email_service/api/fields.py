@@ -10,6 +10,7 @@ store (DESIGN.md sections 5 and 10, "the API refuses what its document forbids")
   (a :class:`QuerySchema`) the words ``true``/``false`` only.
 * :class:`WholeNumber` -- a JSON integer in bodies (``993`` or ``993.0``, never ``"993"``, ``1.5`` or ``true``).
 * :class:`QuerySchema` -- base of query-string schemas, whose values arrive as text.
+* :class:`FullMatch` -- a pattern validator that matches the whole value.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any
 from apiflask import Schema
 from apiflask.fields import Boolean as _Boolean
 from apiflask.fields import Email, Integer, String
-from marshmallow import pre_load
+from marshmallow import ValidationError, pre_load
+from marshmallow.validate import Regexp
 
 #: The text rule's ``pattern`` in the document: no NUL, written so that every regex dialect of JSON Schema tools
 #: reads it (ECMA-262, Python, Rust, RE2).  Lone surrogates, refused as well, cannot be written portably (Rust and
@@ -86,6 +88,16 @@ class WholeNumber(Integer):
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         return super()._validated(value)
+
+
+class FullMatch(Regexp):
+    """A ``Regexp`` validator that must match the whole value (``re.fullmatch``): with ``match``, a ``$`` at the end
+    of the pattern also takes a value with a trailing line feed.  Documented as the field's ``pattern``."""
+
+    def __call__(self, value: Any) -> Any:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
 
 
 _WORDS = {"true": True, "false": False}

@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from apiflask import APIBlueprint
-from flask import Response, url_for
+from flask import Response, request, url_for
 
 from email_service.models import EmailMessage
 from email_service.services import mailbox as service
@@ -14,7 +14,7 @@ from email_service.services import mailbox as service
 from . import examples
 from .attachments import attachment_url
 from .auth import current_principal
-from .common import AUTH_ERRORS
+from .common import AUTH_ERRORS, pagination
 from .context import service_context
 from .gate import guard
 from .mailbox_schemas import FolderListOut, MessageListOut, MessageListQuery, MessageOut, MessageQuery
@@ -49,8 +49,8 @@ def _address(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"name": value.get("name", ""), "email": value.get("email", "")} if value else None
 
 
-def message_summary(message: EmailMessage) -> dict[str, Any]:
-    """Serialise the list fields of a message row."""
+def message_summary(message: EmailMessage, *, pending: bool = False) -> dict[str, Any]:
+    """Serialise the list fields of a message row; ``pending``: a change of it still waits for write-back."""
     return {
         "id": message.id,
         "accountId": message.account_id,
@@ -74,6 +74,8 @@ def message_summary(message: EmailMessage) -> dict[str, Any]:
         "isDraft": message.is_draft,
         "hasAttachments": message.has_attachments,
         "size": message.size,
+        "pendingChanges": pending,
+        "lastError": message.last_error,
     }
 
 
@@ -114,8 +116,8 @@ def list_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str
         offset=query_data["offset"],
     )
     return {
-        "messages": [message_summary(m) for m in page.items],
-        "pagination": {"total": page.total, "limit": page.limit, "offset": page.offset},
+        "messages": [message_summary(m, pending=m.id in page.pending) for m in page.items],
+        "pagination": pagination(page),
     }
 
 
@@ -132,15 +134,31 @@ def list_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str
     responses=AUTH_ERRORS,
 )
 def get_message(message_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str, Any]:
+    return message_view(message_id, remote_images=query_data["remoteImages"])
+
+
+def message_view(message_id: uuid.UUID, *, remote_images: bool = False) -> dict[str, Any]:
+    """The caller's view of one message as :class:`MessageOut` (HTML sanitised, ``cid:`` images linked)."""
     detail = service.get_message(
         service_context(),
         principal=current_principal(),
         message_id=message_id,
         inline_url=lambda attachment_id: attachment_url(attachment_id, inline=True),
-        remote_images=query_data["remoteImages"],
+        remote_images=remote_images,
     )
+    return message_body(detail)
+
+
+def _raw_url(message_id: uuid.UUID) -> str:
+    """Where the raw message is, under the prefix of the current request (``/api/v1`` or ``/api``)."""
+    endpoint = "mailbox_alias.raw_message" if (request.blueprint or "").endswith("_alias") else "mailbox.raw_message"
+    return url_for(endpoint, message_id=message_id)
+
+
+def message_body(detail: service.MessageDetail) -> dict[str, Any]:
+    """Serialise a whole message (:class:`MessageOut`)."""
     message = detail.message
-    body = message_summary(message)
+    body = message_summary(message, pending=detail.pending)
     body.update(
         folderName=detail.folder_name,
         bcc=message.bcc_addresses,
@@ -152,7 +170,7 @@ def get_message(message_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str, 
         htmlBody=detail.html.html if detail.html else None,
         hasRemoteImages=bool(detail.html and detail.html.has_remote_images),
         defects=message.defects,
-        rawUrl=url_for(".raw_message", message_id=message.id),
+        rawUrl=_raw_url(message.id),
         attachments=[
             {
                 "id": a.id,

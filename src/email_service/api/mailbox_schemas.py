@@ -158,6 +158,12 @@ class MessageSummaryOut(Schema):
     isDraft = Boolean()
     hasAttachments = Boolean()
     size = Integer()
+    pendingChanges = Boolean(
+        metadata={"description": "true while a change of this message waits to be written back to the server"}
+    )
+    lastError = String(
+        allow_none=True, metadata={"description": "the server's words when writing a change back failed"}
+    )
 
 
 class AttachmentSummaryOut(Schema):

@@ -11,12 +11,12 @@ from typing import Any
 
 from apiflask import Schema
 from apiflask.fields import UUID, Dict, Integer, List, Nested, String
-from apiflask.validators import Length, OneOf, Range, Regexp
+from apiflask.validators import Length, OneOf, Range
 from marshmallow import ValidationError, post_load, validates_schema
 
 from email_service.security.tokens import ROLES
 
-from .fields import Boolean, EmailAddress, QuerySchema, Text, WholeNumber
+from .fields import Boolean, EmailAddress, FullMatch, QuerySchema, Text, WholeNumber
 
 PROTOCOLS = ("imap", "pop3")
 ENCRYPTIONS = ("none", "tls", "starttls")
@@ -25,7 +25,9 @@ _TOP_LABEL = r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"  # RFC 3696 section 2
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 #: A DNS name (RFC 1123 labels) or a dotted IPv4 address; also the ``pattern`` of the field in the OpenAPI spec.
 _HOSTNAME_PATTERN = re.compile(rf"^(?:{_LABEL}\.)*{_TOP_LABEL}$|^(?:{_OCTET}\.){{3}}{_OCTET}$")
-_HOSTNAME = Regexp(_HOSTNAME_PATTERN, error="Hostname must be a DNS name or an IPv4 address")
+
+
+_HOSTNAME = FullMatch(_HOSTNAME_PATTERN, error="Hostname must be a DNS name or an IPv4 address")
 
 
 def _required(name: str) -> dict[str, str | list[Any] | dict[Any, Any]]:
@@ -250,8 +252,19 @@ def _exactly_one_of(*names: str) -> dict[str, Any]:
 
 #: JSON Schema rules of request bodies that marshmallow fields cannot state, by component name; the OpenAPI
 #: document adds them (:func:`email_service.api.openapi.finish_document`).
+_MESSAGE_CHANGES = ("isRead", "isFlagged", "isAnswered", "keywords", "folderId")
+_ANY_MESSAGE_CHANGE = {"anyOf": [{"required": [name]} for name in _MESSAGE_CHANGES]}
 SCHEMA_RULES: dict[str, dict[str, Any]] = {
     "AccountUpdateIn": {"minProperties": 1},
+    "MessageUpdateIn": {"minProperties": 1},
+    "FolderUpdateIn": {"minProperties": 1},
+    # A batch carries changes, or delete: true (with permanent, optionally) -- never both, never neither.
+    "BatchIn": {
+        "oneOf": [
+            {"required": ["delete"], "properties": {"delete": {"const": True}}, "not": _ANY_MESSAGE_CHANGE},
+            {**_ANY_MESSAGE_CHANGE, "not": {"required": ["permanent"]}, "properties": {"delete": {"const": False}}},
+        ]
+    },
     "TokenIn": {
         "allOf": [
             _exactly_one_of("tenantId", "tenant_id"),

@@ -1,6 +1,7 @@
 """Typed SQLAlchemy 2 models, one module per table family (seed 003 + sync state)."""
 
 from email_service.models.account import EmailAccount, EmailCredential, Tenant
+from email_service.models.actions import ACTION_KINDS, ACTION_STATES, REMOVING_KINDS, PendingAction
 from email_service.models.audit import AuditLog
 from email_service.models.base import Base, TenantScoped, now_ms
 from email_service.models.mailbox import (
@@ -9,6 +10,7 @@ from email_service.models.mailbox import (
     EmailAttachment,
     EmailFolder,
     EmailMessage,
+    apply_folder_counts,
     folder_counts_delta,
 )
 from email_service.models.sync import SYNC_RUN_STATES, SyncRun
@@ -21,10 +23,14 @@ TENANT_TABLES = (
     "email_attachments",
     "email_sync_runs",
     "email_audit_log",
+    "email_pending_actions",
 )
 
 __all__ = [
+    "ACTION_KINDS",
+    "ACTION_STATES",
     "FOLDER_ROLES",
+    "REMOVING_KINDS",
     "SCAN_STATUSES",
     "SYNC_RUN_STATES",
     "TENANT_TABLES",
@@ -35,9 +41,11 @@ __all__ = [
     "EmailCredential",
     "EmailFolder",
     "EmailMessage",
+    "PendingAction",
     "SyncRun",
     "Tenant",
     "TenantScoped",
+    "apply_folder_counts",
     "folder_counts_delta",
     "now_ms",
 ]

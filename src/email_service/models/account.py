@@ -46,6 +46,9 @@ class EmailAccount(TenantScoped, Base):
     is_syncing: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     is_enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     deleted_at: Mapped[int | None] = mapped_column(BigInteger)
+    #: Last ``seq`` given to a pending action of this account (migration 0004): incremented under the row lock,
+    #: so actions are numbered in commit order.
+    action_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default=text("0"))
 
     __table_args__ = (
         Index("idx_user_tenant", "user_id", "tenant_id"),

@@ -8,10 +8,11 @@ sha256 (``raw_sha256``).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, Update, Uuid, text, update
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from email_service.models.base import Base, TenantScoped
 
@@ -23,9 +24,10 @@ class EmailFolder(TenantScoped, Base):
 
     ``sync_state`` is the state machine of :mod:`email_service.sync.imap`: ``initial`` -> ``poll``;
     ``resync`` after a UIDVALIDITY change.  ``total_count`` / ``unread_count`` are the folder's stored messages,
-    kept by deltas in the transaction that adds, removes or re-flags them (:func:`folder_counts_delta`), never
-    recounted on a routine sync.  ``sync_error_kind`` / ``sync_error`` / ``sync_error_at`` hold the last error
-    that stopped this folder's sync (e.g. SELECT refused); the next good sync of the folder clears them.
+    kept by deltas in the transaction that adds, removes, moves or re-flags them (:func:`folder_counts_delta`: the
+    sync, the API's changes and the write-back alike), never recounted on a routine sync.  ``sync_error_kind`` /
+    ``sync_error`` / ``sync_error_at`` hold the last error that stopped this folder's sync (e.g. SELECT refused);
+    the next good sync of the folder clears them.
     """
 
     __tablename__ = "email_folders"
@@ -77,6 +79,14 @@ def folder_counts_delta(folder_id: uuid.UUID, *, total: int = 0, unread: int = 0
     )
 
 
+def apply_folder_counts(session: Session, deltas: Mapping[uuid.UUID, Sequence[int]]) -> None:
+    """Execute :func:`folder_counts_delta` in ``session`` for each ``{folder id: (total delta, unread delta)}``
+    that is not zero (a change touching several folders, e.g. a batch of moves, collects its deltas first)."""
+    for folder_id, (total, unread) in deltas.items():
+        if total or unread:
+            session.execute(folder_counts_delta(folder_id, total=total, unread=unread))
+
+
 class EmailMessage(TenantScoped, Base):
     """One message as mirrored from the server, with decoded headers and bodies (seed 003 fields)."""
 
@@ -118,6 +128,8 @@ class EmailMessage(TenantScoped, Base):
     size: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     raw_sha256: Mapped[str | None] = mapped_column(String(64))
     defects: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    #: The server's words when the last write-back of a change to this message failed (migration 0004).
+    last_error: Mapped[str | None] = mapped_column(Text)
     #: Drafts only: epoch ms of the last local change (fields, attachments) that the server copy in the Drafts
     #: mailbox does not have yet; ``None`` when the server copy is current.  Whoever re-APPENDs the draft clears
     #: it with ``... WHERE draft_changed_at = <the value it built from>``, so a change made meanwhile is not lost.

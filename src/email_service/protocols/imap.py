@@ -47,6 +47,7 @@ from email_service.protocols.imap_syntax import (
     transport_error,
 )
 from email_service.protocols.imap_types import FetchedMessage, MailboxInfo, MailboxStatus
+from email_service.protocols.imap_write import CopyResult, ImapWriteCommands, StoreResult
 from email_service.protocols.net import PUBLIC_ONLY, HostPolicy
 from email_service.protocols.tls import client_ssl_context
 
@@ -59,11 +60,13 @@ __all__ = [
     "ENCRYPTIONS",
     "MAX_UID",
     "ROLES",
+    "CopyResult",
     "FetchedMessage",
     "ImapEndpoint",
     "ImapSession",
     "MailboxInfo",
     "MailboxStatus",
+    "StoreResult",
     "mailbox_role",
     "sequence_set",
 ]
@@ -101,11 +104,12 @@ class ImapEndpoint:
         )
 
 
-class ImapSession:
+class ImapSession(ImapWriteCommands):
     """One IMAP connection for one :class:`ImapEndpoint`; use as a context manager (connects, then logs out).
 
     Not thread-safe: one session per worker.  All methods except :meth:`connect` and :meth:`close` need a
-    connected session; message methods need a mailbox selected with :meth:`select`.
+    connected session; message methods need a mailbox selected with :meth:`select`.  The commands that change
+    the server (flags, move, expunge, mailbox CRUD) come from :class:`ImapWriteCommands`.
     """
 
     def __init__(self, endpoint: ImapEndpoint) -> None:

@@ -127,3 +127,59 @@ def modseq_value(value: Any) -> int | None:
 def epoch_ms(value: Any) -> int | None:
     """An aware INTERNALDATE datetime as UTC epoch milliseconds, or None."""
     return round(value.timestamp() * 1000) if isinstance(value, datetime) else None
+
+
+#: A flag keyword (RFC 3501 section 9: ``flag-keyword = atom``): ATOM-CHARs only, i.e. printable ASCII except
+#: ``(`` ``)`` ``{`` SP ``%`` ``*`` ``"`` ``\`` ``]``.  Also usable as a JSON Schema ``pattern``.
+KEYWORD_PATTERN = r"^[!#$&'+-\[^-z|}~]+$"
+_KEYWORD = re.compile(KEYWORD_PATTERN)
+
+
+_SYSTEM_FLAG = re.compile(r"\\[A-Za-z]+")
+
+
+def is_flag(value: str) -> bool:
+    """True for a system flag (``\\Seen``, RFC 3501 section 2.3.2) or a keyword: what may go into STORE."""
+    return bool(_SYSTEM_FLAG.fullmatch(value)) or is_keyword(value)
+
+
+def is_keyword(value: str) -> bool:
+    """True when ``value`` is an IMAP flag keyword (an atom; system flags start with ``\\`` and are not)."""
+    return bool(_KEYWORD.fullmatch(value))  # fullmatch: "$" alone would let a trailing line feed through
+
+
+def parse_copyuid(text: str) -> tuple[int, dict[int, int]] | None:
+    """``(destination UIDVALIDITY, {source uid: destination uid})`` of a COPYUID response code.
+
+    ``text`` is the code's data, ``"<uidvalidity> <source set> <destination set>"`` (RFC 4315 section 3); both
+    sets list the messages in the same order.  ``None`` when it is malformed or the two sets differ in size.
+    """
+    parts = text.split()
+    if len(parts) != 3 or not parts[0].isdigit():
+        return None
+    sources, targets = _ordered_set(parts[1]), _ordered_set(parts[2])
+    if not sources or len(sources) != len(targets):
+        return None
+    return int(parts[0]), dict(zip(sources, targets, strict=True))
+
+
+def _ordered_set(text: str) -> list[int]:
+    """UIDs of a uid-set in the order written (``"3,1:2"`` -> ``[3, 1, 2]``; ``"5:3"`` -> ``[3, 4, 5]``)."""
+    uids: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition(":")
+        if not low.isdigit() or (high and not high.isdigit()):
+            return []
+        first, last = sorted((int(low), int(high or low)))
+        uids.extend(range(first, last + 1))
+    return uids
+
+
+#: RFC 5530 response codes of a NO that may succeed later (the server is busy or briefly unable).
+TRANSIENT_CODES = ("[UNAVAILABLE]", "[INUSE]", "[SERVERBUG]")
+
+
+def is_transient_refusal(text: str) -> bool:
+    """True when a NO answer's text carries an RFC 5530 code that says "try again later"."""
+    upper = text.upper()
+    return any(code in upper for code in TRANSIENT_CODES)

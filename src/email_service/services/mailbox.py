@@ -17,6 +17,7 @@ from email_service.models import EmailAttachment, EmailFolder, EmailMessage
 from email_service.protocols.mime.sanitise import SanitisedHtml, sanitise_html
 from email_service.security.tokens import Principal
 from email_service.services.accounts import Page, load_account
+from email_service.services.actions import pending_message_ids
 from email_service.services.context import ServiceContext
 
 ROLE_ORDER = {"inbox": 0, "drafts": 1, "sent": 2, "archive": 3, "spam": 4, "trash": 5, "custom": 6}
@@ -24,13 +25,22 @@ ROLE_ORDER = {"inbox": 0, "drafts": 1, "sent": 2, "archive": 3, "spam": 4, "tras
 
 @dataclass(frozen=True)
 class MessageDetail:
-    """A message row with its attachment rows, the name of its folder and its HTML body made safe to display
-    (``None`` when the message has no HTML body)."""
+    """A message row with its attachment rows, the name of its folder, its HTML body made safe to display
+    (``None`` when the message has no HTML body), and whether a change of it still waits to be written back to the
+    server (``pending``)."""
 
     message: EmailMessage
     attachments: list[EmailAttachment]
     folder_name: str
     html: SanitisedHtml | None
+    pending: bool = False
+
+
+@dataclass(frozen=True)
+class MessagePage(Page):
+    """A page of message rows plus the ids among them with changes not yet written back."""
+
+    pending: frozenset[uuid.UUID] = frozenset()
 
 
 def list_folders(ctx: ServiceContext, *, principal: Principal, account_id: uuid.UUID) -> list[EmailFolder]:
@@ -53,7 +63,7 @@ def list_messages(
     folder_id: uuid.UUID | None,
     limit: int,
     offset: int,
-) -> Page:
+) -> MessagePage:
     """Messages of an account (or one of its folders), newest first by INTERNALDATE, then by uid.
 
     Raises:
@@ -75,7 +85,9 @@ def list_messages(
             .limit(limit)
             .offset(offset)
         ).scalars()
-        return Page(items=list(rows), total=int(total), limit=limit, offset=offset)
+        items = list(rows)
+        pending = pending_message_ids(session, [m.id for m in items])
+        return MessagePage(items=items, total=int(total), limit=limit, offset=offset, pending=frozenset(pending))
 
 
 def load_message(
@@ -119,11 +131,12 @@ def get_message(
             ).scalars()
         )
         folder = session.get(EmailFolder, message.folder_id)
+        pending = bool(pending_message_ids(session, [message.id]))
     html = None
     if message.html_body is not None:
         inline = {a.content_id: inline_url(a.id) for a in attachments if a.content_id}
         html = sanitise_html(message.html_body, inline_urls=inline, allow_remote_images=remote_images)
-    return MessageDetail(message, attachments, folder.name if folder else "", html)
+    return MessageDetail(message, attachments, folder.name if folder else "", html, pending)
 
 
 def raw_message(ctx: ServiceContext, *, principal: Principal, message_id: uuid.UUID) -> tuple[int, Iterator[bytes]]:

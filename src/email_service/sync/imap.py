@@ -29,6 +29,14 @@ count (``total_count``, kept by deltas, never recounted on the way):
 Every UID range has an explicit upper bound (the EXAMINE's ``uidnext - 1``): ``*`` is the largest UID *in use*
 (RFC 3501 section 9), so ``n:*`` can miss an expunged message at the top of a folder or match one below ``n``.
 
+Local changes not yet written back (pending actions, :mod:`email_service.sync.pending`) are never undone: the
+flag-merge step puts them on top of the server's flags (under the account row's lock), the new-UID step does not
+bring back a message the user moved or deleted out of the folder, the folder-list step keeps folders created or
+renamed locally and skips server names a pending rename or delete removes, and the folder's expected message count
+allows for the messages pending moves and expunges take out of it or bring into it.  A write-back that lost track
+of a message (a failed expunge, a move whose outcome is unknown) clears the folder's ``uidnext``: the next poll
+then compares the whole UID list.
+
 A folder the server will not open or read (``MailboxError``: SELECT/EXAMINE refused, e.g. ``NO [NOPERM]``; a FETCH
 refused) gets the error on its row (``sync_error*``, cleared by its next good sync) and the run goes on with the
 other folders; a folder that no longer exists (``[NONEXISTENT]``, or no longer in LIST) is removed.  A connection
@@ -45,11 +53,14 @@ import uuid
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
 
 from email_service.models import EmailFolder, EmailMessage, folder_counts_delta, now_ms
 from email_service.protocols.errors import ConnectionFailed, MailboxError, ProtocolError
 from email_service.protocols.imap import ImapSession, MailboxInfo, MailboxStatus
+from email_service.services.actions import lock_account
 from email_service.services.context import ServiceContext
+from email_service.sync.pending import folder_guard, pending_count_offsets, uids_leaving, with_pending_flags
 from email_service.sync.progress import RunProgress
 from email_service.sync.store import IN_CHUNK, delete_messages, flag_columns
 from email_service.sync.writer import MessageWriter
@@ -61,7 +72,9 @@ FlagChanges = dict[int, tuple[tuple[str, ...], int | None]]
 
 @dataclass(frozen=True)
 class FolderRef:
-    """The identity and stored sync state of one folder row (``total_count``: its stored messages)."""
+    """The identity and stored sync state of one folder row (``total_count``: its stored messages;
+    ``pending_offset``: how many more of them there are locally than on the server because of pending moves and
+    expunges, see :func:`email_service.sync.pending.pending_count_offsets`)."""
 
     id: uuid.UUID
     name: str
@@ -70,6 +83,12 @@ class FolderRef:
     highestmodseq: int | None
     state: str
     total_count: int
+    pending_offset: int = 0
+
+    @property
+    def server_count(self) -> int:
+        """The message count the server's EXISTS should show if nothing changed there since the last sync."""
+        return self.total_count - self.pending_offset
 
 
 @dataclass(frozen=True)
@@ -84,12 +103,12 @@ class StoredFlags:
 @dataclass
 class FolderChanges:
     """What one folder sync applies: ``flags`` ``{uid: (flags, modseq)}`` from the server, ``gone`` UIDs expunged
-    there, ``new`` UIDs to fetch (newest first); ``stored`` is every stored row when it was loaded anyway."""
+    there, ``new`` UIDs to fetch (newest first); ``listing`` when ``flags`` covers every message of the folder."""
 
     flags: FlagChanges = field(default_factory=dict)
     gone: set[int] = field(default_factory=set)
     new: list[int] = field(default_factory=list)
-    stored: dict[int, StoredFlags] | None = None
+    listing: bool = False
 
 
 class ImapMirror:
@@ -129,8 +148,11 @@ class ImapMirror:
                 f.name: f
                 for f in session.execute(select(EmailFolder).where(EmailFolder.account_id == self.account_id)).scalars()
             }
+            guard = folder_guard(session, self.account_id)  # local folder changes not yet written back
+            mailboxes = [m for m in mailboxes if not guard.skips(m.name)]
             for gone in set(stored) - names:
-                session.delete(stored.pop(gone))
+                if not guard.keeps(gone):
+                    session.delete(stored.pop(gone))
             for mailbox in mailboxes:
                 folder = stored.get(mailbox.name)
                 if folder is None:
@@ -153,8 +175,19 @@ class ImapMirror:
                 (stored[m.name] for m in mailboxes if m.selectable),
                 key=lambda f: (f.type != "inbox", f.name.lower()),
             )
+            session.flush()
+            offsets = pending_count_offsets(session, self.account_id)  # read after the counts: errs towards a poll
             return [
-                FolderRef(f.id, f.name, f.uidvalidity, f.uidnext, f.highestmodseq, f.sync_state, f.total_count)
+                FolderRef(
+                    f.id,
+                    f.name,
+                    f.uidvalidity,
+                    f.uidnext,
+                    f.highestmodseq,
+                    f.sync_state,
+                    f.total_count,
+                    offsets.get(f.id, 0),
+                )
                 for f in ordered
             ]
 
@@ -209,7 +242,7 @@ class ImapMirror:
         self._merge_flags(ref, status, changes)
         removed = self._remove(ref, status, changes.gone)
         added = self._fetch_new(ref, status, changes.new)
-        if ref.total_count - removed + added != status.exists:
+        if ref.server_count - removed + added != status.exists:
             self._reconcile(ref, status)
         self._finish_folder(ref, status)
 
@@ -221,7 +254,7 @@ class ImapMirror:
             and status.highestmodseq is not None
             and status.highestmodseq == ref.highestmodseq
             and status.uidnext == ref.uidnext
-            and status.exists == ref.total_count
+            and status.exists == ref.server_count
         )
 
     def _poll_changes(self, ref: FolderRef, status: MailboxStatus) -> FolderChanges:
@@ -239,7 +272,7 @@ class ImapMirror:
         if self.imap.qresync:
             if modseq_moved:
                 changes.gone = set(self.imap.vanished(ref.highestmodseq, up_to=top))
-        elif status.exists - len(changes.new) != ref.total_count:
+        elif status.exists - len(changes.new) != ref.server_count:
             changes.gone = self._stored_uids(ref, status) - set(self.imap.uids_in(1, top))
         return changes
 
@@ -249,9 +282,9 @@ class ImapMirror:
         top = status.uidnext - 1
         if with_flags:
             listing = self.imap.fetch_flags(up_to=top) if status.exists else {}
-            stored = self._stored_flags(ref, status)
-            new = sorted(listing.keys() - stored.keys(), reverse=True)
-            return FolderChanges(flags=listing, gone=stored.keys() - listing.keys(), new=new, stored=stored)
+            stored_uids = self._stored_uids(ref, status)
+            new = sorted(listing.keys() - stored_uids, reverse=True)
+            return FolderChanges(flags=listing, gone=stored_uids - listing.keys(), new=new, listing=True)
         server = set(self.imap.uids_in(1, top)) if status.exists else set()
         stored_uids = self._stored_uids(ref, status)
         changes = FolderChanges(gone=stored_uids - server, new=sorted(server - stored_uids, reverse=True))
@@ -270,52 +303,56 @@ class ImapMirror:
             ).scalars()
             return {uid for uid in rows if uid is not None}
 
+    @staticmethod
     def _stored_flags(
-        self, ref: FolderRef, status: MailboxStatus, uids: list[int] | None = None
+        session: Session, ref: FolderRef, status: MailboxStatus, uids: list[int] | None = None
     ) -> dict[int, StoredFlags]:
-        """Stored flags by UID: of ``uids`` (``IN`` lists of :data:`IN_CHUNK`), or of the whole folder."""
+        """Stored flags by UID, read in ``session``: of ``uids`` (``IN`` lists of :data:`IN_CHUNK`), or of the
+        whole folder."""
         query = select(EmailMessage.id, EmailMessage.uid, EmailMessage.flags, EmailMessage.is_read).where(
             EmailMessage.folder_id == ref.id, EmailMessage.uidvalidity == status.uidvalidity
         )
         chunks = [None] if uids is None else [uids[i : i + IN_CHUNK] for i in range(0, len(uids), IN_CHUNK)]
         found: dict[int, StoredFlags] = {}
-        with self.ctx.db.tenant_session(self.tenant_id) as session:
-            for chunk in chunks:
-                rows = session.execute(query if chunk is None else query.where(EmailMessage.uid.in_(chunk)))
-                found.update(
-                    (uid, StoredFlags(row_id, list(flags or []), is_read))
-                    for row_id, uid, flags, is_read in rows
-                    if uid is not None
-                )
+        for chunk in chunks:
+            rows = session.execute(query if chunk is None else query.where(EmailMessage.uid.in_(chunk)))
+            found.update(
+                (uid, StoredFlags(row_id, list(flags or []), is_read))
+                for row_id, uid, flags, is_read in rows
+                if uid is not None
+            )
         return found
 
     # -- the steps that change stored messages ---------------------------------------------------------------
 
     def _merge_flags(self, ref: FolderRef, status: MailboxStatus, changes: FolderChanges) -> None:
-        """Flag-merge step: the server's flags over the stored ones, as one bulk UPDATE by primary key per
-        :data:`IN_CHUNK` messages, and the folder's unread count by the difference (same transaction)."""
+        """Flag-merge step: the server's flags, with the pending local flag changes on top, over the stored ones,
+        as one bulk UPDATE by primary key per :data:`IN_CHUNK` messages, and the folder's unread count by the
+        difference.  One transaction under the account row's lock: the stored rows and the pending changes are
+        read after the lock is taken, so a change the API is committing is either merged here or made after."""
         if not changes.flags:
             return
-        stored = changes.stored
-        if stored is None:
-            stored = self._stored_flags(ref, status, sorted(changes.flags))
         now = now_ms()
         updates, unread = [], 0
-        for uid, (flags, modseq) in changes.flags.items():
-            row = stored.get(uid)
-            if row is None or sorted(set(flags)) == sorted(row.flags):
-                continue
-            values = flag_columns(flags)
-            unread += int(not values["is_read"]) - int(not row.is_read)
-            updates.append({"id": row.id, "modseq": modseq, "updated_at": now, **values})
-        if not updates:
-            return
         with self.ctx.db.tenant_session(self.tenant_id) as session:
+            lock_account(session, self.account_id)
+            stored = self._stored_flags(session, ref, status, None if changes.listing else sorted(changes.flags))
+            known = {uid: row.id for uid, row in stored.items() if uid in changes.flags}
+            merged = with_pending_flags(session, self.account_id, known, changes.flags)
+            for uid, message_id in known.items():
+                flags, modseq = merged[uid]
+                row = stored[uid]
+                if sorted(set(flags)) == sorted(row.flags):
+                    continue
+                values = flag_columns(flags)
+                unread += int(not values["is_read"]) - int(not row.is_read)
+                updates.append({"id": message_id, "modseq": modseq, "updated_at": now, **values})
             for start in range(0, len(updates), IN_CHUNK):
                 session.execute(update(EmailMessage), updates[start : start + IN_CHUNK])  # executemany by key
             if unread:
                 session.execute(folder_counts_delta(ref.id, unread=unread))
-        self.progress.updated(len(updates))
+        if updates:
+            self.progress.updated(len(updates))
 
     def _remove(self, ref: FolderRef, status: MailboxStatus, uids: set[int]) -> int:
         """Expunge step: delete the stored messages of ``uids`` (those never stored are ignored); returns how many."""
@@ -330,7 +367,11 @@ class ImapMirror:
 
     def _fetch_new(self, ref: FolderRef, status: MailboxStatus, uids: list[int]) -> int:
         """New-UID step: fetch ``uids`` (in this order) a batch per ``UID FETCH`` and store them (see
-        :class:`MessageWriter`); UIDs expunged meanwhile are skipped.  Returns how many were stored."""
+        :class:`MessageWriter`); UIDs expunged meanwhile are skipped, and so are UIDs a pending move or expunge
+        takes out of this folder (the user moved or deleted them here).  Returns how many were stored."""
+        if uids:
+            leaving = uids_leaving(self.ctx, self.tenant_id, ref.id, status.uidvalidity)
+            uids = [uid for uid in uids if uid not in leaving]
         self.progress.expect(len(uids))
         if not uids:
             return 0

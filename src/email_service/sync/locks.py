@@ -1,4 +1,8 @@
-"""One sync per account at a time (DESIGN.md section 7).
+"""One sync or write-back per account at a time (DESIGN.md section 7).
+
+The sync (:mod:`email_service.sync.account`) and the write-back of pending actions (:mod:`email_service.sync.syncback`)
+take the same lock, so they never interleave commands on one account's mailboxes; whichever finds it busy runs
+again after :data:`LOCK_RETRY_SECONDS` (a :class:`RetryJob`), and the sync queues the write-back when it ends.
 
 PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock``) held on a dedicated connection for the whole
 run, so it covers every worker process and host.  SQLite (one host): an exclusive ``flock`` on the account's lock
@@ -22,7 +26,8 @@ from email_service.db import Database
 from email_service.fs import create_private_file, private_dir
 
 _LOCK_NAMESPACE = 0x454D  # "EM": keeps our advisory keys apart from other users of the database
-#: Seconds a job whose account lock is busy waits before it tries again (a :class:`RetryJob`).
+#: Seconds a job whose account lock is busy (a sync or write-back holds it) waits before it tries again
+#: (a :class:`RetryJob`).
 LOCK_RETRY_SECONDS = 5.0
 
 

@@ -1,4 +1,5 @@
-"""Recovery of sync runs whose job was lost (issue 7): a run is never left active for ever.
+"""Recovery of work whose job was lost (issues 7 and 8): a sync run is never left active for ever, and a change
+accepted through the API is never left unwritten.
 
 One active run per account is enforced by the database (migration 0002), so a run stuck ``queued`` (its message
 was lost: a broker flushed, an in-process queue stopped) or ``running`` (its worker died and the broker has not
@@ -18,6 +19,13 @@ Bounds (settings, seconds):
   runs that are just starting or just finishing, and away from clock skew between hosts.
 
 Every run queued again has its ``updated_at`` moved to now, so it waits a full bound before the next attempt.
+
+Write-backs (:func:`requeue_writebacks`): an account's pending actions carry ``next_attempt_at`` (one minute after
+they were accepted, later after transient failures, :mod:`email_service.sync.syncback`); an account with a pending
+action past it gets its ``syncback_account`` job again (the job lost with a process, or given up by the runner
+while the account's lock was busy), and those actions' ``next_attempt_at`` moves a minute on, so a write-back that
+is simply slow is not queued again every tick.  At the start of an in-process runtime every account with pending
+actions is queued at once (its jobs lived in the memory of the stopped process).
 """
 
 from __future__ import annotations
@@ -28,7 +36,8 @@ from collections.abc import Iterable
 
 from sqlalchemy import select, update
 
-from email_service.models import SyncRun, Tenant, now_ms
+from email_service.models import PendingAction, SyncRun, Tenant, now_ms
+from email_service.services import actions
 from email_service.services.context import ServiceContext
 from email_service.services.sync_runs import sync_job_payload
 from email_service.sync.locks import account_lock_is_free
@@ -85,3 +94,30 @@ def _stalled(
         if stuck_queued or (dead_running and account_lock_is_free(ctx.db, account_id)):
             stalled.append((run_id, account_id))
     return stalled
+
+
+def requeue_writebacks(
+    ctx: ServiceContext, *, due_before: int | None, tenant_ids: Iterable[uuid.UUID] | None = None
+) -> int:
+    """Queue the write-back of every live account with pending actions whose ``next_attempt_at`` is at or before
+    ``due_before`` (epoch ms; ``None``: every pending action, for a start-up).  Returns how many accounts.
+
+    The actions found overdue get ``next_attempt_at`` one :data:`~email_service.services.actions.OVERDUE_AFTER_MS`
+    from now, so the next check does not queue them again while this job works them.
+    """
+    queued = actions.accounts_with_pending(ctx, due_before=due_before, tenant_ids=tenant_ids)
+    for tenant_id, account_id in queued:
+        if due_before is not None:
+            with ctx.db.tenant_session(tenant_id) as session:
+                session.execute(
+                    update(PendingAction)
+                    .where(
+                        PendingAction.account_id == account_id,
+                        PendingAction.state == "pending",
+                        PendingAction.next_attempt_at <= due_before,
+                    )
+                    .values(next_attempt_at=now_ms() + actions.OVERDUE_AFTER_MS)
+                )
+        actions.request_syncback(ctx, tenant_id, account_id)
+        log.info("write-back queued again", extra={"account_id": str(account_id)})
+    return len(queued)

@@ -20,27 +20,13 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from email_service.models import EmailAttachment, EmailMessage, folder_counts_delta, now_ms
 from email_service.protocols.mime.parse import Address, ParsedMessage, parse_message
+from email_service.services.flags import FLAG_COLUMNS, flag_columns
 
 log = logging.getLogger("email_service.sync")
 #: Keys per ``IN (...)`` list: well under SQLite's bound-parameter limit.
 IN_CHUNK = 500
 
-#: IMAP system flags (RFC 3501 section 2.3.2) mirrored into boolean columns.
-FLAG_COLUMNS = {
-    "\\Seen": "is_read",
-    "\\Flagged": "is_flagged",
-    "\\Answered": "is_answered",
-    "\\Draft": "is_draft",
-}
-
-
-def flag_columns(flags: Iterable[str]) -> dict[str, Any]:
-    """``{"flags": [...], "is_read": bool, ...}`` for a flag list (system flags matched case-insensitively)."""
-    flag_list = sorted(set(flags))
-    lowered = {flag.lower() for flag in flag_list}
-    values: dict[str, Any] = {column: flag.lower() in lowered for flag, column in FLAG_COLUMNS.items()}
-    values["flags"] = flag_list
-    return values
+__all__ = ["FLAG_COLUMNS", "IN_CHUNK", "delete_messages", "flag_columns", "insert_rows", "message_rows"]
 
 
 def _address(address: Address) -> dict[str, str]:

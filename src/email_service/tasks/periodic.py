@@ -1,8 +1,9 @@
 """Periodic work, declared once (issue 7): what the scheduler does every so often, and the scheduler itself.
 
-:data:`PERIODIC` lists each periodic task with its interval and its function; later issues add theirs here (due
-outbox items, webhook retries, change-log pruning, blob garbage collection).  The same :class:`Scheduler` runs them
-in the embedded default (a thread of the ``serve`` process, :meth:`InProcessJobRunner.start_scheduler`) and in
+:data:`PERIODIC` lists each periodic task with its interval and its function: due syncs, write-backs of changes
+still pending past their time (issue 8) and recovery of lost sync runs; later issues add theirs here (due outbox
+items, webhook retries, change-log pruning, blob garbage collection).  The same :class:`Scheduler` runs them in
+the embedded default (a thread of the ``serve`` process, :meth:`InProcessJobRunner.start_scheduler`) and in
 production (``email-service beat``, with a leader lease so that of several beat processes one ticks at a time).
 
 Every periodic task must be idempotent: two schedulers running it at once (a lease lost mid-tick) do no harm.
@@ -21,9 +22,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from email_service.config import Settings
+from email_service.models import now_ms
 from email_service.services import sync_runs
 from email_service.services.context import ServiceContext
-from email_service.sync.recovery import requeue_stalled_runs
+from email_service.sync.recovery import requeue_stalled_runs, requeue_writebacks
 
 log = logging.getLogger("email_service.scheduler")
 
@@ -49,6 +51,12 @@ def recover_stalled_syncs(ctx: ServiceContext) -> int:
     )
 
 
+def queue_overdue_writebacks(ctx: ServiceContext) -> int:
+    """Queue the write-back of every account with a pending action past its ``next_attempt_at``
+    (:func:`email_service.sync.recovery.requeue_writebacks`).  Returns how many accounts."""
+    return requeue_writebacks(ctx, due_before=now_ms())
+
+
 @dataclass(frozen=True)
 class PeriodicTask:
     """One kind of periodic work.
@@ -66,6 +74,10 @@ class PeriodicTask:
 
 PERIODIC: tuple[PeriodicTask, ...] = (
     PeriodicTask("queue_due_syncs", lambda settings: settings.scheduler_tick_seconds, queue_due_syncs),
+    # A pending action is overdue a minute after it was accepted: every tick finds lost write-backs soon enough.
+    PeriodicTask(
+        "queue_overdue_writebacks", lambda settings: settings.scheduler_tick_seconds, queue_overdue_writebacks
+    ),
     # Recovery only acts on runs minutes old: once a minute is often enough, and cheap.
     PeriodicTask(
         "recover_stalled_syncs", lambda settings: max(60, settings.scheduler_tick_seconds), recover_stalled_syncs

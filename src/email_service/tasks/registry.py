@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from sqlalchemy.exc import OperationalError
 
 from email_service.protocols.errors import ConnectionFailed, TemporaryFailure
+from email_service.services import actions
 from email_service.services.attachment_content import scan_attachment_job
 from email_service.services.context import ServiceContext
 from email_service.services.jobs import JOB_NAMES, JsonScalar, RetryJob
 from email_service.sync.account import sync_account
+from email_service.sync.syncback import syncback_account
 
 Handler = Callable[[ServiceContext, Mapping[str, JsonScalar]], object]
 #: Errors worth a retry for every kind: the database or a peer was briefly unreachable.
@@ -63,12 +65,15 @@ def _uuid(payload: Mapping[str, JsonScalar], key: str) -> uuid.UUID:
 
 
 def _sync_account(ctx: ServiceContext, payload: Mapping[str, JsonScalar]) -> str:
-    return sync_account(
-        ctx,
-        tenant_id=_uuid(payload, "tenantId"),
-        account_id=_uuid(payload, "accountId"),
-        run_id=_uuid(payload, "runId"),
-    )
+    tenant_id, account_id = _uuid(payload, "tenantId"), _uuid(payload, "accountId")
+    state = sync_account(ctx, tenant_id=tenant_id, account_id=account_id, run_id=_uuid(payload, "runId"))
+    if state != "skipped" and actions.has_pending(ctx, tenant_id, account_id):
+        actions.request_syncback(ctx, tenant_id, account_id)  # write-backs that waited for the lock go now
+    return state
+
+
+def _syncback_account(ctx: ServiceContext, payload: Mapping[str, JsonScalar]) -> str:
+    return syncback_account(ctx, tenant_id=_uuid(payload, "tenantId"), account_id=_uuid(payload, "accountId"))
 
 
 def _scan_attachment(ctx: ServiceContext, payload: Mapping[str, JsonScalar]) -> str:
@@ -80,6 +85,8 @@ JOBS: Mapping[str, JobSpec] = {
     for spec in (
         # A first sync of a large mailbox can take long; it resumes where it stopped if it is killed.
         JobSpec("sync_account", _sync_account, soft_time_limit=3 * 3600, time_limit=3 * 3600 + 300),
+        # A run works for at most RUN_BUDGET_SECONDS, then queues a fresh job for the rest.
+        JobSpec("syncback_account", _syncback_account, soft_time_limit=600, time_limit=660),
         # clamd scans 25 MB in seconds; an unreachable clamd is retried (ConnectionFailed) for about an hour.
         JobSpec("scan_attachment", _scan_attachment, soft_time_limit=300, time_limit=360, max_retries=8),
     )

@@ -4,7 +4,8 @@ Jobs declared in :mod:`email_service.tasks.registry` run on a small thread pool,
 :func:`email_service.tasks.execution.attempt_job` (as on Celery); delayed jobs and retries wait in a timer heap; a
 scheduler thread runs the periodic work of :mod:`email_service.tasks.periodic` every ``SCHEDULER_TICK_SECONDS``.
 Production runs the same jobs on Celery workers instead.  Jobs queued here live in memory: a job lost to a stop is
-recovered at the next start (interrupted sync runs are closed and syncs are scheduled again).
+recovered at the next start (interrupted sync runs are closed and syncs are scheduled again; the write-back of
+every account with pending actions is queued, :func:`email_service.tasks.runtime.start_job_runtime`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The job runtime of one serving process, chosen by the settings (DESIGN.md section 4, issue 7).
 
 * Embedded default (``JOB_RUNNER=inprocess``): an :class:`InProcessJobRunner` bound to the context, with the
-  periodic scheduler thread when ``SCHEDULER_ENABLED``.
+  periodic scheduler thread when ``SCHEDULER_ENABLED``; at its start the write-back of every account with pending
+  actions is queued (the jobs of a stopped process lived in its memory).
 * Production (``JOB_RUNNER=celery``, the production default): a :class:`CeleryJobQueue`; the workers run the jobs
   (``email-service worker``) and ``email-service beat`` runs the periodic work.
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from email_service.config import Settings
 from email_service.services import sync_runs
 from email_service.services.context import ServiceContext, build_context
+from email_service.sync.recovery import requeue_writebacks
 from email_service.tasks.runner import InProcessJobRunner
 
 
@@ -30,8 +32,8 @@ class JobRuntime:
 
 
 def start_job_runtime(settings: Settings, *, owns_all_runs: bool = False) -> JobRuntime:
-    """Build the context and the job queue of ``settings``; with the in-process runner, start its scheduler when
-    ``SCHEDULER_ENABLED``.
+    """Build the context and the job queue of ``settings``; with the in-process runner, queue the write-backs still
+    pending and start its scheduler when ``SCHEDULER_ENABLED``.
 
     Args:
         owns_all_runs: this process is the only one that runs jobs (the embedded default's single ``serve`` on
@@ -46,6 +48,7 @@ def start_job_runtime(settings: Settings, *, owns_all_runs: bool = False) -> Job
     runner.bind(ctx)
     if owns_all_runs:
         sync_runs.fail_interrupted_runs(ctx)
+    requeue_writebacks(ctx, due_before=None)  # changes accepted before a stop reach the server now
     if settings.scheduler_enabled:
         runner.start_scheduler()
     return JobRuntime(ctx, runner)

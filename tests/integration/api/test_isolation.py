@@ -4,6 +4,7 @@ gets the resource.  Lists never show other users' rows."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,17 +24,20 @@ MakeMailbox = Callable[[Caller], Mailbox]
 @dataclass(frozen=True)
 class Endpoint:
     method: str
-    path: str  # {account} and {message} are filled in
+    path: str  # {account}, {message} and {folder} are filled in
     ok: int = 200
     json: dict[str, Any] | None = None
+    repeatable: bool = True  # False: the owner's call after the admin's would not answer ``ok`` again
 
     def url(self, mailbox: Mailbox) -> str:
-        return "/api/v1" + self.path.format(account=mailbox.account_id, message=mailbox.message_id)
+        path = self.path.format(account=mailbox.account_id, message=mailbox.message_id, folder=mailbox.folder_id)
+        return "/api/v1" + path
 
     def call(self, client: FlaskClient, mailbox: Mailbox, headers: dict[str, str]) -> Any:
         return client.open(self.url(mailbox), method=self.method, headers=headers, json=self.json)
 
 
+UNKNOWN = uuid.uuid4()
 ENDPOINTS = [
     Endpoint("GET", "/accounts/{account}"),
     Endpoint("PUT", "/accounts/{account}", json={"accountName": "Renamed by someone"}),
@@ -45,6 +49,16 @@ ENDPOINTS = [
     Endpoint("GET", "/accounts/{account}/messages"),
     Endpoint("GET", "/messages/{message}"),
     Endpoint("GET", "/messages/{message}/raw"),
+    Endpoint("PATCH", "/messages/{message}", json={"isRead": True}),
+    Endpoint("PUT", "/messages/{message}", json={"isFlagged": True}),
+    Endpoint("DELETE", "/messages/{message}?permanent=true"),
+    Endpoint("POST", "/accounts/{account}/messages/batch", json={"messageIds": [str(UNKNOWN)], "isRead": True}),
+    Endpoint("GET", "/accounts/{account}/actions"),
+    Endpoint("POST", "/accounts/{account}/folders", ok=201, json={"name": "Created"}, repeatable=False),
+    Endpoint("GET", "/folders/{folder}"),
+    # The seeded folder is the INBOX: past the access check, renaming or deleting it is a 409.
+    Endpoint("PATCH", "/folders/{folder}", ok=409, json={"name": "Renamed"}),
+    Endpoint("DELETE", "/folders/{folder}", ok=409),
 ]
 
 
@@ -80,12 +94,24 @@ def _assert_owner_state_unchanged(client: FlaskClient, mailbox: Mailbox) -> None
 
 def _assert_granted(response: Any, endpoint: Endpoint, mailbox: Mailbox) -> None:
     assert response.status_code == endpoint.ok, response.get_data(as_text=True)
+    if endpoint.ok == 409:
+        return
     if endpoint.path.endswith("/raw"):
         assert response.mimetype == "message/rfc822" and SECRET_BODY.encode() in response.data
         return
     body = response.get_json()
-    if endpoint.path.startswith("/messages"):
+    if endpoint.method == "DELETE" and endpoint.path.startswith("/messages"):
+        assert body["id"] == str(mailbox.message_id) and body["permanent"] is True
+    elif endpoint.path.startswith("/messages"):
         assert body["id"] == str(mailbox.message_id) and body["subject"] == SECRET_SUBJECT
+    elif endpoint.path.startswith("/folders"):
+        assert body["id"] == str(mailbox.folder_id) and body["accountId"] == mailbox.account_id
+    elif endpoint.path.endswith("/folders") and endpoint.method == "POST":
+        assert body["name"] == "Created" and body["accountId"] == mailbox.account_id
+    elif endpoint.path.endswith("/batch"):
+        assert (body["updatedCount"], body["failed"][0]["id"]) == (0, str(UNKNOWN))
+    elif endpoint.path.endswith("/actions"):
+        assert all(a["accountId"] == mailbox.account_id for a in body["actions"])
     elif endpoint.path.endswith("/folders"):
         assert [f["id"] for f in body["folders"]] == [str(mailbox.folder_id)]
     elif endpoint.path.endswith("/messages"):
@@ -117,7 +143,7 @@ def test_other_users_and_tenants_never_get_the_resource(
 
     admin = owner.colleague(ctx, "admin")
     _assert_granted(endpoint.call(client, mailbox, admin.headers), endpoint, mailbox)
-    if endpoint.method != "DELETE":
+    if endpoint.method != "DELETE" and endpoint.repeatable:
         _assert_granted(endpoint.call(client, mailbox, owner.headers), endpoint, mailbox)
 
 

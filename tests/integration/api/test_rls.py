@@ -24,7 +24,9 @@ from email_service.models import (
     EmailCredential,
     EmailFolder,
     EmailMessage,
+    PendingAction,
     SyncRun,
+    now_ms,
 )
 from email_service.services.context import ServiceContext
 from tests.conftest import Caller
@@ -66,9 +68,16 @@ def make_tenant(
                     trigger="api",
                 )
             )
+            session.add(_pending_action(caller.tenant_id, uuid.UUID(mailbox.account_id), seq=1))
         return Tenant(caller, mailbox, run_id)
 
     return make
+
+
+def _pending_action(tenant_id: uuid.UUID, account_id: uuid.UUID, seq: int) -> PendingAction:
+    return PendingAction(
+        tenant_id=tenant_id, account_id=account_id, seq=seq, kind="flags", next_attempt_at=now_ms(), details={}
+    )
 
 
 def _new_row(table: str, tenant: Tenant) -> Any:
@@ -98,6 +107,7 @@ def _new_row(table: str, tenant: Tenant) -> Any:
         ),
         "email_sync_runs": lambda: SyncRun(tenant_id=tid, account_id=account),
         "email_audit_log": lambda: AuditLog(tenant_id=tid, action="forged", resource_type="email_account"),
+        "email_pending_actions": lambda: _pending_action(tid, account, seq=uuid.uuid4().int % 2**62),
     }
     assert set(rows) == set(TENANT_TABLES), "every tenant table needs a row factory here"
     return rows[table]()
