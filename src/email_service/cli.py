@@ -1,6 +1,7 @@
 """The ``email-service`` command.
 
-email-service serve [--host H] [--port P]     API + in-process job runner + periodic sync scheduler
+email-service serve [--host H] [--port P]     API + in-process job runner + periodic sync scheduler (+ IDLE push)
+email-service push                            IDLE watchers (RFC 2177) for up to PUSH_MAX_CONNECTIONS accounts
 email-service db upgrade                      Alembic migrations to head
 email-service token --tenant T --user U [--role admin] [--hours N]
 email-service sync ACCOUNT_ID                 one sync now, in the foreground; prints the outcome as JSON
@@ -14,7 +15,9 @@ import argparse
 import errno
 import json
 import logging
+import signal
 import sys
+import threading
 import uuid
 from collections.abc import Sequence
 
@@ -30,6 +33,7 @@ from email_service.security.tokens import create_jwt_token
 from email_service.services import accounts, sync_runs
 from email_service.services.context import ServiceContext, build_context
 from email_service.sync.imap import sync_account
+from email_service.sync.push_supervisor import push_supervisor
 from email_service.tasks.runner import InProcessJobRunner
 
 
@@ -40,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=5000)
     serve.add_argument("--threads", type=int, default=8, help="HTTP worker threads")
+    commands.add_parser("push", help="watch accounts with IMAP IDLE and sync INBOX on new mail (production)")
     db = commands.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade"])
     token = commands.add_parser("token", help="mint a JWT for a tenant and user")
@@ -80,6 +85,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         sync_runs.fail_interrupted_runs(ctx)
     if settings.scheduler_enabled:
         runner.start_scheduler(settings.scheduler_tick_seconds)
+    push = push_supervisor(ctx) if settings.push_in_process and settings.push_max_connections else None
+    if push is not None:
+        push.start()
     logging.getLogger("email_service").info(
         "email_service listening on http://%s:%s (data: %s)", args.host, args.port, settings.data_dir
     )
@@ -89,6 +97,35 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         pass
     finally:
         server.close()
+        if push is not None:
+            push.stop()
+        runner.shutdown(wait=False)
+    return 0
+
+
+def _push(settings: Settings) -> int:
+    """IDLE watchers under leases shared with other ``push`` processes, until SIGTERM or Ctrl-C.
+
+    The syncs they trigger run on this process's in-process job runner.
+    """
+    _prepare_database(settings)
+    runner = InProcessJobRunner(workers=settings.job_workers)
+    ctx = build_context(settings, jobs=runner)
+    runner.bind(ctx)
+    supervisor = push_supervisor(ctx)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.set())
+    supervisor.start()
+    logging.getLogger("email_service").info(
+        "email_service push: up to %d IDLE watchers (holder %s)", settings.push_max_connections, supervisor.holder
+    )
+    try:
+        while not stopping.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        supervisor.stop()
         runner.shutdown(wait=False)
     return 0
 
@@ -145,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
         if args.command == "serve":
             return _serve(settings, args)
+        if args.command == "push":
+            return _push(settings)
         if args.command == "db":
             upgrade_database(settings.database_migration_url, app_url=settings.database_url)
             print("database is at the latest revision")

@@ -4,6 +4,7 @@ from email_service.models.account import EmailAccount, EmailCredential, Tenant
 from email_service.models.audit import AuditLog
 from email_service.models.base import Base, TenantScoped, now_ms
 from email_service.models.mailbox import FOLDER_ROLES, EmailAttachment, EmailFolder, EmailMessage
+from email_service.models.push import PushLease
 from email_service.models.sync import SYNC_RUN_STATES, SyncRun
 
 TENANT_TABLES = (
@@ -14,6 +15,7 @@ TENANT_TABLES = (
     "email_attachments",
     "email_sync_runs",
     "email_audit_log",
+    "email_push_leases",
 )
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "EmailCredential",
     "EmailFolder",
     "EmailMessage",
+    "PushLease",
     "SyncRun",
     "Tenant",
     "TenantScoped",

@@ -14,12 +14,17 @@ Per folder, an explicit state machine persisted in ``email_folders.sync_state``:
 Handlers are idempotent: messages are stored batch by batch in short transactions, and a batch only inserts UIDs
 not stored yet, so a crash or a dropped connection resumes without duplicates or losses (``uidnext`` is only
 advanced once the folder is complete).  INBOX goes first; newest messages first on an initial sync.
+
+A run may be scoped to one folder (``email_sync_runs.folder``, e.g. INBOX after an IDLE push): the folder list is
+refreshed as always, and only that folder is synced.  When the run ends, a follow-up that a push recorded on it
+meanwhile is queued (:func:`email_service.services.sync_runs.queue_next_run`).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +37,7 @@ from email_service.protocols.imap import ImapSession, MailboxInfo, MailboxStatus
 from email_service.services.accounts import account_password
 from email_service.services.connection_test import imap_endpoint
 from email_service.services.context import ServiceContext
+from email_service.services.sync_runs import queue_next_run
 from email_service.sync.locks import account_sync_lock
 from email_service.sync.store import flag_columns, insert_rows, message_rows
 
@@ -63,21 +69,39 @@ class FolderRef:
     state: str
 
 
-class ImapMirror:
-    """Mirrors one account's mailboxes into the database during one run."""
+def in_scope(name: str, folders: Collection[str] | None) -> bool:
+    """True when mailbox ``name`` is among ``folders`` (``None``: all); INBOX matches case-insensitively (RFC 3501
+    section 5.1)."""
+    if folders is None:
+        return True
+    return name in folders or (name.upper() == "INBOX" and any(f.upper() == "INBOX" for f in folders))
 
-    def __init__(self, ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID, imap: ImapSession):
+
+class ImapMirror:
+    """Mirrors one account's mailboxes into the database during one run; ``folders`` limits the run to those
+    mailbox names (``None``: every selectable folder)."""
+
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        tenant_id: uuid.UUID,
+        account_id: uuid.UUID,
+        imap: ImapSession,
+        folders: Collection[str] | None = None,
+    ):
         self.ctx = ctx
         self.tenant_id = tenant_id
         self.account_id = account_id
         self.imap = imap
+        self.folders = folders
         self.counts = SyncCounts()
 
     def run(self) -> SyncCounts:
-        """Sync the folder list, then every selectable folder, INBOX first."""
+        """Sync the folder list, then every selectable folder in scope, INBOX first."""
         for ref in self._sync_folder_list(self.imap.list_mailboxes()):
-            self._sync_folder(ref)
-            self.counts.folders_synced += 1
+            if in_scope(ref.name, self.folders):
+                self._sync_folder(ref)
+                self.counts.folders_synced += 1
         return self.counts
 
     def _sync_folder_list(self, mailboxes: list[MailboxInfo]) -> list[FolderRef]:
@@ -271,10 +295,11 @@ class ImapMirror:
             )
 
 
-def _run_is_active(ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID) -> bool:
+def _active_run_scope(ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID) -> tuple[bool, str | None]:
+    """``(active, folder)`` of the run: is it still queued or running, and the one folder it covers (if any)."""
     with ctx.db.tenant_session(tenant_id) as session:
-        state = session.execute(select(SyncRun.state).where(SyncRun.id == run_id)).scalar_one_or_none()
-    return state in ("queued", "running")
+        row = session.execute(select(SyncRun.state, SyncRun.folder).where(SyncRun.id == run_id)).one_or_none()
+    return (row is not None and row.state in ("queued", "running"), row.folder if row is not None else None)
 
 
 def _set_run_and_account(
@@ -296,13 +321,23 @@ def sync_account(ctx: ServiceContext, *, tenant_id: uuid.UUID, account_id: uuid.
     """Run one sync of an IMAP account and record its outcome on the :class:`SyncRun` row.
 
     Returns the final run state: ``succeeded``, ``failed``, or ``skipped`` when another worker holds the account's
-    lock (it is working this run: the run row is left to it) or the run has already ended (a job delivered twice).
+    lock (working this run, or another one: when that one ends, its job sends this run's job again, see
+    :func:`~email_service.services.sync_runs.queue_next_run`) or the run has already ended (a job delivered twice).
+    Once the run has ended and the lock is released, a follow-up a push recorded meanwhile is queued.
     A run found ``running`` while we hold the lock was interrupted (its worker died): it is worked again, which is
     safe because every step of the mirror is idempotent.  Never raises for mail-server trouble: the error kind and
     the server's message go to the run row.
     """
+    state = _sync_account_locked(ctx, tenant_id=tenant_id, account_id=account_id, run_id=run_id)
+    if state != "skipped":  # after the lock is released, so that the next run's job can take it
+        queue_next_run(ctx, tenant_id=tenant_id, account_id=account_id, ended_run_id=run_id)
+    return state
+
+
+def _sync_account_locked(ctx: ServiceContext, *, tenant_id: uuid.UUID, account_id: uuid.UUID, run_id: uuid.UUID) -> str:
     with account_sync_lock(ctx.db, account_id) as taken:
-        if not taken or not _run_is_active(ctx, tenant_id, run_id):
+        active, folder = _active_run_scope(ctx, tenant_id, run_id) if taken else (False, None)
+        if not active:
             return "skipped"
         started = now_ms()
         _set_run_and_account(
@@ -316,7 +351,7 @@ def sync_account(ctx: ServiceContext, *, tenant_id: uuid.UUID, account_id: uuid.
                     raise EmailServiceError("Account is deleted or disabled")
                 endpoint = imap_endpoint(ctx, account, account_password(ctx, session, account))
             with ImapSession(endpoint) as imap:
-                mirror = ImapMirror(ctx, tenant_id, account_id, imap)
+                mirror = ImapMirror(ctx, tenant_id, account_id, imap, folders=None if folder is None else (folder,))
                 mirror.run()
         except EmailServiceError as exc:
             log.warning("sync of account %s failed: %s: %s", account_id, type(exc).__name__, exc.message)
