@@ -17,6 +17,11 @@ Maildir file there is ~40x faster than on this machine's ext4 /tmp) or else /tmp
 ``Sent``, ``Drafts``, ``Trash``, ``Junk`` and ``Archive`` carry RFC 6154 SPECIAL-USE flags and are
 auto-subscribed.  Ready means a real LOGIN succeeded.  The log is ``<base>/dovecot.log``.
 
+Other server configurations for fallback paths (DESIGN.md section 7): ``Dovecot.start(without=("IDLE",))``
+advertises every capability but those (``imap_capability``), so clients must do without them.  :meth:`Dovecot.
+deliver` delivers over LMTP like an MTA; :meth:`Dovecot.imap_sessions` counts a user's open IMAP sessions
+(``doveadm who``).
+
 Fixtures ``dovecot`` (session) and ``mail_user`` (function) are at the end; a conftest re-exports them with
 ``from tests.support.dovecot import dovecot, mail_user``.  Without the ``dovecot`` binary they skip, unless
 ``EMAIL_SERVICE_REQUIRE_INTEGRATION=1`` makes them fail.  Debian packages: dovecot-imapd dovecot-pop3d
@@ -32,6 +37,7 @@ import pwd
 import re
 import secrets
 import shutil
+import smtplib
 import socket
 import subprocess
 import tempfile
@@ -126,7 +132,7 @@ service lmtp {{
 }}
 protocol imap {{
   mail_max_userip_connections = 200
-}}
+{imap_capability}}}
 protocol pop3 {{
   mail_max_userip_connections = 200
 }}
@@ -179,6 +185,8 @@ class Dovecot:
         self.users: dict[str, str] = {}
         self.imap_port = self.imaps_port = self.pop3_port = self.pop3s_port = self.lmtp_port = 0
         self._owns_dir = owns_dir
+        self.without: frozenset[str] = frozenset()
+        self._imap_capability = ""
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         owner = pwd.getpwnam(MAIL_OWNER)
@@ -187,8 +195,11 @@ class Dovecot:
     # -- life cycle -----------------------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, base_dir: Path | None = None, *, timeout: float = 15.0) -> Dovecot:
+    def start(cls, base_dir: Path | None = None, *, timeout: float = 15.0, without: Iterable[str] = ()) -> Dovecot:
         """Lay out ``base_dir`` (default: a new 0755 directory in :func:`scratch_parent`, removed on stop), start.
+
+        ``without`` names IMAP capabilities to switch off (e.g. ``IDLE``): the server is started once to learn its
+        capability list, then restarted advertising the rest (``imap_capability``).
 
         Raises:
             RuntimeError: no ``dovecot`` binary, or it did not accept a LOGIN within ``timeout`` seconds (the
@@ -203,16 +214,31 @@ class Dovecot:
         base_dir.chmod(0o755)
         server = cls(base_dir, owns_dir=owns_dir)
         server._lay_out()
+        server._start(binary, timeout)
+        server.without = frozenset(name.upper() for name in without)
+        if server.without:
+            offered = server._base_capabilities()
+            server._terminate()
+            kept = [name for name in offered if name.upper() not in server.without]
+            server._imap_capability = f"  imap_capability = {' '.join(kept)}\n"
+            server._start(binary, timeout)
+        return server
+
+    def _start(self, binary: str, timeout: float) -> None:
         for attempt in range(3):
             try:
-                server._run(binary, timeout)
-                return server
+                self._run(binary, timeout)
+                return
             except RuntimeError:
-                server._terminate()
-                if attempt == 2 or "in use" not in server._log_tail():
-                    server.stop()
+                self._terminate()
+                if attempt == 2 or "in use" not in self._log_tail():
+                    self.stop()
                     raise
-        raise AssertionError("unreachable")
+
+    def _base_capabilities(self) -> list[str]:
+        """The capabilities Dovecot announces after login: the list ``imap_capability`` replaces."""
+        with self.imap(_PROBE_USER) as client:
+            return [c.decode() if isinstance(c, bytes) else str(c) for c in client.capabilities()]
 
     def _lay_out(self) -> None:
         for name in ("run", "state"):
@@ -244,6 +270,7 @@ class Dovecot:
                 pop3_port=self.pop3_port,
                 pop3s_port=self.pop3s_port,
                 lmtp_port=self.lmtp_port,
+                imap_capability=self._imap_capability,
             )
         )
 
@@ -425,6 +452,23 @@ class Dovecot:
         result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=30)
         if result.returncode != 0:
             raise RuntimeError(f"doveadm kick failed: {result.stderr.strip() or result.stdout.strip()}")
+
+    def deliver(self, username: str, raw: bytes, *, mail_from: str = "sender@example.test") -> None:
+        """Deliver ``raw`` to ``username``'s INBOX over LMTP (RFC 2033), the way an MTA hands mail over.
+
+        Raises ``smtplib.SMTPException`` when the server refuses it.
+        """
+        with smtplib.LMTP(self.host, self.lmtp_port, timeout=10) as lmtp:
+            lmtp.sendmail(mail_from, [username], raw)
+
+    def imap_sessions(self, username: str) -> int:
+        """How many IMAP sessions ``username`` has open now (``doveadm who -1``)."""
+        doveadm = shutil.which("doveadm") or "/usr/bin/doveadm"
+        command = [doveadm, "-c", str(self.config_path), "who", "-1", username]
+        result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=30)
+        if result.returncode not in (0, 1):  # 1: no sessions of that user
+            raise RuntimeError(f"doveadm who failed: {result.stderr.strip() or result.stdout.strip()}")
+        return sum(1 for line in result.stdout.splitlines()[1:] if line.split()[:2] == [username, "imap"])
 
     # -- fast bulk seeding ----------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -87,6 +88,7 @@ class PushSupervisor:
         renew_after: seconds between IDLE renewals (< 29 minutes, RFC 2177).
         holder: this process's name in the lease table (default :func:`process_holder`).
         no_idle_recheck_seconds: when to try again an account whose server offered no IDLE.
+        tenant_ids: watch only these tenants' accounts (a process that serves a shard of tenants); default all.
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class PushSupervisor:
         renew_after: float,
         holder: str | None = None,
         no_idle_recheck_seconds: float = 3600.0,
+        tenant_ids: Collection[uuid.UUID] | None = None,
     ) -> None:
         self.ctx = ctx
         self.max_connections = max_connections
@@ -105,6 +108,7 @@ class PushSupervisor:
         self.renew_after = renew_after
         self.holder = holder or process_holder()
         self.no_idle_recheck_seconds = no_idle_recheck_seconds
+        self.tenant_ids = None if tenant_ids is None else frozenset(tenant_ids)
         self._watches: dict[uuid.UUID, _Watch] = {}
         self._polled: dict[uuid.UUID, _Polled] = {}
         self._lock = threading.Lock()
@@ -184,6 +188,8 @@ class PushSupervisor:
         except Exception:
             log.exception("push supervisor could not list tenants")
             return
+        if self.tenant_ids is not None:
+            tenants = [t for t in tenants if t in self.tenant_ids]
         with self._lock:
             full = len(self._watches) >= self.max_connections
             ours = set(self._tenants_of(self._watches, self._polled).values())
