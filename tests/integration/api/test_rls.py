@@ -24,6 +24,7 @@ from email_service.models import (
     EmailCredential,
     EmailFolder,
     EmailMessage,
+    PushLease,
     SyncRun,
 )
 from email_service.services.context import ServiceContext
@@ -42,6 +43,7 @@ class Tenant:
     caller: Caller
     mailbox: Mailbox
     run_id: uuid.UUID
+    spare_account_id: uuid.UUID  # an account without a push lease (one lease per account)
 
     @property
     def id(self) -> uuid.UUID:
@@ -55,7 +57,7 @@ def make_tenant(
     def make() -> Tenant:
         caller = make_caller()
         mailbox = make_mailbox(caller)  # account, credential, audit entry, folder, message, attachment
-        run_id = uuid.uuid4()
+        run_id, spare_account_id = uuid.uuid4(), uuid.uuid4()
         with ctx.db.tenant_session(caller.tenant_id) as session:
             session.add(
                 SyncRun(
@@ -66,7 +68,29 @@ def make_tenant(
                     trigger="api",
                 )
             )
-        return Tenant(caller, mailbox, run_id)
+            session.add(
+                PushLease(
+                    tenant_id=caller.tenant_id,
+                    account_id=uuid.UUID(mailbox.account_id),
+                    holder="host:1:lease",
+                    expires_at=1,
+                )
+            )
+            session.add(
+                EmailAccount(
+                    id=spare_account_id,
+                    tenant_id=caller.tenant_id,
+                    user_id=caller.user_id,
+                    account_name="spare",
+                    email_address=f"{uuid.uuid4().hex}@spare.example",
+                    protocol="imap",
+                    hostname="imap.spare.example",
+                    port=993,
+                    encryption="tls",
+                    username="spare",
+                )
+            )
+        return Tenant(caller, mailbox, run_id, spare_account_id)
 
     return make
 
@@ -98,6 +122,9 @@ def _new_row(table: str, tenant: Tenant) -> Any:
         ),
         "email_sync_runs": lambda: SyncRun(tenant_id=tid, account_id=account),
         "email_audit_log": lambda: AuditLog(tenant_id=tid, action="forged", resource_type="email_account"),
+        "email_push_leases": lambda: PushLease(
+            tenant_id=tid, account_id=tenant.spare_account_id, holder="x", expires_at=1
+        ),
     }
     assert set(rows) == set(TENANT_TABLES), "every tenant table needs a row factory here"
     return rows[table]()
