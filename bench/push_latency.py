@@ -122,7 +122,7 @@ def _reader(api: Api, accounts: dict[str, str], seen: dict[str, float], stop: th
     """Poll each account's message list every 50 ms; ``seen[subject]`` = first time the API listed it."""
     while not stop.is_set():
         for account_id in accounts.values():
-            for message in api.call("GET", f"/api/v1/accounts/{account_id}/messages?limit=20")["messages"]:
+            for message in api.call("GET", f"/api/v1/accounts/{account_id}/messages?limit=100")["messages"]:
                 seen.setdefault(message["subject"], time.perf_counter())
         time.sleep(0.05)
 
@@ -229,6 +229,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 "service_poll": [api_seen[f"poll {n}"] - delivered[f"poll {n}"] for n in range(1, args.deliveries + 1)],
             }
             runs = {name: _run_counts(ctx, account_id) for name, account_id in accounts.items()}
+            supervisor.stop()  # before the servers go away
     finally:
         stop.set()
         supervisor.stop()

@@ -43,7 +43,10 @@ class SyncStatusOut(Schema):
     lastSyncAt = Integer(allow_none=True)
     syncId = UUID(allow_none=True)
     state = String(allow_none=True, metadata={"description": "null before the first sync"})
-    trigger = String(allow_none=True)
+    trigger = String(
+        allow_none=True,
+        metadata={"description": "what asked for the run: api, scheduler, cli or push (IMAP IDLE, new mail)"},
+    )
     requestedAt = Integer(allow_none=True)
     startedAt = Integer(allow_none=True)
     finishedAt = Integer(allow_none=True)
