@@ -76,40 +76,33 @@ def make_tenant(
                     expires_at=1,
                 )
             )
-            session.add(
-                EmailAccount(
-                    id=spare_account_id,
-                    tenant_id=caller.tenant_id,
-                    user_id=caller.user_id,
-                    account_name="spare",
-                    email_address=f"{uuid.uuid4().hex}@spare.example",
-                    protocol="imap",
-                    hostname="imap.spare.example",
-                    port=993,
-                    encryption="tls",
-                    username="spare",
-                )
-            )
+            session.add(_bare_account(caller.tenant_id, id=spare_account_id))
         return Tenant(caller, mailbox, run_id, spare_account_id)
 
     return make
+
+
+def _bare_account(tenant_id: uuid.UUID, **fields: Any) -> EmailAccount:
+    """An account row of ``tenant_id`` with made-up server fields."""
+    return EmailAccount(
+        tenant_id=tenant_id,
+        user_id=uuid.uuid4(),
+        account_name="x",
+        email_address=f"{uuid.uuid4().hex}@x.example",
+        protocol="imap",
+        hostname="imap.x.example",
+        port=993,
+        encryption="tls",
+        username="x",
+        **fields,
+    )
 
 
 def _new_row(table: str, tenant: Tenant) -> Any:
     """A valid row of ``table`` carrying ``tenant``'s id (and referencing its rows)."""
     tid, account = tenant.id, uuid.UUID(tenant.mailbox.account_id)
     rows: dict[str, Callable[[], Any]] = {
-        "email_accounts": lambda: EmailAccount(
-            tenant_id=tid,
-            user_id=uuid.uuid4(),
-            account_name="x",
-            email_address=f"{uuid.uuid4().hex}@x.example",
-            protocol="imap",
-            hostname="imap.x.example",
-            port=993,
-            encryption="tls",
-            username="x",
-        ),
+        "email_accounts": lambda: _bare_account(tid),
         "email_credentials": lambda: EmailCredential(
             tenant_id=tid, account_id=account, ciphertext="v1:x:y", key_id="x"
         ),
