@@ -163,8 +163,55 @@ def _run_counts(ctx: ServiceContext, account_id: str) -> dict[str, int]:
     return {trigger: count for trigger, count in rows}
 
 
+def _deliver_and_observe(
+    args: argparse.Namespace,
+    api: Api,
+    accounts: dict[str, str],
+    push: tuple[Dovecot, str],
+    poll: tuple[Dovecot, str],
+) -> dict[str, list[float]]:
+    """Deliver ``args.deliveries`` messages to each account (``(server, user)`` of the pushed and of the polled
+    one); return the latencies (seconds) per path."""
+    (idle_server, push_user), (poll_server, poll_user) = push, poll
+    raw_seen: dict[int, float] = {}
+    api_seen: dict[str, float] = {}
+    stop, ready = threading.Event(), threading.Event()
+    threads = [
+        threading.Thread(target=_raw_idle, args=(idle_server, push_user, raw_seen, stop, ready), daemon=True),
+        threading.Thread(target=_reader, args=(api, accounts, api_seen, stop), daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    ready.wait(30)
+    delivered: dict[str, float] = {}
+    rng = random.Random(args.seed)
+    try:
+        for number in range(1, args.deliveries + 1):
+            idle_server.deliver(push_user, _message(f"push {number}"))
+            delivered[f"push {number}"] = time.perf_counter()
+            poll_server.deliver(poll_user, _message(f"poll {number}"))
+            delivered[f"poll {number}"] = time.perf_counter()
+            time.sleep(rng.uniform(*args.gap))
+        deadline = time.perf_counter() + 2 * args.poll_interval + 30
+        while len(api_seen) < len(delivered) and time.perf_counter() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    missing = sorted(set(delivered) - set(api_seen))
+    if missing:
+        raise RuntimeError(f"never listed by the API: {missing[:5]} ...")
+    numbers = range(1, args.deliveries + 1)
+    return {
+        "raw_idle": [raw_seen[n] - delivered[f"push {n}"] for n in numbers],
+        "service_push": [api_seen[f"push {n}"] - delivered[f"push {n}"] for n in numbers],
+        "service_poll": [api_seen[f"poll {n}"] - delivered[f"poll {n}"] for n in numbers],
+    }
+
+
 def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    """Deliver, observe, and return the latencies (seconds) per path plus the run counts."""
+    """Start the service and the servers, deliver, observe; return the latencies per path and the run counts."""
     settings, dropped = _settings(workdir, args.database, args.postgres_url)
     upgrade_database(settings.database_migration_url, app_url=settings.database_url)
     runner = InProcessJobRunner(workers=settings.job_workers)
@@ -174,7 +221,6 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     threading.Thread(target=http_server.run, daemon=True).start()
     api = Api(int(http_server.effective_port))  # type: ignore[union-attr]
     supervisor = push_supervisor(ctx)
-    stop = threading.Event()
     try:
         with Dovecot.start() as idle_server, Dovecot.start(without=("IDLE",)) as poll_server:
             push_user, push_password = idle_server.new_user()
@@ -191,47 +237,14 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 )
             supervisor.start()
             runner.start_scheduler(settings.scheduler_tick_seconds)
-            while (
-                not (watcher := supervisor.watcher(uuid.UUID(accounts["service_push"]))) or not watcher.idling.is_set()
-            ):
+            push_account = uuid.UUID(accounts["service_push"])
+            while not (watcher := supervisor.watcher(push_account)) or not watcher.idling.is_set():
                 time.sleep(0.05)
             time.sleep(2)  # the watcher's catch-up sync is over
-            raw_seen: dict[int, float] = {}
-            api_seen: dict[str, float] = {}
-            ready = threading.Event()
-            threads = [
-                threading.Thread(target=_raw_idle, args=(idle_server, push_user, raw_seen, stop, ready), daemon=True),
-                threading.Thread(target=_reader, args=(api, accounts, api_seen, stop), daemon=True),
-            ]
-            for thread in threads:
-                thread.start()
-            ready.wait(30)
-            delivered: dict[str, float] = {}
-            rng = random.Random(args.seed)
-            for number in range(1, args.deliveries + 1):
-                idle_server.deliver(push_user, _message(f"push {number}"))
-                delivered[f"push {number}"] = time.perf_counter()
-                poll_server.deliver(poll_user, _message(f"poll {number}"))
-                delivered[f"poll {number}"] = time.perf_counter()
-                time.sleep(rng.uniform(*args.gap))
-            deadline = time.perf_counter() + 2 * args.poll_interval + 30
-            while len(api_seen) < len(delivered) and time.perf_counter() < deadline:
-                time.sleep(0.1)
-            stop.set()
-            for thread in threads:
-                thread.join(10)
-            missing = sorted(set(delivered) - set(api_seen))
-            if missing:
-                raise RuntimeError(f"never listed by the API: {missing[:5]} ...")
-            latencies = {
-                "raw_idle": [raw_seen[n] - delivered[f"push {n}"] for n in range(1, args.deliveries + 1)],
-                "service_push": [api_seen[f"push {n}"] - delivered[f"push {n}"] for n in range(1, args.deliveries + 1)],
-                "service_poll": [api_seen[f"poll {n}"] - delivered[f"poll {n}"] for n in range(1, args.deliveries + 1)],
-            }
+            latencies = _deliver_and_observe(args, api, accounts, (idle_server, push_user), (poll_server, poll_user))
             runs = {name: _run_counts(ctx, account_id) for name, account_id in accounts.items()}
             supervisor.stop()  # before the servers go away
     finally:
-        stop.set()
         supervisor.stop()
         runner.shutdown(wait=True)
         http_server.close()

@@ -108,19 +108,10 @@ def _holders(private: ServiceContext, accounts: dict[uuid.UUID, uuid.UUID]) -> d
     return holders
 
 
-def _pid(holder: str) -> int:
-    return int(holder.split(":")[-2])
-
-
-def test_two_push_processes_watch_each_account_once_and_one_takes_over_when_the_other_is_killed(
-    tmp_path: Path,
-    private_database: tuple[str, str],
-    push_processes: PushProcesses,
-    dovecot: Dovecot,
-) -> None:
-    private = build_context(make_settings(tmp_path / "setup", private_database))
+def _accounts(private: ServiceContext, dovecot: Dovecot) -> tuple[dict[uuid.UUID, str], dict[uuid.UUID, uuid.UUID]]:
+    """Two tenants with two Dovecot accounts each: ``({account: user}, {account: tenant})``."""
     users: dict[uuid.UUID, str] = {}
-    accounts: dict[uuid.UUID, uuid.UUID] = {}  # account -> tenant: two tenants, two accounts each
+    accounts: dict[uuid.UUID, uuid.UUID] = {}
     for tenant_id in (uuid.uuid4(), uuid.uuid4()):
         for _ in range(2):
             user, password = dovecot.new_user()
@@ -136,6 +127,21 @@ def test_two_push_processes_watch_each_account_once_and_one_takes_over_when_the_
             principal = Principal(tenant_id, uuid.uuid4())
             account = create_account(private, principal=principal, fields=fields, password=password)
             users[account.id], accounts[account.id] = user, tenant_id
+    return users, accounts
+
+
+def _pid(holder: str) -> int:
+    return int(holder.split(":")[-2])
+
+
+def test_two_push_processes_watch_each_account_once_and_one_takes_over_when_the_other_is_killed(
+    tmp_path: Path,
+    private_database: tuple[str, str],
+    push_processes: PushProcesses,
+    dovecot: Dovecot,
+) -> None:
+    private = build_context(make_settings(tmp_path / "setup", private_database))
+    users, accounts = _accounts(private, dovecot)
 
     def sessions() -> dict[uuid.UUID, int]:
         return {account_id: dovecot.imap_sessions(user) for account_id, user in users.items()}
