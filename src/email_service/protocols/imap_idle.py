@@ -23,7 +23,7 @@ import socket
 import ssl
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from email_service.protocols.errors import ConnectionFailed, ProtocolError
 from email_service.protocols.imap import ImapEndpoint, ImapSession
@@ -74,11 +74,23 @@ class IdleSession(ImapSession):
         self._idle_tag = None
         super().close()
 
+    def __enter__(self) -> Self:
+        """Connect; a failed connection releases the wake-up socket pair too."""
+        try:
+            self.connect()
+        except BaseException:
+            self._release_wake()
+            raise
+        return self
+
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         """:meth:`close`, then release the wake-up socket pair (the session cannot be used again)."""
         self.close()
+        self._release_wake()
+
+    def _release_wake(self) -> None:
         for sock in (self._wake_reader, self._wake_writer):
             with contextlib.suppress(OSError):
                 sock.close()

@@ -149,9 +149,9 @@ def queue_next_run(
 
     * The follow-up a push recorded on it (:func:`_ask_follow_up`) is queued.  No follow-up can be added to an
       ended run, so reading it after the end misses none.
-    * Otherwise a run queued while the ended one held the account's lock gets its job again: that job may have
-      met the lock, stepped aside and left the run queued with nobody to work it.  A second job for a run that
-      is worked already is harmless (it finds the run running or ended and skips).
+    * A run queued while the ended one held the account's lock (the follow-up may have joined it) gets its job
+      again: that job may have met the lock, stepped aside and left the run queued with nobody to work it.  A
+      second job for a run that is worked already is harmless (it finds the run running or ended and skips).
 
     Returns the run now queued, or ``None``.
     """
@@ -162,7 +162,7 @@ def queue_next_run(
             )
         ).one_or_none()
     if ended is not None and ended.follow_up_trigger is not None:
-        run, _created = enqueue_sync(
+        run, created = enqueue_sync(
             ctx,
             tenant_id=tenant_id,
             account_id=account_id,
@@ -171,7 +171,8 @@ def queue_next_run(
             folder=ended.follow_up_folder,
             follow_up=True,
         )
-        return run
+        if created:  # its job is on its way
+            return run
     waiting = _active_run(ctx, tenant_id, account_id)
     if waiting is None or waiting.state != "queued":
         return None

@@ -165,3 +165,20 @@ def test_a_run_queued_while_another_held_the_lock_is_sent_again_when_that_one_en
     assert again is not None and again.id == second.id
     resent = [(job.name, job.payload) for job in account.queue.queued[jobs_before:]]
     assert resent == [("sync_account", sync_job_payload(account.tenant_id, account.id, second.id))]
+
+
+def test_a_follow_up_that_joins_a_stranded_queued_run_sends_its_job_again(account: Account) -> None:
+    first, _ = account.request(trigger="scheduler", folder=None, follow_up=False)
+    account.set_state(first, "running")
+    account.request()  # a push during the run: follow-up recorded
+    with account_sync_lock(account.ctx.db, account.id):
+        account.set_state(first, "succeeded")
+        stranded, _ = account.request(trigger="api", folder=None, follow_up=False)
+        assert sync_account(account.ctx, tenant_id=account.tenant_id, account_id=account.id, run_id=stranded.id) == (
+            "skipped"
+        )
+    jobs_before = len(account.queue.queued)
+    next_run = queue_next_run(account.ctx, tenant_id=account.tenant_id, account_id=account.id, ended_run_id=first.id)
+    assert next_run is not None and next_run.id == stranded.id, "the queued full run covers INBOX: no new run"
+    resent = [job.payload for job in account.queue.queued[jobs_before:]]
+    assert resent == [sync_job_payload(account.tenant_id, account.id, stranded.id)]
