@@ -101,6 +101,18 @@ def test_serve_starts_on_the_embedded_default_with_nothing_configured(tmp_path: 
     assert "Context impl" not in output and "Will assume" not in output  # no Alembic chatter on start
 
 
+def _create_dovecot_account(
+    port: int, dovecot: Dovecot, user: str, password: str
+) -> tuple[dict[str, str], str, dict[str, Any]]:
+    """Register a Dovecot account with a served process, as a new user: ``(headers, accounts url, account)``."""
+    headers = {"X-Tenant-ID": str(uuid.uuid4()), "X-User-ID": str(uuid.uuid4())}
+    base = f"http://127.0.0.1:{port}/api/v1/accounts"
+    account = _post(base, headers, {"accountName": "a", "emailAddress": user, "protocol": "imap",
+                                    "hostname": dovecot.host, "port": dovecot.imap_port, "encryption": "none",
+                                    "username": user, "password": password})  # fmt: skip
+    return headers, base, account
+
+
 def test_data_at_rest_is_private_whatever_the_umask(
     tmp_path: Path, dovecot: Dovecot, mail_user: tuple[str, str]
 ) -> None:
@@ -112,11 +124,7 @@ def test_data_at_rest_is_private_whatever_the_umask(
     process = _start_serve(data_dir, port)
     try:
         _wait_healthy(process, port)
-        headers = {"X-Tenant-ID": str(uuid.uuid4()), "X-User-ID": str(uuid.uuid4())}
-        base = f"http://127.0.0.1:{port}/api/v1/accounts"
-        account = _post(base, headers, {"accountName": "a", "emailAddress": user, "protocol": "imap",
-                                        "hostname": dovecot.host, "port": dovecot.imap_port, "encryption": "none",
-                                        "username": user, "password": password})  # fmt: skip
+        headers, base, account = _create_dovecot_account(port, dovecot, user, password)
         _post(f"{base}/{account['id']}/sync", headers, None)
         deadline = time.monotonic() + 30
         while _get(f"{base}/{account['id']}/sync", headers)[1]["state"] not in ("succeeded", "failed"):
@@ -143,11 +151,7 @@ def test_serve_pushes_new_mail_with_idle_without_any_scheduled_sync(
     process = _start_serve(tmp_path / "instance", port, SCHEDULER_ENABLED="false", PUSH_LEASE_SECONDS="8")
     try:
         _wait_healthy(process, port)
-        headers = {"X-Tenant-ID": str(uuid.uuid4()), "X-User-ID": str(uuid.uuid4())}
-        base = f"http://127.0.0.1:{port}/api/v1/accounts"
-        account = _post(base, headers, {"accountName": "a", "emailAddress": user, "protocol": "imap",
-                                        "hostname": dovecot.host, "port": dovecot.imap_port, "encryption": "none",
-                                        "username": user, "password": password})  # fmt: skip
+        headers, base, account = _create_dovecot_account(port, dovecot, user, password)
         deadline = time.monotonic() + 30
         while _get(f"{base}/{account['id']}/sync", headers)[1]["state"] != "succeeded":  # the watcher's catch-up
             assert time.monotonic() < deadline, "no push run after the watcher connected"
