@@ -3,6 +3,7 @@
 email-service serve [--host H] [--port P] [--threads N]   the API (gunicorn in production, waitress otherwise)
 email-service worker [--concurrency N] [--pool P]         a Celery worker (production job runner)
 email-service beat                                        the periodic scheduler for Celery (leader lease)
+email-service push                                        IDLE watchers (RFC 2177) under per-account leases
 email-service db upgrade                                  Alembic migrations to head
 email-service token --tenant T --user U [--role admin] [--hours N]
 email-service sync ACCOUNT_ID                             one sync now, in the foreground: progress on stderr,
@@ -12,7 +13,7 @@ email-service generate-key                                print a new CREDENTIAL
 email-service gc-blobs [--grace-seconds N] [--dry-run]    remove blobs no row references; prints a JSON report
 
 Start-up is kept short (issue 7): this module imports only :mod:`argparse` at load time; each command imports what
-it needs, and only the commands that use the database schema (serve, worker, db upgrade, sync, rotate-key,
+it needs, and only the commands that use the database schema (serve, worker, push, db upgrade, sync, rotate-key,
 gc-blobs) check it with Alembic.  ``bench/startup.py`` measures ``--help`` and ``token``.
 """
 
@@ -25,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from email_service.config import Settings
+    from email_service.services.context import ServiceContext
+    from email_service.sync.push_supervisor import PushSupervisor
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, default=None, help="pool processes (default JOB_WORKERS)")
     worker.add_argument("--pool", default="prefork", choices=["prefork", "threads", "solo"])
     commands.add_parser("beat", help="run the periodic scheduler for Celery workers (one leader at a time)")
+    commands.add_parser("push", help="watch accounts with IMAP IDLE and sync INBOX on new mail (production)")
     db = commands.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade"])
     token = commands.add_parser("token", help="mint a JWT for a tenant and user")
@@ -114,11 +118,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from email_service.tasks.runtime import start_job_runtime
 
     runtime = start_job_runtime(settings, owns_all_runs=not settings.is_postgres)
+    push = _push_supervisor(runtime.ctx) if settings.push_in_process and settings.push_max_connections else None
     try:
         # Uploads are streamed to the app; waitress refuses a larger body itself (413) before buffering it.
         max_body = settings.max_attachment_size + MULTIPART_OVERHEAD
         serve_waitress(create_app(context=runtime.ctx), sock, threads=threads, max_request_body_size=max_body)
     finally:
+        if push is not None:
+            push.stop()
         runtime.shutdown()
     return 0
 
@@ -145,6 +152,43 @@ def _beat(settings: Settings) -> int:
     from email_service.tasks.processes import run_beat
 
     run_beat(settings)
+    return 0
+
+
+def _push_supervisor(ctx: ServiceContext) -> PushSupervisor:
+    """The started IDLE push supervisor of this process (:mod:`email_service.sync.push_supervisor`)."""
+    from email_service.sync.push_supervisor import push_supervisor
+
+    supervisor = push_supervisor(ctx)
+    supervisor.start()
+    return supervisor
+
+
+def _push(settings: Settings) -> int:
+    """IDLE watchers under leases shared with the other ``push`` processes, until SIGTERM or Ctrl-C.  The syncs they
+    trigger go to the job runtime of the settings (Celery workers in production, this process's in-process runner
+    otherwise); periodic work is left to ``beat`` (or ``serve``)."""
+    import logging
+    import signal
+    import threading
+
+    _start(settings)
+    from email_service.tasks.runtime import start_job_runtime
+
+    _prepare_database(settings)
+    runtime = start_job_runtime(settings, scheduler=False)
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    supervisor = _push_supervisor(runtime.ctx)
+    logging.getLogger("email_service").info(
+        "push started", extra={"max_connections": settings.push_max_connections, "holder": supervisor.holder}
+    )
+    try:
+        stopping.wait()
+    finally:
+        supervisor.stop()
+        runtime.shutdown()
     return 0
 
 
@@ -235,6 +279,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _worker(settings, args)
     if args.command == "beat":
         return _beat(settings)
+    if args.command == "push":
+        return _push(settings)
     if args.command == "token":
         return _token(settings, args)
     if args.command == "sync":

@@ -53,11 +53,11 @@ def _serve_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
-def _start_serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    """``email-service serve`` as a real process, started with the common umask 022."""
+def _start_serve(data_dir: Path, port: int, **env: str) -> subprocess.Popen[bytes]:
+    """``email-service serve`` as a real process, started with the common umask 022 (``env``: extra settings)."""
     return subprocess.Popen(
         [sys.executable, "-m", "email_service.cli", "serve", "--port", str(port)],
-        env=_serve_env(data_dir),
+        env={**_serve_env(data_dir), **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         preexec_fn=lambda: os.umask(0o022),
@@ -101,6 +101,18 @@ def test_serve_starts_on_the_embedded_default_with_nothing_configured(tmp_path: 
     assert "Context impl" not in output and "Will assume" not in output  # no Alembic chatter on start
 
 
+def _create_dovecot_account(
+    port: int, dovecot: Dovecot, user: str, password: str
+) -> tuple[dict[str, str], str, dict[str, Any]]:
+    """Register a Dovecot account with a served process, as a new user: ``(headers, accounts url, account)``."""
+    headers = {"X-Tenant-ID": str(uuid.uuid4()), "X-User-ID": str(uuid.uuid4())}
+    base = f"http://127.0.0.1:{port}/api/v1/accounts"
+    account = _post(base, headers, {"accountName": "a", "emailAddress": user, "protocol": "imap",
+                                    "hostname": dovecot.host, "port": dovecot.imap_port, "encryption": "none",
+                                    "username": user, "password": password})  # fmt: skip
+    return headers, base, account
+
+
 def test_data_at_rest_is_private_whatever_the_umask(
     tmp_path: Path, dovecot: Dovecot, mail_user: tuple[str, str]
 ) -> None:
@@ -112,11 +124,7 @@ def test_data_at_rest_is_private_whatever_the_umask(
     process = _start_serve(data_dir, port)
     try:
         _wait_healthy(process, port)
-        headers = {"X-Tenant-ID": str(uuid.uuid4()), "X-User-ID": str(uuid.uuid4())}
-        base = f"http://127.0.0.1:{port}/api/v1/accounts"
-        account = _post(base, headers, {"accountName": "a", "emailAddress": user, "protocol": "imap",
-                                        "hostname": dovecot.host, "port": dovecot.imap_port, "encryption": "none",
-                                        "username": user, "password": password})  # fmt: skip
+        headers, base, account = _create_dovecot_account(port, dovecot, user, password)
         _post(f"{base}/{account['id']}/sync", headers, None)
         deadline = time.monotonic() + 30
         while _get(f"{base}/{account['id']}/sync", headers)[1]["state"] not in ("succeeded", "failed"):
@@ -130,6 +138,33 @@ def test_data_at_rest_is_private_whatever_the_umask(
         )
         assert {str(p): oct(p.stat().st_mode & 0o777) for p in folders} == {str(p): "0o700" for p in folders}
         assert {str(p): oct(p.stat().st_mode & 0o777) for p in files} == {str(p): "0o600" for p in files}
+    finally:
+        _stop(process)
+
+
+def test_serve_pushes_new_mail_with_idle_without_any_scheduled_sync(
+    tmp_path: Path, dovecot: Dovecot, mail_user: tuple[str, str]
+) -> None:
+    """The embedded default watches the account's INBOX with IDLE in the serve process itself (issue 8): with the
+    scheduler off and no sync requested, delivered mail is listed by the API, through runs triggered by push."""
+    user, password = mail_user
+    port = _free_port()
+    # leases of 8 s: the watchers are reconciled every 2 s, so the new account is watched soon
+    process = _start_serve(tmp_path / "instance", port, SCHEDULER_ENABLED="false", PUSH_LEASE_SECONDS="8")
+    try:
+        _wait_healthy(process, port)
+        headers, base, account = _create_dovecot_account(port, dovecot, user, password)
+        deadline = time.monotonic() + 30
+        while _get(f"{base}/{account['id']}/sync", headers)[1]["state"] != "succeeded":  # the watcher's catch-up
+            assert time.monotonic() < deadline, "no push run after the watcher connected"
+            time.sleep(0.5)
+        dovecot.deliver(user, b"From: a@example.com\r\nSubject: pushed to serve\r\n\r\nbody\r\n")
+        deadline = time.monotonic() + 30
+        messages = f"{base}/{account['id']}/messages"
+        while not any(m["subject"] == "pushed to serve" for m in _get(messages, headers)[1]["messages"]):
+            assert time.monotonic() < deadline, "pushed mail not listed"
+            time.sleep(0.5)
+        assert _get(f"{base}/{account['id']}/sync", headers)[1]["trigger"] == "push"
     finally:
         _stop(process)
 

@@ -22,6 +22,8 @@ Other server configurations for fallback paths (DESIGN.md section 7): ``Dovecot.
 ACL plugin (RFC 4314, per-mailbox ``dovecot-acl`` files) is on, so :meth:`Dovecot.set_acl` can take rights away
 (e.g. list a mailbox its owner cannot read).  :meth:`Dovecot.record_imap` switches on Dovecot's rawlog for one
 user and :meth:`Dovecot.imap_commands` returns the commands the server received from that user's sessions.
+:meth:`Dovecot.deliver` delivers over LMTP like an MTA; :meth:`Dovecot.imap_sessions` counts a user's open IMAP
+sessions (``doveadm who``).
 
 Fixtures ``dovecot`` and ``dovecot_without_condstore`` (session) and ``mail_user`` (function) are at the end; a
 conftest re-exports them with ``from tests.support.dovecot import dovecot, mail_user, ...``.  Without the
@@ -38,6 +40,7 @@ import pwd
 import re
 import secrets
 import shutil
+import smtplib
 import socket
 import subprocess
 import tempfile
@@ -204,8 +207,9 @@ class Dovecot:
     def start(cls, base_dir: Path | None = None, *, timeout: float = 15.0, without: Iterable[str] = ()) -> Dovecot:
         """Lay out ``base_dir`` (default: a new 0755 directory in :func:`scratch_parent`, removed on stop), start.
 
-        ``without`` names IMAP capabilities to switch off (e.g. ``CONDSTORE``, ``QRESYNC``, ``MOVE``): the server
-        is started once to learn its capability list, then restarted advertising the rest (``imap_capability``).
+        ``without`` names IMAP capabilities to switch off (e.g. ``CONDSTORE``, ``QRESYNC``, ``MOVE``, ``UIDPLUS``,
+        ``IDLE``): the server is started once to learn its capability list, then restarted advertising the rest
+        (``imap_capability``).
 
         Raises:
             RuntimeError: no ``dovecot`` binary, or it did not accept a LOGIN within ``timeout`` seconds (the
@@ -497,6 +501,23 @@ class Dovecot:
                 path.unlink()
                 path.with_suffix(".out").unlink(missing_ok=True)
         return commands
+
+    def deliver(self, username: str, raw: bytes, *, mail_from: str = "sender@example.test") -> None:
+        """Deliver ``raw`` to ``username``'s INBOX over LMTP (RFC 2033), the way an MTA hands mail over.
+
+        Raises ``smtplib.SMTPException`` when the server refuses it.
+        """
+        with smtplib.LMTP(self.host, self.lmtp_port, timeout=10) as lmtp:
+            lmtp.sendmail(mail_from, [username], raw)
+
+    def imap_sessions(self, username: str) -> int:
+        """How many IMAP sessions ``username`` has open now (``doveadm who -1``)."""
+        doveadm = shutil.which("doveadm") or "/usr/bin/doveadm"
+        command = [doveadm, "-c", str(self.config_path), "who", "-1", username]
+        result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=30)
+        if result.returncode not in (0, 1):  # 1: no sessions of that user
+            raise RuntimeError(f"doveadm who failed: {result.stderr.strip() or result.stdout.strip()}")
+        return sum(1 for line in result.stdout.splitlines()[1:] if line.split()[:2] == [username, "imap"])
 
     # -- fast bulk seeding ----------------------------------------------------------------------------------
 

@@ -93,3 +93,20 @@ def test_emailservice_env_also_selects_production(tmp_path: Path) -> None:
 def test_malformed_credential_key_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="CREDENTIAL_ENCRYPTION_KEYS"):
         Settings.from_env({"EMAIL_SERVICE_DATA_DIR": str(tmp_path), "CREDENTIAL_ENCRYPTION_KEYS": "abc"})
+
+
+def test_push_runs_in_serve_by_default_and_in_push_processes_in_production(tmp_path: Path) -> None:
+    embedded = Settings.from_env({"EMAIL_SERVICE_DATA_DIR": str(tmp_path)})
+    assert (embedded.push_in_process, embedded.push_max_connections) == (True, 100)
+    assert embedded.push_idle_renew_seconds == 25 * 60 and embedded.push_lease_seconds == 60
+    production = Settings.from_env(prod_env(tmp_path, PUSH_MAX_CONNECTIONS="500"))
+    assert (production.push_in_process, production.push_max_connections) == (False, 500)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("PUSH_IDLE_RENEW_SECONDS", "1740"), ("PUSH_MAX_CONNECTIONS", "-1"), ("PUSH_LEASE_SECONDS", "1")],
+)
+def test_push_settings_outside_their_range_are_refused_by_name(tmp_path: Path, name: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        Settings.from_env({"EMAIL_SERVICE_DATA_DIR": str(tmp_path), name: value})

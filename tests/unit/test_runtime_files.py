@@ -128,18 +128,24 @@ def test_env_example_lists_every_setting_and_nothing_else(tmp_path: Path) -> Non
     assert documented - read == set(), ".env.example names that Settings never reads"
 
 
-def test_compose_runs_api_worker_beat_postgres_redis_from_one_image() -> None:
+def test_compose_runs_api_worker_beat_push_postgres_redis_from_one_image() -> None:
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     services = compose["services"]
-    assert {"api", "worker", "beat", "postgres", "redis"} <= set(services)
-    for name, command in (("api", "serve"), ("worker", "worker"), ("beat", "beat"), ("migrate", "db")):
+    assert {"api", "worker", "beat", "push", "postgres", "redis"} <= set(services)
+    for name, command in (
+        ("api", "serve"),
+        ("worker", "worker"),
+        ("beat", "beat"),
+        ("push", "push"),
+        ("migrate", "db"),
+    ):
         service = services[name]
         assert service["command"][:2] == ["email-service", command]
         assert service["build"] == "." and service["env_file"] == [".env"]
         assert service["environment"]["EMAIL_SERVICE_ENV"] == "production"
         assert service["environment"]["JOB_RUNNER"] == "celery"
     assert services["api"]["ports"] == ["5000:5000"]
-    for name in ("api", "worker", "beat"):
+    for name in ("api", "worker", "beat", "push"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     for name in ("postgres", "redis"):
         assert services[name]["healthcheck"]["test"]

@@ -74,7 +74,13 @@ class SyncStatusOut(Schema):
     lastSyncAt = Integer(allow_none=True)
     syncId = UUID(allow_none=True)
     state = String(allow_none=True, metadata={"description": "null before the first sync"})
-    trigger = String(allow_none=True)
+    trigger = String(
+        allow_none=True,
+        metadata={
+            "description": "what asked for the run: api, scheduler, cli, push (IMAP IDLE, new mail) or syncback "
+            "(a write-back the server refused, to show its state again)"
+        },
+    )
     requestedAt = Integer(allow_none=True)
     startedAt = Integer(allow_none=True)
     finishedAt = Integer(allow_none=True)

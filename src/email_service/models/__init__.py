@@ -13,6 +13,7 @@ from email_service.models.mailbox import (
     apply_folder_counts,
     folder_counts_delta,
 )
+from email_service.models.push import PushLease
 from email_service.models.sync import SYNC_RUN_STATES, SyncRun
 
 TENANT_TABLES = (
@@ -24,6 +25,7 @@ TENANT_TABLES = (
     "email_sync_runs",
     "email_audit_log",
     "email_pending_actions",
+    "email_push_leases",
 )
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "EmailFolder",
     "EmailMessage",
     "PendingAction",
+    "PushLease",
     "SyncRun",
     "Tenant",
     "TenantScoped",

@@ -42,6 +42,12 @@ class SyncRun(TenantScoped, Base):
     folder_fetched: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     error_kind: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
+    #: The one mailbox this run covers (a push of that folder), or ``None`` for every folder (migration 0006).
+    folder: Mapped[str | None] = mapped_column(Text)
+    #: A run asked for while this one was active and could no longer see the change (a push during the run):
+    #: queued when this run ends, with this trigger and folder (``None``: every folder).
+    follow_up_trigger: Mapped[str | None] = mapped_column(String(20))
+    follow_up_folder: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index("idx_email_sync_runs_account_created", "account_id", "created_at"),

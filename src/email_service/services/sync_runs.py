@@ -3,6 +3,12 @@
 A request creates a :class:`SyncRun` in state ``queued`` and hands it to the job queue; while one is queued or
 running for the account, further requests return that run instead of piling up new ones (a partial unique index
 makes that hold under concurrency, on SQLite and PostgreSQL).
+
+A run may cover one folder only (``folder``: an IDLE push of INBOX) or every folder.  A request that must see a
+change the server has just announced (``follow_up=True``: a push) cannot simply join an active run, which may
+have read that folder already: it is recorded on the active run as a *follow-up* and queued the moment that run
+ends (:func:`queue_follow_up`), so new mail never waits for the next interval.  A run still ``queued`` that covers
+the folder needs no follow-up: it has not read anything yet.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, not_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from email_service.errors import Conflict
@@ -77,18 +83,33 @@ def enqueue_sync(
     account_id: uuid.UUID,
     trigger: str,
     principal: Principal | None,
+    folder: str | None = None,
+    follow_up: bool = False,
 ) -> tuple[SyncRun, bool]:
-    """Queue a sync unless one is queued or running.  Returns ``(run, created)``.
+    """Queue a sync of ``folder`` (a mailbox name; ``None``: every folder) unless one is queued or running.
+    Returns ``(run, created)``.
 
     The partial unique index ``uq_email_sync_runs_one_active`` (migration 0002) admits one active run per
     account: of concurrent requests exactly one inserts, the others get that run back with ``created=False``.
+    With ``follow_up``, a request that finds an active run which may already have read ``folder`` records a
+    follow-up on it (see the module docstring); ``created`` is then ``False`` too.
     """
     active = _active_run(ctx, tenant_id, account_id)
-    if active is not None:
+    # (with a follow-up asked for, an active run that has ended meanwhile means: queue a new one)
+    if active is not None and (
+        not follow_up or _ask_follow_up(ctx, tenant_id, active.id, trigger=trigger, folder=folder)
+    ):
         return active, False
     try:
         with ctx.db.tenant_session(tenant_id) as session:
-            run = SyncRun(id=uuid.uuid4(), tenant_id=tenant_id, account_id=account_id, state="queued", trigger=trigger)
+            run = SyncRun(
+                id=uuid.uuid4(),
+                tenant_id=tenant_id,
+                account_id=account_id,
+                state="queued",
+                trigger=trigger,
+                folder=folder,
+            )
             session.add(run)
             session.flush()  # the unique index decides here, before the audit entry is written
             audit(
@@ -98,15 +119,82 @@ def enqueue_sync(
                 action="sync.request",
                 resource_type="email_account",
                 resource_id=account_id,
-                details={"trigger": trigger, "syncId": str(run.id)},
+                details={"trigger": trigger, "syncId": str(run.id), **({"folder": folder} if folder else {})},
             )
     except IntegrityError:
-        active = _active_run(ctx, tenant_id, account_id)
-        if active is None:  # the winner finished between our insert and this read: ask again
-            return enqueue_sync(ctx, tenant_id=tenant_id, account_id=account_id, trigger=trigger, principal=principal)
-        return active, False
+        # Another request inserted first; ask again: its run is returned (with a follow-up recorded if asked
+        # for), or a new run is queued if it has already finished.
+        return enqueue_sync(
+            ctx,
+            tenant_id=tenant_id,
+            account_id=account_id,
+            trigger=trigger,
+            principal=principal,
+            folder=folder,
+            follow_up=follow_up,
+        )
     ctx.jobs.enqueue("sync_account", sync_job_payload(tenant_id, account_id, run.id))
     return run, True
+
+
+def _ask_follow_up(
+    ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID, *, trigger: str, folder: str | None
+) -> bool:
+    """Record on the active run ``run_id`` that ``folder`` (``None``: every folder) must be synced after it.
+
+    One conditional UPDATE decides against the row as it is at that moment (the run's state only moves forward:
+    queued -> running -> ended): a ``running`` run gets the follow-up; a ``queued`` run that covers ``folder``
+    needs none (it has read nothing yet).  Follow-ups merge: the same folder stays, anything else widens to every
+    folder.  Returns ``False`` when the run has already ended (the caller queues a new run instead).
+    """
+    covers = SyncRun.folder.is_(None) if folder is None else or_(SyncRun.folder.is_(None), SyncRun.folder == folder)
+    merged = case((or_(SyncRun.follow_up_trigger.is_(None), SyncRun.follow_up_folder == folder), folder), else_=None)
+    with ctx.db.tenant_session(tenant_id) as session:
+        changed = session.execute(
+            update(SyncRun)
+            .where(
+                SyncRun.id == run_id,
+                or_(SyncRun.state == "running", and_(SyncRun.state == "queued", not_(covers))),
+            )
+            .values(follow_up_trigger=trigger, follow_up_folder=merged, updated_at=now_ms())
+        )
+        if changed.rowcount:  # type: ignore[attr-defined]
+            return True
+        state = session.execute(select(SyncRun.state).where(SyncRun.id == run_id)).scalar_one_or_none()
+    return state in ACTIVE_STATES
+
+
+def queue_follow_up(
+    ctx: ServiceContext, *, tenant_id: uuid.UUID, account_id: uuid.UUID, ended_run_id: uuid.UUID
+) -> SyncRun | None:
+    """Queue the follow-up a push recorded on the run ``ended_run_id`` (:func:`_ask_follow_up`), which the sync
+    job has just ended and unlocked.  No follow-up can be added to an ended run, so reading it after the end misses
+    none.  Returns the run now queued for it, or ``None`` (no follow-up, or a queued run that covers it already:
+    :func:`email_service.sync.recovery.resend_waiting_run` sees that its job goes out)."""
+    with ctx.db.tenant_session(tenant_id) as session:
+        ended = session.execute(
+            select(SyncRun.follow_up_trigger, SyncRun.follow_up_folder).where(
+                SyncRun.id == ended_run_id, SyncRun.state.not_in(ACTIVE_STATES)
+            )
+        ).one_or_none()
+    if ended is None or ended.follow_up_trigger is None:
+        return None
+    run, created = enqueue_sync(
+        ctx,
+        tenant_id=tenant_id,
+        account_id=account_id,
+        trigger=ended.follow_up_trigger,
+        principal=None,
+        folder=ended.follow_up_folder,
+        follow_up=True,
+    )
+    return run if created else None
+
+
+def waiting_run(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID) -> SyncRun | None:
+    """The account's run that is ``queued`` (not yet started), if any."""
+    run = _active_run(ctx, tenant_id, account_id)
+    return run if run is not None and run.state == "queued" else None
 
 
 def request_sync(ctx: ServiceContext, *, principal: Principal, account_id: uuid.UUID) -> tuple[SyncRun, bool]:

@@ -10,6 +10,11 @@ run row; what was stored before stays).  Otherwise ``succeeded``, also when some
 such folder carries its own error (``email_folders.sync_error*``, shown with the folder and in the sync status as
 ``folderErrors``) and the run's ``folders_failed`` counts them; the other folders are synced and the account's
 ``last_sync_at`` moves on.
+
+A run may cover one folder (``email_sync_runs.folder``: INBOX after an IDLE push) or every folder.  When a run has
+ended and the account's lock is released, :func:`sync_account` starts what waited for it: the follow-up a push
+recorded on the run (:func:`email_service.services.sync_runs.queue_follow_up`), the write-back of local changes
+still pending, and the job of a run queued meanwhile (:func:`email_service.sync.recovery.resend_waiting_run`).
 """
 
 from __future__ import annotations
@@ -25,15 +30,17 @@ from email_service.models import EmailAccount, EmailFolder, SyncRun, now_ms
 from email_service.observability import metrics
 from email_service.protocols.imap import ImapEndpoint, ImapSession
 from email_service.protocols.pop3 import Pop3Endpoint, Pop3Session
+from email_service.services import actions
 from email_service.services.accounts import account_password
 from email_service.services.connection_test import imap_endpoint, pop3_endpoint
 from email_service.services.context import ServiceContext
 from email_service.services.jobs import RetryJob
-from email_service.services.sync_runs import ACTIVE_STATES
+from email_service.services.sync_runs import ACTIVE_STATES, queue_follow_up
 from email_service.sync.imap import ImapMirror
 from email_service.sync.locks import LOCK_RETRY_SECONDS, account_sync_lock
 from email_service.sync.pop3 import Pop3Mirror
 from email_service.sync.progress import ProgressCallback, RunProgress, SyncCounts
+from email_service.sync.recovery import resend_waiting_run
 
 log = logging.getLogger("email_service.sync")
 
@@ -61,14 +68,44 @@ def sync_account(
     ``running`` while we hold the lock was interrupted (its worker died): it is worked again, which is safe
     because every step of the mirrors is idempotent.  Never raises for mail-server trouble, a deleted or disabled
     account or a destroyed credential: the error kind and message go to the run row and the job ends.
-    ``on_progress`` sees every step (e.g. a terminal progress bar).
+    ``on_progress`` sees every step (e.g. a terminal progress bar).  After the run (and the lock), what waited for
+    it is queued (see the module docstring).
 
     Raises:
         RetryJob: the run is still ``queued`` but the account's lock is held (an earlier sync finishing, or the
-            account's write-back): the runner tries again after :data:`LOCK_RETRY_SECONDS`.
+            account's write-back): the runner tries again after :data:`LOCK_RETRY_SECONDS`, and the holder sends
+            the job again when it lets go of the lock.
     """
+    state = _sync_locked(ctx, tenant_id, account_id, run_id, on_progress)
+    if state != "skipped":  # the lock is released: the next job can take it
+        after_run(ctx, tenant_id=tenant_id, account_id=account_id, ended_run_id=run_id)
+    return state
+
+
+def after_run(ctx: ServiceContext, *, tenant_id: uuid.UUID, account_id: uuid.UUID, ended_run_id: uuid.UUID) -> None:
+    """Queue what waited for the run ``ended_run_id`` and the account's lock; call once both are released.
+
+    In this order: the follow-up a push recorded on the run (:func:`~email_service.services.sync_runs.queue_follow_up`),
+    the write-back of local changes still pending (they wait while a sync holds the lock), and the job of a run
+    queued meanwhile (:func:`~email_service.sync.recovery.resend_waiting_run`; also the run a follow-up joined).
+    Raises only what the database raises (the runner retries; the scheduler's recovery is the backstop).
+    """
+    follow_up = queue_follow_up(ctx, tenant_id=tenant_id, account_id=account_id, ended_run_id=ended_run_id)
+    if actions.has_pending(ctx, tenant_id, account_id):
+        actions.request_syncback(ctx, tenant_id, account_id)
+    if follow_up is None:  # (a follow-up queued just now has its job on the way)
+        resend_waiting_run(ctx, tenant_id, account_id)
+
+
+def _sync_locked(
+    ctx: ServiceContext,
+    tenant_id: uuid.UUID,
+    account_id: uuid.UUID,
+    run_id: uuid.UUID,
+    on_progress: ProgressCallback | None,
+) -> str:
     with account_sync_lock(ctx.db, account_id) as taken:
-        state = _run_state(ctx, tenant_id, run_id)
+        state, folder = _run_state(ctx, tenant_id, run_id)
         if state not in ACTIVE_STATES:
             return _skipped()
         if not taken:
@@ -80,7 +117,7 @@ def sync_account(
         progress = RunProgress(ctx, tenant_id, run_id, on_progress)
         error: tuple[str, str] | None = None
         try:
-            _mirror(ctx, tenant_id, account_id, progress)
+            _mirror(ctx, tenant_id, account_id, progress, folder)
         except _AccountUnusable as exc:
             error = (exc.kind, exc.message)
         except EmailServiceError as exc:
@@ -94,8 +131,11 @@ def sync_account(
         return "failed" if error else "succeeded"
 
 
-def _mirror(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID, progress: RunProgress) -> None:
-    """Mirror the account through its protocol.  Raises :class:`_AccountUnusable` or the mirror's errors."""
+def _mirror(
+    ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID, progress: RunProgress, folder: str | None
+) -> None:
+    """Mirror the account through its protocol (IMAP: only ``folder`` when given; a POP3 maildrop is INBOX only).
+    Raises :class:`_AccountUnusable` or the mirror's errors."""
     with ctx.db.tenant_session(tenant_id) as session:
         account = session.get(EmailAccount, account_id)
         if account is None or account.deleted_at is not None:
@@ -115,12 +155,14 @@ def _mirror(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID, pr
             Pop3Mirror(ctx, tenant_id, account_id, pop3, progress).run()
     else:
         with ImapSession(endpoint) as imap:
-            ImapMirror(ctx, tenant_id, account_id, imap, progress).run()
+            ImapMirror(ctx, tenant_id, account_id, imap, progress, None if folder is None else (folder,)).run()
 
 
-def _run_state(ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID) -> str | None:
+def _run_state(ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID) -> tuple[str | None, str | None]:
+    """``(state, folder)`` of the run (``(None, None)`` when there is no such run)."""
     with ctx.db.tenant_session(tenant_id) as session:
-        return session.execute(select(SyncRun.state).where(SyncRun.id == run_id)).scalar_one_or_none()
+        row = session.execute(select(SyncRun.state, SyncRun.folder).where(SyncRun.id == run_id)).one_or_none()
+    return (row.state, row.folder) if row is not None else (None, None)
 
 
 def _start(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID, run_id: uuid.UUID) -> None:

@@ -44,12 +44,16 @@ failure ends the run; what was stored so far stays.  Handlers are idempotent: a 
 yet and ``uidnext`` is only advanced once the folder is complete, so a crash resumes without duplicates or losses.
 INBOX goes first; newest messages first.  The flag-merge, expunge and new-UID steps are separate methods
 (:meth:`ImapMirror._merge_flags`, :meth:`ImapMirror._remove`, :meth:`ImapMirror._fetch_new`).
+
+A run may be scoped to some folders (``email_sync_runs.folder``, e.g. INBOX after an IDLE push): the folder list
+is refreshed as always, and only those folders are synced.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import delete, func, select, update
@@ -111,8 +115,17 @@ class FolderChanges:
     listing: bool = False
 
 
+def in_scope(name: str, folders: Collection[str] | None) -> bool:
+    """True when mailbox ``name`` is among ``folders`` (``None``: all); INBOX matches case-insensitively (RFC 3501
+    section 5.1)."""
+    if folders is None:
+        return True
+    return name in folders or (name.upper() == "INBOX" and any(f.upper() == "INBOX" for f in folders))
+
+
 class ImapMirror:
-    """Mirrors one account's mailboxes into the database during one run (see the module docstring)."""
+    """Mirrors one account's mailboxes into the database during one run (see the module docstring); ``folders``
+    limits the run to those mailbox names (``None``: every selectable folder)."""
 
     def __init__(
         self,
@@ -121,20 +134,23 @@ class ImapMirror:
         account_id: uuid.UUID,
         imap: ImapSession,
         progress: RunProgress,
+        folders: Collection[str] | None = None,
     ) -> None:
         self.ctx = ctx
         self.tenant_id = tenant_id
         self.account_id = account_id
         self.imap = imap
         self.progress = progress
+        self.folders = folders
 
     def run(self) -> None:
-        """Sync the folder list, then every selectable folder, INBOX first; one folder's error never stops it.
+        """Sync the folder list, then every selectable folder in scope, INBOX first; one folder's error never stops
+        it.
 
         Raises :class:`ConnectionFailed` (or another non-folder :class:`ProtocolError`) when the connection or the
         session fails; folders finished before stay synced.
         """
-        refs = self._sync_folder_list(self.imap.list_mailboxes())
+        refs = [ref for ref in self._sync_folder_list(self.imap.list_mailboxes()) if in_scope(ref.name, self.folders)]
         self.progress.start(len(refs))
         for ref in refs:
             self._sync_folder_guarded(ref)

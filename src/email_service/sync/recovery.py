@@ -20,6 +20,11 @@ Bounds (settings, seconds):
 
 Every run queued again has its ``updated_at`` moved to now, so it waits a full bound before the next attempt.
 
+A run queued while the account's lock was held (by a sync just ending, or by the account's write-back) first waits
+in short retries of its job (:class:`~email_service.services.jobs.RetryJob`); a hold longer than the job's retry
+budget would strand it until the bound above, so whoever releases the lock sends that run's job again
+(:func:`resend_waiting_run`, called by the sync and the write-back after they let go of the lock).
+
 Write-backs (:func:`requeue_writebacks`): an account's pending actions carry ``next_attempt_at`` (one minute after
 they were accepted, later after transient failures, :mod:`email_service.sync.syncback`); an account with a pending
 action past it gets its ``syncback_account`` job again (the job lost with a process, or given up by the runner
@@ -39,7 +44,7 @@ from sqlalchemy import select, update
 from email_service.models import PendingAction, SyncRun, Tenant, now_ms
 from email_service.services import actions
 from email_service.services.context import ServiceContext
-from email_service.services.sync_runs import sync_job_payload
+from email_service.services.sync_runs import sync_job_payload, waiting_run
 from email_service.sync.locks import account_lock_is_free
 
 log = logging.getLogger("email_service.sync")
@@ -67,12 +72,29 @@ def requeue_stalled_runs(
     requeued = 0
     for tenant_id in tenant_ids:
         for run_id, account_id in _stalled(ctx, tenant_id, current, queued_after_seconds, running_after_seconds):
-            with ctx.db.tenant_session(tenant_id) as session:
-                session.execute(update(SyncRun).where(SyncRun.id == run_id).values(updated_at=now_ms()))
-            ctx.jobs.enqueue("sync_account", sync_job_payload(tenant_id, account_id, run_id))
+            _requeue(ctx, tenant_id, account_id, run_id)
             log.warning("sync run queued again", extra={"run_id": str(run_id), "account_id": str(account_id)})
             requeued += 1
     return requeued
+
+
+def resend_waiting_run(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID) -> uuid.UUID | None:
+    """Send the job of the account's ``queued`` run again, if it has one; call after releasing the account's lock.
+    Returns that run's id, or ``None``.  A second job for a run that is being worked is harmless: it finds the run
+    running under the lock, or ended, and steps aside."""
+    run = waiting_run(ctx, tenant_id, account_id)
+    if run is None:
+        return None
+    _requeue(ctx, tenant_id, account_id, run.id)
+    return run.id
+
+
+def _requeue(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID, run_id: uuid.UUID) -> None:
+    """Move the run's ``updated_at`` to now (it waits a full bound before recovery looks at it again) and queue its
+    job."""
+    with ctx.db.tenant_session(tenant_id) as session:
+        session.execute(update(SyncRun).where(SyncRun.id == run_id).values(updated_at=now_ms()))
+    ctx.jobs.enqueue("sync_account", sync_job_payload(tenant_id, account_id, run_id))
 
 
 def _stalled(

@@ -9,7 +9,8 @@ The ``syncback_account`` job (declared in :mod:`email_service.tasks.registry`)::
     loop: next pending actions by seq -> longest run that shares one command (syncback_apply.group_key)
           -> apply on the server (syncback_apply) -> record the outcome in one transaction (syncback_record)
         |  until none is left, or the time budget is spent (then the job queues itself again)
-    release the lock; queue a sync when an outcome left the local state to be repaired by one
+    release the lock; send again the job of a sync queued meanwhile (sync.recovery.resend_waiting_run); queue a
+    sync when an outcome left the local state to be repaired by one
 
 Transient trouble (connection, ``NO [UNAVAILABLE]``, database briefly away) leaves the actions pending: the error
 and attempt count go on them, ``next_attempt_at`` moves out with backoff (30 s doubling, at most an hour), and the
@@ -41,6 +42,7 @@ from email_service.services.connection_test import imap_endpoint
 from email_service.services.context import ServiceContext
 from email_service.services.jobs import RetryJob
 from email_service.sync.locks import LOCK_RETRY_SECONDS, account_sync_lock
+from email_service.sync.recovery import resend_waiting_run
 from email_service.sync.syncback_apply import ActionApplier, group_key
 from email_service.sync.syncback_record import OutcomeRecorder
 
@@ -146,36 +148,61 @@ def syncback_account(ctx: ServiceContext, *, tenant_id: uuid.UUID, account_id: u
 
     Returns ``done`` (nothing left pending, or the rest handed to a new job), ``idle`` (nothing was pending),
     ``skipped`` (account deleted, disabled or not IMAP: its actions stay pending) or ``postponed`` (login refused).
+    Once the lock is released, whatever the outcome, a sync that met it meanwhile gets its job again
+    (:func:`email_service.sync.recovery.resend_waiting_run`).
 
     Raises:
         RetryJob: the account's lock is busy.
         ConnectionFailed / TemporaryFailure / OperationalError: transient; recorded on the actions first.
     """
-    with account_sync_lock(ctx.db, account_id) as taken:
-        if not taken:
-            raise RetryJob("A sync or write-back of the account is running", delay_seconds=LOCK_RETRY_SECONDS)
-        if not _next_group(ctx, tenant_id, account_id):
-            return "idle"
-        endpoint = _endpoint_of(ctx, tenant_id, account_id)
-        if endpoint is None:
-            return "skipped"
-        try:
-            with ImapSession(endpoint) as imap:
-                counts = _work(ctx, tenant_id, account_id, imap)
-        except (ConnectionFailed, TemporaryFailure) as exc:
-            log.warning("write-back of account %s postponed: %s", account_id, exc.message)
-            _postpone(ctx, tenant_id, account_id, exc)
-            raise
-        except AuthenticationFailed as exc:
-            log.warning("write-back of account %s: login refused", account_id)
-            _postpone(ctx, tenant_id, account_id, exc)
-            return "postponed"
-        except Exception as exc:  # recorded, so that the scheduler backs off; the runner logs it
-            _postpone(ctx, tenant_id, account_id, exc)
-            raise
-    log.info("write-back of account %s: %d applied, %d failed", account_id, counts.applied, counts.failed)
-    if counts.needs_sync:
-        sync_runs.enqueue_sync(ctx, tenant_id=tenant_id, account_id=account_id, trigger="syncback", principal=None)
-    if counts.more:
-        request_syncback(ctx, tenant_id, account_id)
-    return "done"
+    held = False
+    try:
+        with account_sync_lock(ctx.db, account_id) as taken:
+            if not taken:
+                raise RetryJob("A sync or write-back of the account is running", delay_seconds=LOCK_RETRY_SECONDS)
+            held = True
+            outcome, counts = _apply_pending(ctx, tenant_id, account_id)
+    finally:
+        if held:
+            _resend_waiting_sync(ctx, tenant_id, account_id)
+    if counts is not None:
+        log.info("write-back of account %s: %d applied, %d failed", account_id, counts.applied, counts.failed)
+        if counts.needs_sync:
+            sync_runs.enqueue_sync(ctx, tenant_id=tenant_id, account_id=account_id, trigger="syncback", principal=None)
+        if counts.more:
+            request_syncback(ctx, tenant_id, account_id)
+    return outcome
+
+
+def _apply_pending(
+    ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID
+) -> tuple[str, SyncbackCounts | None]:
+    """The work under the lock: ``(outcome, counts)``, counts ``None`` when nothing was applied."""
+    if not _next_group(ctx, tenant_id, account_id):
+        return "idle", None
+    endpoint = _endpoint_of(ctx, tenant_id, account_id)
+    if endpoint is None:
+        return "skipped", None
+    try:
+        with ImapSession(endpoint) as imap:
+            return "done", _work(ctx, tenant_id, account_id, imap)
+    except (ConnectionFailed, TemporaryFailure) as exc:
+        log.warning("write-back of account %s postponed: %s", account_id, exc.message)
+        _postpone(ctx, tenant_id, account_id, exc)
+        raise
+    except AuthenticationFailed as exc:
+        log.warning("write-back of account %s: login refused", account_id)
+        _postpone(ctx, tenant_id, account_id, exc)
+        return "postponed", None
+    except Exception as exc:  # recorded, so that the scheduler backs off; the runner logs it
+        _postpone(ctx, tenant_id, account_id, exc)
+        raise
+
+
+def _resend_waiting_sync(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID) -> None:
+    """:func:`resend_waiting_run` after the lock is released; its own failure is logged, never raised over the
+    write-back's outcome (the scheduler's recovery sends a stranded run's job later)."""
+    try:
+        resend_waiting_run(ctx, tenant_id, account_id)
+    except Exception:
+        log.exception("sync run of account %s waiting for the write-back not sent again", account_id)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from sqlalchemy.exc import OperationalError
 
 from email_service.protocols.errors import ConnectionFailed, TemporaryFailure
-from email_service.services import actions
 from email_service.services.attachment_content import scan_attachment_job
 from email_service.services.context import ServiceContext
 from email_service.services.jobs import JOB_NAMES, JsonScalar, RetryJob
@@ -65,11 +64,12 @@ def _uuid(payload: Mapping[str, JsonScalar], key: str) -> uuid.UUID:
 
 
 def _sync_account(ctx: ServiceContext, payload: Mapping[str, JsonScalar]) -> str:
-    tenant_id, account_id = _uuid(payload, "tenantId"), _uuid(payload, "accountId")
-    state = sync_account(ctx, tenant_id=tenant_id, account_id=account_id, run_id=_uuid(payload, "runId"))
-    if state != "skipped" and actions.has_pending(ctx, tenant_id, account_id):
-        actions.request_syncback(ctx, tenant_id, account_id)  # write-backs that waited for the lock go now
-    return state
+    return sync_account(
+        ctx,
+        tenant_id=_uuid(payload, "tenantId"),
+        account_id=_uuid(payload, "accountId"),
+        run_id=_uuid(payload, "runId"),
+    )
 
 
 def _syncback_account(ctx: ServiceContext, payload: Mapping[str, JsonScalar]) -> str:

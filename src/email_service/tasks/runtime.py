@@ -31,13 +31,14 @@ class JobRuntime:
             self.runner.shutdown(wait=False)
 
 
-def start_job_runtime(settings: Settings, *, owns_all_runs: bool = False) -> JobRuntime:
+def start_job_runtime(settings: Settings, *, owns_all_runs: bool = False, scheduler: bool = True) -> JobRuntime:
     """Build the context and the job queue of ``settings``; with the in-process runner, queue the write-backs still
     pending and start its scheduler when ``SCHEDULER_ENABLED``.
 
     Args:
         owns_all_runs: this process is the only one that runs jobs (the embedded default's single ``serve`` on
             SQLite): runs left queued or running by its previous life are closed first, as interrupted.
+        scheduler: run the periodic scheduler here (when ``SCHEDULER_ENABLED``); ``email-service push`` does not.
     """
     if settings.uses_celery:
         from email_service.tasks.celery_app import CeleryJobQueue, celery_init_app
@@ -49,6 +50,6 @@ def start_job_runtime(settings: Settings, *, owns_all_runs: bool = False) -> Job
     if owns_all_runs:
         sync_runs.fail_interrupted_runs(ctx)
     requeue_writebacks(ctx, due_before=None)  # changes accepted before a stop reach the server now
-    if settings.scheduler_enabled:
+    if scheduler and settings.scheduler_enabled:
         runner.start_scheduler()
     return JobRuntime(ctx, runner)

@@ -25,6 +25,7 @@ from email_service.models import (
     EmailFolder,
     EmailMessage,
     PendingAction,
+    PushLease,
     SyncRun,
     now_ms,
 )
@@ -44,6 +45,7 @@ class Tenant:
     caller: Caller
     mailbox: Mailbox
     run_id: uuid.UUID
+    spare_account_id: uuid.UUID  # an account without a push lease (one lease per account)
 
     @property
     def id(self) -> uuid.UUID:
@@ -57,7 +59,7 @@ def make_tenant(
     def make() -> Tenant:
         caller = make_caller()
         mailbox = make_mailbox(caller)  # account, credential, audit entry, folder, message, attachment
-        run_id = uuid.uuid4()
+        run_id, spare_account_id = uuid.uuid4(), uuid.uuid4()
         with ctx.db.tenant_session(caller.tenant_id) as session:
             session.add(
                 SyncRun(
@@ -69,7 +71,16 @@ def make_tenant(
                 )
             )
             session.add(_pending_action(caller.tenant_id, uuid.UUID(mailbox.account_id), seq=1))
-        return Tenant(caller, mailbox, run_id)
+            session.add(
+                PushLease(
+                    tenant_id=caller.tenant_id,
+                    account_id=uuid.UUID(mailbox.account_id),
+                    holder="host:1:lease",
+                    expires_at=1,
+                )
+            )
+            session.add(_bare_account(caller.tenant_id, id=spare_account_id))
+        return Tenant(caller, mailbox, run_id, spare_account_id)
 
     return make
 
@@ -80,21 +91,27 @@ def _pending_action(tenant_id: uuid.UUID, account_id: uuid.UUID, seq: int) -> Pe
     )
 
 
+def _bare_account(tenant_id: uuid.UUID, **fields: Any) -> EmailAccount:
+    """An account row of ``tenant_id`` with made-up server fields."""
+    return EmailAccount(
+        tenant_id=tenant_id,
+        user_id=uuid.uuid4(),
+        account_name="x",
+        email_address=f"{uuid.uuid4().hex}@x.example",
+        protocol="imap",
+        hostname="imap.x.example",
+        port=993,
+        encryption="tls",
+        username="x",
+        **fields,
+    )
+
+
 def _new_row(table: str, tenant: Tenant) -> Any:
     """A valid row of ``table`` carrying ``tenant``'s id (and referencing its rows)."""
     tid, account = tenant.id, uuid.UUID(tenant.mailbox.account_id)
     rows: dict[str, Callable[[], Any]] = {
-        "email_accounts": lambda: EmailAccount(
-            tenant_id=tid,
-            user_id=uuid.uuid4(),
-            account_name="x",
-            email_address=f"{uuid.uuid4().hex}@x.example",
-            protocol="imap",
-            hostname="imap.x.example",
-            port=993,
-            encryption="tls",
-            username="x",
-        ),
+        "email_accounts": lambda: _bare_account(tid),
         "email_credentials": lambda: EmailCredential(
             tenant_id=tid, account_id=account, ciphertext="v1:x:y", key_id="x"
         ),
@@ -108,6 +125,9 @@ def _new_row(table: str, tenant: Tenant) -> Any:
         "email_sync_runs": lambda: SyncRun(tenant_id=tid, account_id=account),
         "email_audit_log": lambda: AuditLog(tenant_id=tid, action="forged", resource_type="email_account"),
         "email_pending_actions": lambda: _pending_action(tid, account, seq=uuid.uuid4().int % 2**62),
+        "email_push_leases": lambda: PushLease(
+            tenant_id=tid, account_id=tenant.spare_account_id, holder="x", expires_at=1
+        ),
     }
     assert set(rows) == set(TENANT_TABLES), "every tenant table needs a row factory here"
     return rows[table]()

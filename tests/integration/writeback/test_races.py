@@ -5,7 +5,9 @@ and the test runs the sync and the write-back itself, in the order it wants to p
   changes), and does not put a moved message back into its old folder;
 * a message expunged on the server before the write-back: the action fails cleanly with the server's words, the
   message shows ``lastError``, a sync is asked for, and that sync removes the message;
-* sync and write-back of one account never run together: whichever finds the account lock taken retries later.
+* sync and write-back of one account never run together: whichever finds the account lock taken retries later,
+  and a sync that met the write-back's lock gets its job again when the write-back ends;
+* pending moves and expunges do not make an unchanged folder cost more than one EXAMINE.
 """
 
 from __future__ import annotations
@@ -101,9 +103,16 @@ def test_sync_and_write_back_of_one_account_wait_for_each_other(
             run_syncback(quiet_ctx, mirror.tenant_id, mirror.account_id)
         with pytest.raises(RetryJob):  # a queued sync waits too, instead of being dropped
             run_sync(quiet_ctx, mirror.tenant_id, mirror.account_id)
+    queue = quiet_ctx.jobs
+    assert isinstance(queue, RecordingJobQueue)
+    queued_before = len(queue.queued)
     assert run_syncback(quiet_ctx, mirror.tenant_id, mirror.account_id) == "done"
     [(_subject, flags)] = mirror.on_server("INBOX").values()
     assert flags == {"\\Seen"}
+    # the write-back let go of the lock: the sync that met it gets its job again, whatever its retries did
+    resent = [job for job in queue.queued[queued_before:] if job.name == "sync_account"]
+    assert [job.payload["accountId"] for job in resent] == [mirror.account_id]
+    assert run_sync(quiet_ctx, mirror.tenant_id, mirror.account_id) == "succeeded"
 
 
 def test_a_sync_while_moves_and_expunges_are_pending_costs_one_examine_per_folder(
