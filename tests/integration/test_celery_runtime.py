@@ -1,4 +1,4 @@
-"""Jobs on real Celery workers (issue 7): ``email-service worker`` and ``email-service beat`` started as processes
+"""Jobs on real Celery workers (issue 7): ``email-service worker``, ``beat`` and ``push`` started as processes
 against the Redis at 127.0.0.1:6379 (db 13 the broker, db 14 the lease tests) and a database of their own
 (SQLite file, or PostgreSQL with ``TEST_DATABASE_URL``), with the API in this process queueing through Celery.
 
@@ -287,3 +287,30 @@ def test_the_beat_lease_has_one_holder_and_passes_on_when_it_expires_or_is_relea
         first.release()
         second.release()
         _flush(LEASE_URL)
+
+
+def test_a_push_process_hands_the_syncs_it_triggers_to_the_celery_workers(
+    runtime: Runtime, dovecot: Dovecot, mail_user: tuple[str, str]
+) -> None:
+    """``email-service push`` takes its job queue from the runtime of the settings (issue 7): with Celery, the INBOX
+    syncs its IDLE watchers ask for run in a worker process, not in the push process."""
+    user, password = mail_user
+    caller = Caller(runtime.ctx)
+    worker = runtime.start("worker", "--concurrency", "1")
+    account_id = create_imap_account(runtime.client, caller, dovecot.host, dovecot.imap_port, user, password)
+    runtime.start("push", PUSH_LEASE_SECONDS="4")
+
+    def pushed_runs() -> list[tuple[int, str, str]]:
+        return [run for run in _scheduled_runs(runtime.ctx, caller.tenant_id, account_id) if run[2] == "push"]
+
+    wait_until(lambda: any(state == "succeeded" for _at, state, _t in pushed_runs()), 60, "the catch-up sync")
+    dovecot.deliver(user, b"Subject: pushed through celery\r\nMessage-ID: <pushed@example.com>\r\n\r\nbody\r\n")
+
+    def listed() -> bool:
+        body = runtime.client.get(f"/api/v1/accounts/{account_id}/messages", headers=caller.headers).get_json()
+        return "pushed through celery" in {m["subject"] for m in body["messages"]}
+
+    wait_until(listed, 60, "the pushed message listed by the API")
+    assert sum(state == "succeeded" for _at, state, _t in pushed_runs()) >= 2  # the catch-up and the new mail
+    worked = scrape(worker.metrics_url)
+    assert sample(worked, "email_service_jobs_finished_total", kind="sync_account", outcome="succeeded") >= 2
