@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from email_service.models import EmailMessage, PushLease
+from email_service.models import EmailMessage, PushLease, SyncRun
 from email_service.security.tokens import Principal
 from email_service.services.accounts import create_account
 from email_service.services.context import ServiceContext, build_context
@@ -88,6 +88,18 @@ def _holders(private: ServiceContext, accounts: dict[uuid.UUID, uuid.UUID]) -> d
     return holders
 
 
+def _caught_up(private: ServiceContext, accounts: dict[uuid.UUID, uuid.UUID]) -> bool:
+    """Every account's catch-up sync (trigger ``push``) has ended and no other run is queued or running."""
+    ended: set[uuid.UUID] = set()
+    for tenant_id in set(accounts.values()):
+        with private.db.tenant_session(tenant_id) as session:
+            rows = session.execute(select(SyncRun.account_id, SyncRun.state, SyncRun.trigger)).all()
+        if any(state in ("queued", "running") for _account, state, _trigger in rows):
+            return False
+        ended |= {account for account, state, trigger in rows if trigger == "push" and state == "succeeded"}
+    return ended == set(accounts)
+
+
 def _accounts(private: ServiceContext, dovecot: Dovecot) -> tuple[dict[uuid.UUID, str], dict[uuid.UUID, uuid.UUID]]:
     """Two tenants with two Dovecot accounts each: ``({account: user}, {account: tenant})``."""
     users: dict[uuid.UUID, str] = {}
@@ -131,6 +143,8 @@ def test_two_push_processes_watch_each_account_once_and_one_takes_over_when_the_
         connection (catch-up syncs have finished)."""
         holders = _holders(private, accounts)
         if set(holders) != set(accounts) or {_pid(h) for h in holders.values()} != expected_pids:
+            return None
+        if not _caught_up(private, accounts):  # a catch-up sync holds a second IMAP session while it runs
             return None
         return holders if set(sessions().values()) == {1} else None
 
