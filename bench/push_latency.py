@@ -44,14 +44,11 @@ from tests.support.dovecot import Dovecot
 from waitress.server import create_server
 
 from email_service.app import create_app
-from email_service.config import Settings
-from email_service.db import upgrade_database
 from email_service.models import EmailAccount, SyncRun
-from email_service.security.credentials import generate_key
 from email_service.services.context import ServiceContext, build_context
 from email_service.sync.push_supervisor import push_supervisor
 from email_service.tasks.runner import InProcessJobRunner
-from sync_throughput import _drop_postgres, _postgres_urls
+from sync_throughput import _drop_postgres, bench_settings
 
 TENANT, USER = uuid.uuid4(), uuid.uuid4()
 HEADERS = {"X-Tenant-ID": str(TENANT), "X-User-ID": str(USER), "Content-Type": "application/json"}
@@ -127,21 +124,6 @@ def _reader(api: Api, accounts: dict[str, str], seen: dict[str, float], stop: th
         time.sleep(0.05)
 
 
-def _settings(workdir: Path, database: str, postgres_url: str) -> tuple[Settings, str | None]:
-    env = {
-        "EMAIL_SERVICE_DATA_DIR": str(workdir / "data"),
-        "JWT_SECRET_KEY": "bench-" + "x" * 40,
-        "CREDENTIAL_ENCRYPTION_KEYS": generate_key(),
-        "RATE_LIMIT": "1000000 per minute",
-        "SCHEDULER_TICK_SECONDS": "1",
-    }
-    dropped = None
-    if database == "postgresql":
-        owner_url, app_url, dropped = _postgres_urls(postgres_url)
-        env.update(DATABASE_URL=app_url, DATABASE_MIGRATION_URL=owner_url)
-    return Settings.from_env(env), dropped
-
-
 def _percentiles(values: list[float]) -> dict[str, float]:
     cuts = statistics.quantiles(values, n=100, method="inclusive")
     return {
@@ -212,8 +194,9 @@ def _deliver_and_observe(
 
 def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Start the service and the servers, deliver, observe; return the latencies per path and the run counts."""
-    settings, dropped = _settings(workdir, args.database, args.postgres_url)
-    upgrade_database(settings.database_migration_url, app_url=settings.database_url)
+    settings, dropped = bench_settings(
+        workdir, args.database, args.postgres_url, RATE_LIMIT="1000000 per minute", SCHEDULER_TICK_SECONDS="1"
+    )
     runner = InProcessJobRunner(workers=settings.job_workers)
     ctx = build_context(settings, jobs=runner)
     runner.bind(ctx)

@@ -161,6 +161,24 @@ def _drop_postgres(admin_url: str, name: str) -> None:
     engine.dispose()
 
 
+def bench_settings(workdir: Path, database: str, admin_url: str, **env: str) -> tuple[Settings, str | None]:
+    """Settings of a service in ``workdir`` on a fresh SQLite file or PostgreSQL database (``database``), migrated to
+    head, plus ``env``.  Returns them and the PostgreSQL database to drop afterwards (``None`` on SQLite)."""
+    values = {
+        "EMAIL_SERVICE_DATA_DIR": str(workdir / f"service-{database}"),
+        "JWT_SECRET_KEY": "bench-" + "x" * 40,
+        "CREDENTIAL_ENCRYPTION_KEYS": generate_key(),
+        **env,
+    }
+    dropped = None
+    if database == "postgresql":
+        owner_url, app_url, dropped = _postgres_urls(admin_url)
+        values.update(DATABASE_URL=app_url, DATABASE_MIGRATION_URL=owner_url)
+    settings = Settings.from_env(values)
+    upgrade_database(settings.database_migration_url, app_url=settings.database_url)
+    return settings, dropped
+
+
 class BenchService:
     """The service in-process on a fresh SQLite file or PostgreSQL database, with one IMAP account of ``user``.
 
@@ -169,18 +187,9 @@ class BenchService:
     """
 
     def __init__(self, server: Dovecot, user: str, password: str, workdir: Path, database: str, admin_url: str):
-        env = {
-            "EMAIL_SERVICE_DATA_DIR": str(workdir / f"service-{database}"),
-            "JWT_SECRET_KEY": "bench-" + "x" * 40,
-            "CREDENTIAL_ENCRYPTION_KEYS": generate_key(),
-            "SYNC_BATCH_SIZE": os.environ.get("SYNC_BATCH_SIZE", "500"),
-        }
-        self.admin_url, self.dropped = admin_url, None
-        if database == "postgresql":
-            owner_url, app_url, self.dropped = _postgres_urls(admin_url)
-            env.update(DATABASE_URL=app_url, DATABASE_MIGRATION_URL=owner_url)
-        settings = Settings.from_env(env)
-        upgrade_database(settings.database_migration_url, app_url=settings.database_url)
+        batch = os.environ.get("SYNC_BATCH_SIZE", "500")
+        settings, self.dropped = bench_settings(workdir, database, admin_url, SYNC_BATCH_SIZE=batch)
+        self.admin_url = admin_url
         self.ctx = build_context(settings)
         self.principal = Principal(uuid.uuid4(), uuid.uuid4(), "user")
         fields = {"account_name": "bench", "email_address": "bench@example.com", "protocol": "imap",

@@ -40,13 +40,10 @@ from tests.support.services import free_port
 from waitress.server import create_server
 
 from email_service.app import create_app
-from email_service.config import Settings
-from email_service.db import upgrade_database
 from email_service.protocols.imap import sequence_set
-from email_service.security.credentials import generate_key
 from email_service.services.context import build_context
 from email_service.tasks.runner import InProcessJobRunner
-from sync_throughput import _drop_postgres, _postgres_urls
+from sync_throughput import _drop_postgres, bench_settings
 
 HEADERS = {"X-Tenant-ID": str(uuid.uuid4()), "X-User-ID": str(uuid.uuid4()), "Content-Type": "application/json"}
 
@@ -55,19 +52,10 @@ class Service:
     """The service on one database, serving HTTP on a free port from a thread, with the in-process job runner."""
 
     def __init__(self, workdir: Path, database: str, admin_url: str) -> None:
-        env = {
-            "EMAIL_SERVICE_DATA_DIR": str(workdir / f"service-{database}"),
-            "JWT_SECRET_KEY": "bench-" + "x" * 40,
-            "CREDENTIAL_ENCRYPTION_KEYS": generate_key(),
-            "SCHEDULER_ENABLED": "false",
-            "RATE_LIMIT": "100000 per minute",
-        }
-        self.admin_url, self.dropped = admin_url, None
-        if database == "postgresql":
-            owner_url, app_url, self.dropped = _postgres_urls(admin_url)
-            env.update(DATABASE_URL=app_url, DATABASE_MIGRATION_URL=owner_url)
-        settings = Settings.from_env(env)
-        upgrade_database(settings.database_migration_url, app_url=settings.database_url)
+        settings, self.dropped = bench_settings(
+            workdir, database, admin_url, SCHEDULER_ENABLED="false", RATE_LIMIT="100000 per minute"
+        )
+        self.admin_url = admin_url
         self.runner = InProcessJobRunner(workers=2)
         self.ctx = build_context(settings, jobs=self.runner)
         self.runner.bind(self.ctx)
