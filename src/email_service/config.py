@@ -103,14 +103,6 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
-def _push_renew_seconds(env: Mapping[str, str]) -> int:
-    """``PUSH_IDLE_RENEW_SECONDS``: IDLE is re-issued this often; RFC 2177 section 3 wants less than 29 minutes."""
-    value = _int(env, "PUSH_IDLE_RENEW_SECONDS", 25 * 60, minimum=1)
-    if value >= 29 * 60:
-        raise ConfigurationError(f"PUSH_IDLE_RENEW_SECONDS must be below 1740 (29 minutes, RFC 2177), got {value}")
-    return value
-
-
 def _list(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
     raw = env.get(name, default)
     return tuple(item.strip() for item in raw.split(",") if item.strip())
@@ -256,13 +248,10 @@ class Settings:
             job_workers=_int(env, "JOB_WORKERS", 2, minimum=1),
             scheduler_enabled=_flag(env, "SCHEDULER_ENABLED", True),
             scheduler_tick_seconds=_int(env, "SCHEDULER_TICK_SECONDS", 15, minimum=1),
-            push_max_connections=_int(env, "PUSH_MAX_CONNECTIONS", 100, minimum=0),
-            push_in_process=_flag(env, "PUSH_IN_PROCESS", not production),
-            push_lease_seconds=_int(env, "PUSH_LEASE_SECONDS", 60, minimum=2),
-            push_idle_renew_seconds=_push_renew_seconds(env),
             auto_upgrade_db=_flag(env, "AUTO_UPGRADE_DB", not production),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             **_runtime_settings(env, production),
+            **_push_settings(env, production),
         )
         if settings.uses_celery and not settings.celery_broker_url:
             raise ConfigurationError("CELERY_BROKER_URL must be set when jobs run on Celery (JOB_RUNNER=celery)")
@@ -288,6 +277,19 @@ def _runtime_settings(env: Mapping[str, str], production: bool) -> dict[str, Any
         prometheus_multiproc_dir=Path(multiproc) if multiproc else None,
         sync_requeue_after_seconds=_int(env, "SYNC_REQUEUE_AFTER_SECONDS", 900, minimum=10),
         sync_stalled_after_seconds=_int(env, "SYNC_STALLED_AFTER_SECONDS", 120, minimum=10),
+    )
+
+
+def _push_settings(env: Mapping[str, str], production: bool) -> dict[str, Any]:
+    """The settings of IDLE push (issue 8): watchers per process, where they run, leases, IDLE renewal."""
+    renew = _int(env, "PUSH_IDLE_RENEW_SECONDS", 25 * 60, minimum=1)
+    if renew >= 29 * 60:
+        raise ConfigurationError(f"PUSH_IDLE_RENEW_SECONDS must be below 1740 (29 minutes, RFC 2177), got {renew}")
+    return dict(
+        push_max_connections=_int(env, "PUSH_MAX_CONNECTIONS", 100, minimum=0),
+        push_in_process=_flag(env, "PUSH_IN_PROCESS", not production),
+        push_lease_seconds=_int(env, "PUSH_LEASE_SECONDS", 60, minimum=2),
+        push_idle_renew_seconds=renew,
     )
 
 

@@ -102,8 +102,15 @@ def message_rows(
         )
         row["received_at"] = received_at or now
         return row, []
+    row.update(_parsed_columns(parsed))
+    row["received_at"] = received_at or parsed.date_ms or now
+    return row, _attachment_rows(parsed, row, scan_status)
+
+
+def _parsed_columns(parsed: ParsedMessage) -> dict[str, Any]:
+    """The ``email_messages`` columns read from the parsed headers and bodies (clipped to their column sizes)."""
     first_from = parsed.from_[0] if parsed.from_ else None
-    row.update(
+    return dict(
         message_id=_clip(parsed.message_id, 998),
         in_reply_to=_clip(parsed.in_reply_to, 998),
         references=list(parsed.references),
@@ -122,8 +129,12 @@ def message_rows(
         sent_at=parsed.date_ms,
         defects=list(parsed.defects),
     )
-    row["received_at"] = received_at or parsed.date_ms or now
-    attachments = [
+
+
+def _attachment_rows(parsed: ParsedMessage, message: Mapping[str, Any], scan_status: str) -> list[dict[str, Any]]:
+    """The ``email_attachments`` rows of ``parsed`` for the message row ``message`` (its parts are decoded from the
+    raw message on first use: ``storage_path`` is ``<raw sha256>#<part id>``)."""
+    return [
         {
             **{
                 k: v
@@ -131,22 +142,21 @@ def message_rows(
                 if k in ("part_id", "content_id", "disposition", "content_encoding")
             },
             "id": uuid.uuid4(),
-            "tenant_id": tenant_id,
-            "account_id": account_id,
-            "message_id": message_id,
+            "tenant_id": message["tenant_id"],
+            "account_id": message["account_id"],
+            "message_id": message["id"],
             "filename": _clip(info.filename, 500),
             "mime_type": info.content_type[:255],
             "size_bytes": info.size,
             "content_hash": info.sha256,
             "storage_type": "message",
-            "storage_path": f"{digest}#{info.part_id}",
+            "storage_path": f"{message['raw_sha256']}#{info.part_id}",
             "virus_scan_status": scan_status,
-            "created_at": now,
-            "updated_at": now,
+            "created_at": message["created_at"],
+            "updated_at": message["created_at"],
         }
         for info in parsed.attachments
     ]
-    return row, attachments
 
 
 def insert_rows(session: Session, messages: list[dict[str, Any]], attachments: list[dict[str, Any]]) -> None:
