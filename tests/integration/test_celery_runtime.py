@@ -215,7 +215,19 @@ def _scheduled_runs(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: str) 
 
 
 def _ready(worker: ServiceProcess) -> bool:
+    """The worker logged Celery's ``<hostname> ready.``; AssertionError with its log if it exited first."""
+    if not worker.running():
+        raise AssertionError(f"the worker exited before it was ready:\n{worker.output()[-4000:]}")
     return any(str(line.get("event", "")).endswith(" ready.") for line in worker.json_lines())
+
+
+def _wait_ready(worker: ServiceProcess) -> None:
+    """Wait for ``_ready`` (2 minutes: a loaded 2-core CI machine starts several pool processes at once); the
+    worker's log in the failure otherwise."""
+    try:
+        wait_until(lambda: _ready(worker), 120, "the worker to consume")
+    except AssertionError as timed_out:
+        raise AssertionError(f"{timed_out}; its log:\n{worker.output()[-4000:]}") from None
 
 
 def _leader_pid() -> int | None:
@@ -240,7 +252,7 @@ def test_two_workers_and_two_beats_sync_each_due_account_once_per_interval(runti
         )
     workers = [runtime.start("worker", "--concurrency", "1") for _ in range(2)]
     for worker in workers:
-        wait_until(lambda w=worker: _ready(w), 60, "the workers to consume")
+        _wait_ready(worker)
     beats = [runtime.start("beat"), runtime.start("beat")]
     leader_pid = wait_until(_leader_pid, 30, "a beat to take the lease")
     assert leader_pid in {beat.pid for beat in beats}
