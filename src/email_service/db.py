@@ -137,6 +137,10 @@ def schema_revisions(engine: Engine) -> tuple[set[str], set[str]]:
     return current, heads
 
 
+#: The PostgreSQL advisory lock key that serialises migrations ("EMAILMIG" in ASCII, apart from the sync locks).
+MIGRATION_LOCK_KEY = 0x454D41494C4D4947
+
+
 def upgrade_database(migration_url: str, *, app_url: str | None = None, revision: str = "head") -> None:
     """Run the Alembic migrations up to ``revision`` (the only way the schema changes, DESIGN.md section 6).
 
@@ -144,6 +148,10 @@ def upgrade_database(migration_url: str, *, app_url: str | None = None, revision
         migration_url: URL of the schema owner (``DATABASE_MIGRATION_URL``, default ``DATABASE_URL``).
         app_url: URL the application connects with; on PostgreSQL, when its user differs from the owner, that
             role is granted DML on every table so RLS applies to it.
+
+    Several processes may start at once (two workers, an API and a worker): on PostgreSQL the upgrade runs under a
+    transaction-level advisory lock, so they migrate one after the other (concurrent GRANTs on the same catalog
+    rows fail with "tuple concurrently updated"); on SQLite the database file's write lock serialises them.
     """
     from alembic import command
     from alembic.config import Config
@@ -157,6 +165,8 @@ def upgrade_database(migration_url: str, *, app_url: str | None = None, revision
     engine = make_engine(migration_url)
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
     finally:
