@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal_column, select, tuple_
+from sqlalchemy import ColumnElement, Select, and_, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from email_service.errors import InvalidInput, NotFound
@@ -208,10 +208,12 @@ def _page_query(
         conditions.append(EmailMessage.folder_id == folder_id)
     conditions.extend(filters.conditions())
     if after is not None:
-        edge = tuple_(after.key, after.id)
-        conditions.append(
-            tuple_(key, EmailMessage.id) < edge if order == "desc" else tuple_(key, EmailMessage.id) > edge
-        )
+        # ``key <= k AND (key < k OR id < i)``: the first half is a range on the index (SQLite does not take a row
+        # value ``(key, id) < (k, i)`` over an expression as one), the second drops the ties already shown.
+        if order == "desc":
+            conditions += [key <= after.key, or_(key < after.key, EmailMessage.id < after.id)]
+        else:
+            conditions += [key >= after.key, or_(key > after.key, EmailMessage.id > after.id)]
     ordering = (key.desc(), EmailMessage.id.desc()) if order == "desc" else (key.asc(), EmailMessage.id.asc())
     return select(EmailMessage, key).where(and_(*conditions)).order_by(*ordering)
 
