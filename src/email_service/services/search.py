@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, literal_column, not_, or_, select, text, true
+from sqlalchemy import ColumnElement, and_, bindparam, case, func, literal, literal_column, not_, or_, select, text, true
 from sqlalchemy.orm import Session
 
 from email_service.errors import InvalidInput, NotFound
@@ -119,7 +119,9 @@ class _Compiler:
             query = " <-> ".join(f"'{lexeme}'{weight}" for lexeme in node.lexemes)
             return literal_column("email_search_docs.tsv").bool_op("@@")(func.to_tsquery("simple", query))
         match = _FTS_COLUMN[node.field] + '"' + " ".join(node.lexemes) + '"'
-        hits = text("SELECT rowid FROM email_search_fts WHERE email_search_fts MATCH :match").bindparams(match=match)
+        hits = text("SELECT rowid FROM email_search_fts WHERE email_search_fts MATCH :match").bindparams(
+            bindparam("match", match, unique=True)  # one per term: a query has several
+        )
         return SearchDoc.doc_id.in_(hits.columns(rowid=SearchDoc.doc_id.type))
 
 

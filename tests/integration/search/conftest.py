@@ -125,16 +125,20 @@ def _no_account_left_due_for_sync(ctx: ServiceContext) -> Iterator[None]:
             )
 
 
+def new_box(ctx: ServiceContext, client: FlaskClient, caller: Caller) -> Box:
+    """A :class:`Box` of a new account of ``caller``, made through the API (no server: sync off)."""
+    body = account_body(hostname="127.0.0.1", port=1, encryption="none", isSyncEnabled=False)
+    response = client.post("/api/v1/accounts", headers=caller.headers, json=body)
+    assert response.status_code == 201, response.get_json()
+    return Box(ctx, caller, uuid.UUID(response.get_json()["id"]))
+
+
 @pytest.fixture
 def make_box(client: FlaskClient, ctx: ServiceContext, make_caller: Callable[..., Caller]) -> Callable[..., Box]:
     """``make_box(owner=None)`` -> a :class:`Box` of a new account (of a new user unless ``owner``)."""
 
     def make(owner: Caller | None = None) -> Box:
-        caller = owner or make_caller()
-        body = account_body(hostname="127.0.0.1", port=1, encryption="none", isSyncEnabled=False)
-        response = client.post("/api/v1/accounts", headers=caller.headers, json=body)
-        assert response.status_code == 201, response.get_json()
-        return Box(ctx, caller, uuid.UUID(response.get_json()["id"]))
+        return new_box(ctx, client, owner or make_caller())
 
     return make
 
