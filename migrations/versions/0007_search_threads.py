@@ -68,6 +68,7 @@ def upgrade() -> None:
             sa.Column(name, sa.Text(), nullable=False, server_default="")
             for name in ("from_text", "to_text", "cc_text")
         ),
+        sa.Column("updated_at", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
             ["message_id"],
             ["email_messages.id"],

@@ -17,7 +17,7 @@ import uuid
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from email_service.models.base import Base, TenantScoped
+from email_service.models.base import Base, TenantScoped, now_ms
 
 
 class SearchDoc(Base):
@@ -40,6 +40,7 @@ class SearchDoc(Base):
     from_text: Mapped[str] = mapped_column(Text, nullable=False, default="")
     to_text: Mapped[str] = mapped_column(Text, nullable=False, default="")
     cc_text: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False, default=now_ms, onupdate=now_ms)
 
     __table_args__ = (Index("idx_email_search_docs_account", "account_id"),)
 
