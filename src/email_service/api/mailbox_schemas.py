@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from apiflask import Schema
 from apiflask.fields import UUID, Boolean, Float, Integer, List, Nested, String
-from apiflask.validators import Length, OneOf, Range
+from apiflask.validators import Length, OneOf, Range, Regexp
 
 from email_service.services.message_list import SORT_FIELDS, SORT_ORDERS
 
 from .fields import Boolean as StrictBoolean
-from .fields import QuerySchema
+from .fields import QuerySchema, Text
 from .schemas import PaginationOut, offset_field
 
 
@@ -250,13 +250,13 @@ class MessageListQuery(QuerySchema):
     isRead = StrictBoolean(load_default=None, metadata={"description": "only read (true) or unread (false)"})
     isFlagged = StrictBoolean(load_default=None, metadata={"description": "only flagged (true) or not (false)"})
     hasAttachments = StrictBoolean(load_default=None, metadata={"description": "only with (true) or without"})
-    from_ = String(
+    from_ = Text(
         data_key="from",
         load_default=None,
         validate=Length(1, 254),
         metadata={"description": "part of the From address or name (case and accents ignored)"},
     )
-    to = String(
+    to = Text(
         load_default=None,
         validate=Length(1, 254),
         metadata={"description": "part of a To address or name (case and accents ignored)"},
@@ -267,14 +267,14 @@ class MessageListQuery(QuerySchema):
     dateTo = Integer(
         load_default=None, validate=Range(0, 2**53), metadata={"description": "receivedAt < this, epoch ms"}
     )
-    sortBy = String(
+    sortBy = Text(
         load_default="receivedAt",
         validate=OneOf(SORT_FIELDS, error="sortBy must be one of " + ", ".join(SORT_FIELDS)),
         metadata={"description": "receivedAt | sentAt | subject (first 100 characters) | from (address) | size"},
     )
-    sortOrder = String(load_default="desc", validate=OneOf(SORT_ORDERS, error="sortOrder must be asc or desc"))
-    cursor = String(
+    sortOrder = Text(load_default="desc", validate=OneOf(SORT_ORDERS, error="sortOrder must be asc or desc"))
+    cursor = Text(
         load_default=None,
-        validate=Length(1, 2000),
+        validate=[Length(1, 2000), Regexp(r"^[A-Za-z0-9_-]+$", error="cursor is not valid")],
         metadata={"description": "nextCursor of the previous page (same sortBy and sortOrder; not with offset)"},
     )

@@ -8,7 +8,7 @@ from apiflask.validators import Length, OneOf, Range
 
 from email_service.services.search import SORTS
 
-from .fields import QuerySchema
+from .fields import QuerySchema, Text
 from .mailbox_schemas import AddressOut, MessageSummaryOut
 from .schemas import PaginationOut, offset_field
 
@@ -16,7 +16,7 @@ from .schemas import PaginationOut, offset_field
 class SearchQuery(QuerySchema):
     """``q`` (required), ``folderId``, ``sort``, ``limit`` 1-100 (default 50), ``offset``."""
 
-    q = String(
+    q = Text(
         required=True,
         validate=Length(1, 1000, error="q must be 1 to 1000 characters"),
         error_messages={"required": "q is required"},
@@ -27,7 +27,7 @@ class SearchQuery(QuerySchema):
         },
     )
     folderId = UUID(load_default=None, allow_none=True)
-    sort = String(
+    sort = Text(
         load_default="relevance",
         validate=OneOf(SORTS, error="sort must be relevance or date"),
         metadata={"description": "relevance (subject, then address, then attachment name matches; newest first "
