@@ -26,12 +26,14 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    column,
     func,
     literal,
     literal_column,
     not_,
     or_,
     select,
+    table,
     text,
     true,
 )
@@ -131,11 +133,26 @@ class _Compiler:
             weight = _WEIGHT[node.field]
             query = " <-> ".join(f"'{lexeme}'{weight}" for lexeme in node.lexemes)
             return literal_column("email_search_docs.tsv").bool_op("@@")(func.to_tsquery("simple", query))
-        match = _FTS_COLUMN[node.field] + '"' + " ".join(node.lexemes) + '"'
         hits = text("SELECT rowid FROM email_search_fts WHERE email_search_fts MATCH :match").bindparams(
-            bindparam("match", match, unique=True)  # one per term: a query has several
+            bindparam("match", fts_match(node), unique=True)  # one per term: a query has several
         )
-        return SearchDoc.doc_id.in_(hits.columns(rowid=SearchDoc.doc_id.type))
+        # ``+doc_id``: a membership test, not an index constraint (SQLite would otherwise probe the docs' index
+        # once per message and per hit).
+        return literal_column("+email_search_docs.doc_id").in_(hits.columns(rowid=SearchDoc.doc_id.type))
+
+
+def fts_match(node: Words) -> str:
+    """The FTS5 MATCH expression of a word or phrase term (a column filter for ``subject:`` / ``filename:``)."""
+    return _FTS_COLUMN[node.field] + '"' + " ".join(node.lexemes) + '"'
+
+
+_FTS = table("email_search_fts", column("rowid"), column("email_search_fts"))
+
+
+def _driver(tree: Node) -> Words | None:
+    """A word term every hit must match (the tree, or a top-level AND item): SQLite starts from its FTS5 hits."""
+    items = tree.items if isinstance(tree, And) else (tree,)
+    return next((item for item in items if isinstance(item, Words)), None)
 
 
 def _escape_like(value: str) -> str:
@@ -146,12 +163,12 @@ def _score(words: set[str]) -> ColumnElement[Any]:
     """Relevance, the same on both databases: per query word 4 (subject) + 2 (address) + 1 (attachment name)."""
     score: ColumnElement[Any] = literal(0)
     for lexeme in sorted(words)[:8]:
-        for column, weight in (
+        for terms, weight in (
             (SearchDoc.subject_terms, 4),
             (SearchDoc.address_terms, 2),
             (SearchDoc.attachment_terms, 1),
         ):
-            padded = literal(" ") + column + literal(" ")
+            padded = literal(" ") + terms + literal(" ")
             score = score + case((padded.like(f"% {lexeme} %"), weight), else_=0)
     return score
 
@@ -187,11 +204,16 @@ def search_messages(
             EmailMessage.folder_id == folder_id if folder_id is not None else true(),
             compiler.condition(tree),
         ]
-        base = select(EmailMessage).join(SearchDoc, SearchDoc.message_id == EmailMessage.id).where(*conditions)
-        total = session.execute(
-            select(func.count()).select_from(EmailMessage).join(SearchDoc, SearchDoc.message_id == EmailMessage.id)
-            .where(*conditions)
-        ).scalar_one()  # fmt: skip
+        driver = _driver(tree) if compiler.dialect == "sqlite" else None
+        if driver is not None:
+            joined = _FTS.join(SearchDoc, SearchDoc.doc_id == _FTS.c.rowid).join(
+                EmailMessage, EmailMessage.id == SearchDoc.message_id
+            )
+            conditions.append(_FTS.c.email_search_fts.op("MATCH")(fts_match(driver)))
+        else:
+            joined = EmailMessage.__table__.join(SearchDoc, SearchDoc.message_id == EmailMessage.id)
+        base = select(EmailMessage).select_from(joined).where(*conditions)
+        total = session.execute(select(func.count()).select_from(joined).where(*conditions)).scalar_one()
         newest = (EmailMessage.received_at.desc(), EmailMessage.id.desc())
         ordering = (_score(words).desc(), *newest) if sort == "relevance" and words else newest
         rows = list(session.execute(base.order_by(*ordering).limit(limit).offset(offset)).scalars())
