@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
-from email_service.models import EmailAttachment, EmailMessage, SearchDoc
+from email_service.models import EmailAttachment, EmailMessage, SearchDoc, ThreadContainer
 from email_service.protocols.mime.parse import html_to_text
 from email_service.services.context import ServiceContext
 from email_service.services.search_text import MAX_BODY_WORDS, fold, terms
@@ -131,10 +131,16 @@ def backfill_account(session: Session, *, tenant_id: uuid.UUID, account_id: uuid
 
 
 def finish_sync(ctx: ServiceContext, *, tenant_id: uuid.UUID, account_id: uuid.UUID, added: int) -> None:
-    """End of an account sync: :func:`backfill_account`, then :func:`refresh_statistics` when the run added or
-    backfilled at least :data:`STATISTICS_AFTER` messages (a bulk sync: plans are right from the first request)."""
+    """End of an account sync: :func:`backfill_account` when the run added messages or the account has no thread
+    container yet (its first sync after migration 0007), so a sync that found nothing reads no message rows; then
+    :func:`refresh_statistics` when the run added or backfilled at least :data:`STATISTICS_AFTER` messages (a bulk
+    sync: plans are right from the first request)."""
     with ctx.db.tenant_session(tenant_id) as session:
-        added += backfill_account(session, tenant_id=tenant_id, account_id=account_id)
+        threaded = session.execute(
+            select(ThreadContainer.id).where(ThreadContainer.account_id == account_id).limit(1)
+        ).first()
+        if added or threaded is None:
+            added += backfill_account(session, tenant_id=tenant_id, account_id=account_id)
     if added >= STATISTICS_AFTER:
         with ctx.db.tenant_session(tenant_id) as session:
             refresh_statistics(session)
