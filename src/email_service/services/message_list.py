@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, literal_column, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from email_service.errors import InvalidInput, NotFound
 from email_service.models import EmailFolder, EmailMessage, SearchDoc
@@ -33,6 +33,14 @@ from email_service.services.context import ServiceContext
 from email_service.services.search_text import fold
 
 SORT_FIELDS = ("receivedAt", "sentAt", "subject", "from", "size")
+#: Columns a list item does not show (bodies, rarely used JSON): not read for a page.
+LIST_DEFERRED = tuple(
+    defer(column)
+    for column in (
+        EmailMessage.text_body, EmailMessage.html_body, EmailMessage.bcc_addresses, EmailMessage.reply_to,
+        EmailMessage.references, EmailMessage.defects, EmailMessage.sender, EmailMessage.in_reply_to,
+    )
+)  # fmt: skip
 SORT_ORDERS = ("asc", "desc")
 
 
@@ -215,7 +223,7 @@ def _page_query(
         else:
             conditions += [key >= after.key, or_(key > after.key, EmailMessage.id > after.id)]
     ordering = (key.desc(), EmailMessage.id.desc()) if order == "desc" else (key.asc(), EmailMessage.id.asc())
-    return select(EmailMessage, key).where(and_(*conditions)).order_by(*ordering)
+    return select(EmailMessage, key).options(*LIST_DEFERRED).where(and_(*conditions)).order_by(*ordering)
 
 
 def _total(folders: Sequence[EmailFolder], filters: ListFilters) -> int | None:
