@@ -4,8 +4,8 @@ Builds the mailbox of :mod:`bench.mailbox100k` in each database, starts ``email-
 lifted), and runs ``wrk`` (Debian package ``wrk``; 4 connections, 2 threads, ``--seconds`` each) against:
 ``/health`` (the baseline), the folder list, one message, the first list page, a filtered page (``isRead=false``),
 the page at offset 90,000 (90 % of ``--count``) and the same depth by cursor.  Prints requests/s, p50 and p99
-(ms) and each p99's ratio to the baseline's, and writes JSON (default ``bench/results/api_latency.json``).  Goal (issue 11): p99 under 30 ms for
-the first page, a cursor page at any depth and a filtered page.  Run::
+(ms) and each p99's ratio to the baseline's, and writes JSON (default ``bench/results/api_latency.json``).
+Goal (issue 11): p99 under 30 ms for the first page, a cursor page at any depth and a filtered page.  Run::
 
     uv run python bench/api_latency.py [--count 100000] [--seconds 10] [--no-postgres]
 """
