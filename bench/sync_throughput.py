@@ -9,12 +9,13 @@ Builds a private Dovecot mailbox of ``--count`` messages of about ``--size`` byt
 Prints messages/second and each rate's ratio to the raw fetch and to mbsync, and writes the figures as JSON
 (default ``bench/results/sync_throughput.json``).  Run::
 
-    uv run python bench/sync_throughput.py [--count 10000] [--size 5000] [--no-postgres]
+    uv run python bench/sync_throughput.py [--count 10000] [--size 5000] [--no-postgres] [--compare-indexing]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import imaplib
 import json
@@ -32,6 +33,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -41,7 +43,7 @@ from email_service.config import Settings
 from email_service.db import upgrade_database
 from email_service.security.credentials import generate_key
 from email_service.security.tokens import Principal
-from email_service.services import accounts, sync_runs
+from email_service.services import accounts, search_index, sync_runs
 from email_service.services.context import build_context
 from email_service.sync.account import sync_account
 
@@ -216,11 +218,17 @@ class BenchService:
 
 
 def time_service(
-    server: Dovecot, user: str, password: str, workdir: Path, database: str, admin_url: str
+    server: Dovecot, user: str, password: str, workdir: Path, database: str, admin_url: str, *, indexing: bool = True
 ) -> tuple[float, int]:
+    """One first sync into a fresh database; ``indexing=False`` switches off the threading and search indexing
+    done where rows are stored (issue 11) -- their indexes and triggers stay -- to show what indexing costs."""
     service = BenchService(server, user, password, workdir, database, admin_url)
     try:
-        elapsed, run = service.sync()
+        with contextlib.ExitStack() as stack:
+            if not indexing:
+                for name in ("after_insert", "write_docs", "finish_sync"):
+                    stack.enter_context(mock.patch.object(search_index, name, lambda *a, **k: None))
+            elapsed, run = service.sync()
         return elapsed, run.messages_added
     finally:
         service.close()
@@ -235,10 +243,19 @@ def _measure_round(
     measured["service_sqlite"] = time_service(
         server, user, password, Path(tempfile.mkdtemp(dir=workdir)), "sqlite", args.postgres_url
     )
+    if args.compare_indexing:
+        measured["service_sqlite_no_index"] = time_service(
+            server, user, password, Path(tempfile.mkdtemp(dir=workdir)), "sqlite", args.postgres_url, indexing=False
+        )
     if not args.no_postgres:
         measured["service_postgresql"] = time_service(
             server, user, password, Path(tempfile.mkdtemp(dir=workdir)), "postgresql", args.postgres_url
         )
+        if args.compare_indexing:
+            measured["service_postgresql_no_index"] = time_service(
+                server, user, password, Path(tempfile.mkdtemp(dir=workdir)), "postgresql", args.postgres_url,
+                indexing=False,
+            )  # fmt: skip
     return measured
 
 
@@ -248,6 +265,9 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=5_000)
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument(
+        "--compare-indexing", action="store_true", help="also sync with threading and search indexing off"
+    )
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "sync_throughput.json"))
     args = parser.parse_args()

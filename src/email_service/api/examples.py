@@ -135,7 +135,10 @@ MESSAGE_SUMMARY: dict[str, Any] = {
     "pendingChanges": False,
     "lastError": None,
 }
-MESSAGE_LIST: dict[str, Any] = {"messages": [MESSAGE_SUMMARY], "pagination": {"total": 1, "limit": 50, "offset": 0}}
+MESSAGE_LIST: dict[str, Any] = {
+    "messages": [MESSAGE_SUMMARY],
+    "pagination": {"total": 1, "limit": 50, "offset": 0, "nextCursor": None},
+}
 ATTACHMENT_ID = "e5f6a7b8-c9d0-4e1f-8a2b-3c4d5e6f7a80"
 ATTACHMENT: dict[str, Any] = {
     "id": ATTACHMENT_ID,

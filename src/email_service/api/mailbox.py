@@ -10,11 +10,12 @@ from flask import Response, request, url_for
 
 from email_service.models import EmailMessage
 from email_service.services import mailbox as service
+from email_service.services import message_list
 
 from . import examples
 from .attachments import attachment_url
 from .auth import current_principal
-from .common import AUTH_ERRORS, pagination
+from .common import AUTH_ERRORS
 from .context import service_context
 from .gate import guard
 from .mailbox_schemas import FolderListOut, MessageListOut, MessageListQuery, MessageOut, MessageQuery
@@ -101,23 +102,44 @@ def list_folders(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str,
 @bp.input(MessageListQuery, location="query")
 @bp.output(MessageListOut, example=examples.MESSAGE_LIST, links=MESSAGE_LINKS)
 @bp.doc(
-    summary="Messages of the account or of one folder, newest first",
-    description="Headers, flags and a text preview, newest `receivedAt` first; `folderId` narrows to one folder.",
+    summary="Messages of the account or of one folder, filtered and sorted, by offset or cursor",
+    description="Headers, flags and a text preview, newest `receivedAt` first unless `sortBy`/`sortOrder` say "
+    "otherwise; `folderId` narrows to one folder; `isRead`, `isFlagged`, `hasAttachments`, `from`, `to`, `dateFrom`, "
+    "`dateTo` filter. `pagination.nextCursor` fetches the next page as fast at any depth (keyset); `offset` still "
+    "works. `pagination.total` comes from the folders' kept counts (null with filters other than `isRead`).",
     operation_id="listMessages",
     responses=AUTH_ERRORS,
 )
 def list_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str, Any]:
-    page = service.list_messages(
+    filters = message_list.ListFilters(
+        is_read=query_data["isRead"],
+        is_flagged=query_data["isFlagged"],
+        has_attachments=query_data["hasAttachments"],
+        from_=query_data["from_"],
+        to=query_data["to"],
+        date_from=query_data["dateFrom"],
+        date_to=query_data["dateTo"],
+    )
+    page = message_list.list_messages(
         service_context(),
         principal=current_principal(),
         account_id=account_id,
         folder_id=query_data["folderId"],
+        filters=filters,
+        sort_by=query_data["sortBy"],
+        order=query_data["sortOrder"],
         limit=query_data["limit"],
         offset=query_data["offset"],
+        cursor=query_data["cursor"],
     )
     return {
         "messages": [message_summary(m, pending=m.id in page.pending) for m in page.items],
-        "pagination": pagination(page),
+        "pagination": {
+            "total": page.total,
+            "limit": page.limit,
+            "offset": page.offset,
+            "nextCursor": page.next_cursor,
+        },
     }
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from apiflask import Schema
 from apiflask.fields import UUID, Boolean, Float, Integer, List, Nested, String
-from apiflask.validators import Range
+from apiflask.validators import Length, OneOf, Range, Regexp
+
+from email_service.services.message_list import SORT_FIELDS, SORT_ORDERS
 
 from .fields import Boolean as StrictBoolean
-from .fields import QuerySchema
+from .fields import QuerySchema, Text
 from .schemas import PaginationOut, offset_field
 
 
@@ -210,11 +212,26 @@ class MessageOut(MessageSummaryOut):
     rawUrl = String()
 
 
+class MessagePaginationOut(PaginationOut):
+    """Page bounds of the message list, with the cursor of the next page."""
+
+    total = Integer(
+        allow_none=True,
+        metadata={
+            "description": "messages matching: the folder's kept counts without filters or with isRead only; null "
+            "with other filters (not counted)"
+        },
+    )
+    nextCursor = String(
+        allow_none=True, metadata={"description": "pass as `cursor` for the next page; null on the last page"}
+    )
+
+
 class MessageListOut(Schema):
-    """``{"messages": [...], "pagination": {...}}``, newest first."""
+    """``{"messages": [...], "pagination": {...}}``, newest first unless sorted otherwise."""
 
     messages = List(Nested(MessageSummaryOut))
-    pagination = Nested(PaginationOut)
+    pagination = Nested(MessagePaginationOut)
 
 
 class MessageQuery(QuerySchema):
@@ -224,8 +241,40 @@ class MessageQuery(QuerySchema):
 
 
 class MessageListQuery(QuerySchema):
-    """``folderId`` (optional), ``limit`` 1-100 (default 50), ``offset`` 0 to 2**31-1."""
+    """``folderId`` (optional), filters, ``sortBy``/``sortOrder``, ``limit`` 1-100 (default 50), ``offset`` 0 to
+    2**31-1 or an opaque ``cursor`` (issue 11)."""
 
     folderId = UUID(load_default=None, allow_none=True)
     limit = Integer(load_default=50, validate=Range(1, 100, error="limit must be between 1 and 100"))
     offset = offset_field()
+    isRead = StrictBoolean(load_default=None, metadata={"description": "only read (true) or unread (false)"})
+    isFlagged = StrictBoolean(load_default=None, metadata={"description": "only flagged (true) or not (false)"})
+    hasAttachments = StrictBoolean(load_default=None, metadata={"description": "only with (true) or without"})
+    from_ = Text(
+        data_key="from",
+        load_default=None,
+        validate=Length(1, 254),
+        metadata={"description": "part of the From address or name (case and accents ignored)"},
+    )
+    to = Text(
+        load_default=None,
+        validate=Length(1, 254),
+        metadata={"description": "part of a To address or name (case and accents ignored)"},
+    )
+    dateFrom = Integer(
+        load_default=None, validate=Range(0, 2**53), metadata={"description": "receivedAt >= this, epoch ms"}
+    )
+    dateTo = Integer(
+        load_default=None, validate=Range(0, 2**53), metadata={"description": "receivedAt < this, epoch ms"}
+    )
+    sortBy = Text(
+        load_default="receivedAt",
+        validate=OneOf(SORT_FIELDS, error="sortBy must be one of " + ", ".join(SORT_FIELDS)),
+        metadata={"description": "receivedAt | sentAt | subject (first 100 characters) | from (address) | size"},
+    )
+    sortOrder = Text(load_default="desc", validate=OneOf(SORT_ORDERS, error="sortOrder must be asc or desc"))
+    cursor = Text(
+        load_default=None,
+        validate=[Length(1, 2000), Regexp(r"^[A-Za-z0-9_-]+$", error="cursor is not valid")],
+        metadata={"description": "nextCursor of the previous page (same sortBy and sortOrder; not with offset)"},
+    )

@@ -14,6 +14,7 @@ from email_service.models.mailbox import (
     folder_counts_delta,
 )
 from email_service.models.push import PushLease
+from email_service.models.search import SearchDoc, ThreadContainer
 from email_service.models.sync import SYNC_RUN_STATES, SyncRun
 
 TENANT_TABLES = (
@@ -26,6 +27,8 @@ TENANT_TABLES = (
     "email_audit_log",
     "email_pending_actions",
     "email_push_leases",
+    "email_search_docs",
+    "email_thread_containers",
 )
 
 __all__ = [
@@ -45,9 +48,11 @@ __all__ = [
     "EmailMessage",
     "PendingAction",
     "PushLease",
+    "SearchDoc",
     "SyncRun",
     "Tenant",
     "TenantScoped",
+    "ThreadContainer",
     "apply_folder_counts",
     "folder_counts_delta",
     "now_ms",

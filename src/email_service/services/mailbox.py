@@ -1,4 +1,5 @@
-"""Read use cases of the mirrored mailbox: folders, message lists, one message, raw RFC 5322 bytes.
+"""Read use cases of the mirrored mailbox: folders, one message, raw RFC 5322 bytes (the message list is
+:mod:`email_service.services.message_list`).
 
 Same isolation as accounts (seed 001): the account (or the message's account) must be visible to the caller.
 """
@@ -9,14 +10,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from email_service.errors import NotFound
 from email_service.models import EmailAttachment, EmailFolder, EmailMessage
 from email_service.protocols.mime.sanitise import SanitisedHtml, sanitise_html
 from email_service.security.tokens import Principal
-from email_service.services.accounts import Page, load_account
+from email_service.services.accounts import load_account
 from email_service.services.actions import pending_message_ids
 from email_service.services.context import ServiceContext
 
@@ -36,13 +37,6 @@ class MessageDetail:
     pending: bool = False
 
 
-@dataclass(frozen=True)
-class MessagePage(Page):
-    """A page of message rows plus the ids among them with changes not yet written back."""
-
-    pending: frozenset[uuid.UUID] = frozenset()
-
-
 def list_folders(ctx: ServiceContext, *, principal: Principal, account_id: uuid.UUID) -> list[EmailFolder]:
     """Folders of an account, INBOX and the special-use roles first, then by name."""
     with ctx.db.tenant_session(principal.tenant_id) as session:
@@ -53,41 +47,6 @@ def list_folders(ctx: ServiceContext, *, principal: Principal, account_id: uuid.
             )
         ).scalars()
         return sorted(folders, key=lambda f: (ROLE_ORDER.get(f.type, 9), f.name.lower()))
-
-
-def list_messages(
-    ctx: ServiceContext,
-    *,
-    principal: Principal,
-    account_id: uuid.UUID,
-    folder_id: uuid.UUID | None,
-    limit: int,
-    offset: int,
-) -> MessagePage:
-    """Messages of an account (or one of its folders), newest first by INTERNALDATE, then by uid.
-
-    Raises:
-        NotFound: unknown account, or a folder that is not this account's.
-    """
-    with ctx.db.tenant_session(principal.tenant_id) as session:
-        load_account(session, principal, account_id)
-        conditions = [EmailMessage.tenant_id == principal.tenant_id, EmailMessage.account_id == account_id]
-        if folder_id is not None:
-            folder = session.get(EmailFolder, folder_id)
-            if folder is None or folder.account_id != account_id:
-                raise NotFound("Folder not found")
-            conditions.append(EmailMessage.folder_id == folder_id)
-        total = session.execute(select(func.count()).select_from(EmailMessage).where(*conditions)).scalar_one()
-        rows = session.execute(
-            select(EmailMessage)
-            .where(*conditions)
-            .order_by(EmailMessage.received_at.desc(), EmailMessage.uid.desc(), EmailMessage.id)
-            .limit(limit)
-            .offset(offset)
-        ).scalars()
-        items = list(rows)
-        pending = pending_message_ids(session, [m.id for m in items])
-        return MessagePage(items=items, total=int(total), limit=limit, offset=offset, pending=frozenset(pending))
 
 
 def load_message(

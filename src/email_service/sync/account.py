@@ -30,7 +30,7 @@ from email_service.models import EmailAccount, EmailFolder, SyncRun, now_ms
 from email_service.observability import metrics
 from email_service.protocols.imap import ImapEndpoint, ImapSession
 from email_service.protocols.pop3 import Pop3Endpoint, Pop3Session
-from email_service.services import actions
+from email_service.services import actions, search_index
 from email_service.services.accounts import account_password
 from email_service.services.connection_test import imap_endpoint, pop3_endpoint
 from email_service.services.context import ServiceContext
@@ -118,6 +118,9 @@ def _sync_locked(
         error: tuple[str, str] | None = None
         try:
             _mirror(ctx, tenant_id, account_id, progress, folder)
+            search_index.finish_sync(
+                ctx, tenant_id=tenant_id, account_id=account_id, added=progress.counts.messages_added
+            )
         except _AccountUnusable as exc:
             error = (exc.kind, exc.message)
         except EmailServiceError as exc:

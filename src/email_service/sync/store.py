@@ -20,6 +20,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from email_service.models import EmailAttachment, EmailMessage, folder_counts_delta, now_ms
 from email_service.protocols.mime.parse import Address, ParsedMessage, parse_message
+from email_service.services import search_index
 from email_service.services.flags import FLAG_COLUMNS, flag_columns
 
 log = logging.getLogger("email_service.sync")
@@ -160,11 +161,15 @@ def _attachment_rows(parsed: ParsedMessage, message: Mapping[str, Any], scan_sta
 
 
 def insert_rows(session: Session, messages: list[dict[str, Any]], attachments: list[dict[str, Any]]) -> None:
-    """Bulk insert (executemany / insertmanyvalues) one batch of message rows and their attachment rows."""
+    """Bulk insert (executemany / insertmanyvalues) one batch of message rows and their attachment rows, threaded
+    (sets each row's ``thread_id``) and indexed for search in the same transaction
+    (:mod:`email_service.services.search_index`)."""
+    search_index.after_insert(session, messages, attachments)
     if messages:
         session.execute(insert(EmailMessage), messages)
     if attachments:
         session.execute(insert(EmailAttachment), attachments)
+    search_index.write_docs(session, messages, attachments)
 
 
 def delete_messages(

@@ -182,7 +182,7 @@ def test_unknown_query_parameters_are_refused_on_every_endpoint(
     for method, url, name in (
         ("GET", "/api/v1/accounts?q=invoice", "q"),
         ("GET", "/api/accounts?limit=10&sort=name", "sort"),
-        ("GET", f"{account}/messages?isRead=false", "isRead"),
+        ("GET", f"{account}/messages?unread=true", "unread"),
         ("GET", f"{account}/messages?folderId={mailbox.folder_id}&q=x", "q"),
         ("GET", f"{account}/folders?role=inbox", "role"),
         ("GET", f"{account}?fields=id", "fields"),

@@ -26,7 +26,9 @@ from email_service.models import (
     EmailMessage,
     PendingAction,
     PushLease,
+    SearchDoc,
     SyncRun,
+    ThreadContainer,
     now_ms,
 )
 from email_service.services.context import ServiceContext
@@ -46,6 +48,7 @@ class Tenant:
     mailbox: Mailbox
     run_id: uuid.UUID
     spare_account_id: uuid.UUID  # an account without a push lease (one lease per account)
+    spare_message_id: uuid.UUID  # a message without a search doc (one doc per message)
 
     @property
     def id(self) -> uuid.UUID:
@@ -59,7 +62,8 @@ def make_tenant(
     def make() -> Tenant:
         caller = make_caller()
         mailbox = make_mailbox(caller)  # account, credential, audit entry, folder, message, attachment
-        run_id, spare_account_id = uuid.uuid4(), uuid.uuid4()
+        run_id, spare_account_id, spare_message_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        account_id = uuid.UUID(mailbox.account_id)
         with ctx.db.tenant_session(caller.tenant_id) as session:
             session.add(
                 SyncRun(
@@ -80,7 +84,15 @@ def make_tenant(
                 )
             )
             session.add(_bare_account(caller.tenant_id, id=spare_account_id))
-        return Tenant(caller, mailbox, run_id, spare_account_id)
+            session.add(
+                EmailMessage(
+                    id=spare_message_id, tenant_id=caller.tenant_id, account_id=account_id,
+                    folder_id=mailbox.folder_id, uid=98, uidvalidity=7,
+                )
+            )  # fmt: skip
+            session.add(SearchDoc(tenant_id=caller.tenant_id, account_id=account_id, message_id=mailbox.message_id))
+            session.add(_container(caller.tenant_id, account_id))
+        return Tenant(caller, mailbox, run_id, spare_account_id, spare_message_id)
 
     return make
 
@@ -88,6 +100,12 @@ def make_tenant(
 def _pending_action(tenant_id: uuid.UUID, account_id: uuid.UUID, seq: int) -> PendingAction:
     return PendingAction(
         tenant_id=tenant_id, account_id=account_id, seq=seq, kind="flags", next_attempt_at=now_ms(), details={}
+    )
+
+
+def _container(tenant_id: uuid.UUID, account_id: uuid.UUID) -> ThreadContainer:
+    return ThreadContainer(
+        tenant_id=tenant_id, account_id=account_id, msgid=f"{uuid.uuid4().hex}@x", thread_id=uuid.uuid4()
     )
 
 
@@ -128,6 +146,8 @@ def _new_row(table: str, tenant: Tenant) -> Any:
         "email_push_leases": lambda: PushLease(
             tenant_id=tid, account_id=tenant.spare_account_id, holder="x", expires_at=1
         ),
+        "email_search_docs": lambda: SearchDoc(tenant_id=tid, account_id=account, message_id=tenant.spare_message_id),
+        "email_thread_containers": lambda: _container(tid, account),
     }
     assert set(rows) == set(TENANT_TABLES), "every tenant table needs a row factory here"
     return rows[table]()

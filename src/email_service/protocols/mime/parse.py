@@ -442,6 +442,12 @@ def _html_to_text(markup: str) -> str:
     return html.unescape(_HTML_TAG.sub(" ", _HTML_DROP.sub(" ", markup[:100_000])))
 
 
+def html_to_text(markup: str) -> str:
+    """The text of an HTML body (first 100,000 characters): scripts and styles dropped, tags removed, entities
+    decoded.  Good enough to index and preview, not to display."""
+    return _html_to_text(markup)
+
+
 def _preview(text_body: str | None, html_body: str | None) -> str:
     source = text_body[: PREVIEW_LENGTH * 20] if text_body else _html_to_text(html_body) if html_body else ""
     return " ".join(source.split())[:PREVIEW_LENGTH]

@@ -1,0 +1,156 @@
+"""API latency with a folder of 100,000 messages, PostgreSQL and SQLite side by side (issue 11), measured with wrk.
+
+Builds the mailbox of :mod:`bench.mailbox100k` in each database, starts ``email-service serve`` on it (rate limit
+lifted), and runs ``wrk`` (Debian package ``wrk``; 4 connections, 2 threads, ``--seconds`` each) against:
+``/health`` (the baseline), the folder list, one message, the first list page, a filtered page (``isRead=false``),
+the page at offset 90,000 (90 % of ``--count``) and the same depth by cursor.  Prints requests/s, p50 and p99
+(ms) and each p99's ratio to the baseline's, and writes JSON (default ``bench/results/api_latency.json``).
+Goal (issue 11): p99 under 30 ms for the first page, a cursor page at any depth and a filtered page.  Run::
+
+    uv run python bench/api_latency.py [--count 100000] [--seconds 10] [--no-postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.mailbox100k import Mailbox, build, close
+from bench.sync_throughput import write_results
+from sqlalchemy import select
+
+from email_service.models import EmailMessage
+from email_service.security.tokens import create_jwt_token
+from email_service.services.message_list import Cursor, sort_key
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _cursor_at(mailbox: Mailbox, depth: int) -> str:
+    """The cursor a client holds after reading ``depth`` messages of INBOX newest first."""
+    key = sort_key("receivedAt")
+    with mailbox.ctx.db.tenant_session(mailbox.principal.tenant_id) as session:
+        row = session.execute(
+            select(key, EmailMessage.id)
+            .where(EmailMessage.folder_id == mailbox.folder_id)
+            .order_by(key.desc(), EmailMessage.id.desc())
+            .offset(depth - 1)
+            .limit(1)
+        ).one()
+    return Cursor("receivedAt", "desc", row[0], row[1]).encode()
+
+
+def _one_message(mailbox: Mailbox) -> str:
+    with mailbox.ctx.db.tenant_session(mailbox.principal.tenant_id) as session:
+        return str(session.execute(select(EmailMessage.id).limit(1)).scalar_one())
+
+
+def _wrk(url: str, token: str, seconds: int) -> dict[str, float]:
+    output = subprocess.run(
+        ["wrk", "-t2", "-c4", f"-d{seconds}s", "--latency", "-H", f"Authorization: Bearer {token}", url],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if non_2xx:
+        raise RuntimeError(f"{url}: {non_2xx.group(1)} error responses\n{output}")
+
+    def latency(share: str) -> float:
+        match = re.search(rf"^\s+{share}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+        assert match, output
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    assert rate, output
+    return {"rps": float(rate.group(1)), "p50_ms": latency("50"), "p99_ms": latency("99")}
+
+
+def measure(mailbox: Mailbox, seconds: int, depth: int) -> dict[str, dict[str, float]]:
+    settings = mailbox.ctx.settings
+    port = _free_port()
+    env = {**os.environ, "EMAIL_SERVICE_DATA_DIR": str(settings.data_dir), "DATABASE_URL": settings.database_url,
+           "DATABASE_MIGRATION_URL": settings.database_migration_url, "JWT_SECRET_KEY": settings.jwt_secret_key,
+           "CREDENTIAL_ENCRYPTION_KEYS": ",".join(settings.credential_keys), "RATE_LIMIT": "100000000 per minute",
+           "AUTO_UPGRADE_DB": "false", "SCHEDULER_ENABLED": "false", "LOG_LEVEL": "WARNING"}  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "email_service.cli", "serve", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=1)  # noqa: S310 (local)
+                break
+            except OSError:
+                time.sleep(0.2)
+        token = create_jwt_token(mailbox.ctx.tokens, tenant_id=mailbox.principal.tenant_id,
+                                 user_id=mailbox.principal.user_id)  # fmt: skip
+        account = f"{base}/api/v1/accounts/{mailbox.account_id}"
+        listing = f"{account}/messages?folderId={mailbox.folder_id}&limit=50"
+        urls = {
+            "health (baseline)": f"{base}/health",
+            "folders": f"{account}/folders",
+            "one message": f"{base}/api/v1/messages/{_one_message(mailbox)}",
+            "first page": listing,
+            "filtered page (isRead=false)": f"{listing}&isRead=false",
+            f"offset {depth}": f"{listing}&offset={depth}",
+            f"cursor at {depth}": f"{listing}&cursor={_cursor_at(mailbox, depth)}",
+        }
+        for url in urls.values():  # each answers 200 before it is measured
+            request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})  # noqa: S310
+            assert urllib.request.urlopen(request, timeout=60).status == 200  # noqa: S310
+        return {name: _wrk(url, token, seconds) for name, url in urls.items()}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=100_000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "api_latency.json"))
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install -y wrk)")
+        return 1
+    workdir = Path(tempfile.mkdtemp(prefix="email-service-bench-api-"))
+    measured: dict[str, Any] = {}
+    for database in ["sqlite"] + ([] if args.no_postgres else ["postgresql"]):
+        mailbox = build(workdir / database, database, args.postgres_url, args.count)
+        try:
+            measured[database] = measure(mailbox, args.seconds, args.count * 9 // 10)
+        finally:
+            close(mailbox)
+    for database, rows in measured.items():
+        baseline = rows["health (baseline)"]["p99_ms"]
+        print(f"\n{database}: {args.count} messages in one folder, wrk 4 connections")
+        print(f"{'endpoint':<30}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'p99 x health':>14}")
+        for name, row in rows.items():
+            print(f"{name:<30}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
+                  f"{row['p99_ms'] / baseline:>14.1f}")  # fmt: skip
+    write_results(args.output, {"count": args.count, "seconds": args.seconds, "databases": measured})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Search of the mirrored mail and conversations (issue 11)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from apiflask import APIBlueprint
+
+from email_service.services import search as search_service
+from email_service.services import thread_list
+
+from . import examples
+from .auth import current_principal
+from .common import AUTH_ERRORS
+from .context import service_context
+from .gate import guard
+from .mailbox import message_summary
+from .search_schemas import SearchOut, SearchQuery, ThreadListOut, ThreadListQuery, ThreadMessagesOut
+
+_HIT = {
+    **examples.MESSAGE_SUMMARY,
+    "threadId": "0b6f4c1e-3d2a-4f5e-9a8b-7c6d5e4f3a2b",
+    "snippet": "… review the <mark>quarterly</mark> numbers before Friday …",
+}
+SEARCH_EXAMPLE: dict[str, Any] = {"messages": [_HIT], "pagination": {"total": 1, "limit": 50, "offset": 0}}
+_THREADED = {**examples.MESSAGE_SUMMARY, "threadId": "0b6f4c1e-3d2a-4f5e-9a8b-7c6d5e4f3a2b"}
+_THREAD = {
+    "threadId": _THREADED["threadId"],
+    "subject": examples.MESSAGE_SUMMARY["subject"],
+    "participants": [examples.MESSAGE_SUMMARY["from"]],
+    "messageCount": 1,
+    "unreadCount": 1,
+    "hasAttachments": examples.MESSAGE_SUMMARY["hasAttachments"],
+    "lastActivityAt": examples.MESSAGE_SUMMARY["receivedAt"],
+    "latestMessage": _THREADED,
+}
+THREAD_LIST_EXAMPLE: dict[str, Any] = {"threads": [_THREAD], "pagination": {"total": 1, "limit": 50, "offset": 0}}
+THREAD_EXAMPLE: dict[str, Any] = {"threadId": _THREAD["threadId"], "messages": [_THREADED]}
+
+bp = guard(
+    APIBlueprint(
+        "search",
+        __name__,
+        tag={"name": "Search", "description": "Full-text search and conversations (threads) of the mirrored mail"},
+    )
+)
+
+
+@bp.get("/accounts/<uuid:account_id>/messages/search")
+@bp.input(SearchQuery, location="query")
+@bp.output(SearchOut, example=SEARCH_EXAMPLE)
+@bp.doc(
+    summary="Search the account's messages (Gmail-style operators)",
+    description="Same results on PostgreSQL and SQLite. A malformed query (unbalanced quote or parenthesis, "
+    "unknown operator, bad date or size) is a 400 whose message says what is wrong.",
+    operation_id="searchMessages",
+    responses=AUTH_ERRORS,
+)
+def search_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str, Any]:
+    page = search_service.search_messages(
+        service_context(),
+        principal=current_principal(),
+        account_id=account_id,
+        query=query_data["q"],
+        folder_id=query_data["folderId"],
+        sort=query_data["sort"],
+        limit=query_data["limit"],
+        offset=query_data["offset"],
+    )
+    return {
+        "messages": [{**message_summary(hit.message), "snippet": hit.snippet} for hit in page.items],
+        "pagination": {"total": page.total, "limit": page.limit, "offset": page.offset},
+    }
+
+
+@bp.get("/accounts/<uuid:account_id>/threads")
+@bp.input(ThreadListQuery, location="query")
+@bp.output(ThreadListOut, example=THREAD_LIST_EXAMPLE)
+@bp.doc(
+    summary="Conversations of the account, newest activity first",
+    description="Threads by RFC 5256 REFERENCES (JWZ) across folders; `folderId` keeps threads with a message "
+    "there (counts still cover every folder).",
+    operation_id="listThreads",
+    responses=AUTH_ERRORS,
+)
+def list_threads(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str, Any]:
+    page = thread_list.list_threads(
+        service_context(),
+        principal=current_principal(),
+        account_id=account_id,
+        folder_id=query_data["folderId"],
+        limit=query_data["limit"],
+        offset=query_data["offset"],
+    )
+    return {
+        "threads": [
+            {**thread_list.thread_fields(item), "latestMessage": message_summary(item.latest)} for item in page.items
+        ],
+        "pagination": {"total": page.total, "limit": page.limit, "offset": page.offset},
+    }
+
+
+@bp.get("/threads/<uuid:thread_id>")
+@bp.output(ThreadMessagesOut, example=THREAD_EXAMPLE)
+@bp.doc(
+    summary="One conversation: its messages oldest first",
+    description="Every message of the thread, in every folder of its account, oldest `receivedAt` first.",
+    operation_id="getThread",
+    responses=AUTH_ERRORS,
+)
+def get_thread(thread_id: uuid.UUID) -> dict[str, Any]:
+    messages = thread_list.get_thread(service_context(), principal=current_principal(), thread_id=thread_id)
+    return {"threadId": thread_id, "messages": [message_summary(m) for m in messages]}

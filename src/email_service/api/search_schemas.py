@@ -1,0 +1,87 @@
+"""Schemas of the search and conversation endpoints (issue 11)."""
+
+from __future__ import annotations
+
+from apiflask import Schema
+from apiflask.fields import UUID, Boolean, Integer, List, Nested, String
+from apiflask.validators import Length, OneOf, Range
+
+from email_service.services.search import SORTS
+
+from .fields import QuerySchema, Text
+from .mailbox_schemas import AddressOut, MessageSummaryOut
+from .schemas import PaginationOut, offset_field
+
+
+class SearchQuery(QuerySchema):
+    """``q`` (required), ``folderId``, ``sort``, ``limit`` 1-100 (default 50), ``offset``."""
+
+    q = Text(
+        required=True,
+        validate=Length(1, 1000, error="q must be 1 to 1000 characters"),
+        error_messages={"required": "q is required"},
+        metadata={
+            "description": 'Words (stemmed), "exact phrase", from: to: cc: subject: filename: has:attachment '
+            "is:unread|read|flagged|unflagged|answered|draft in:<folder name or role> before:/after:YYYY-MM-DD "
+            "larger:/smaller:10M|500K, -negation, OR, ( )"
+        },
+    )
+    folderId = UUID(load_default=None, allow_none=True)
+    sort = Text(
+        load_default="relevance",
+        validate=OneOf(SORTS, error="sort must be relevance or date"),
+        metadata={"description": "relevance (subject, then address, then attachment name matches; newest first "
+                  "among equals) or date (newest first)"},
+    )  # fmt: skip
+    limit = Integer(load_default=50, validate=Range(1, 100, error="limit must be between 1 and 100"))
+    offset = offset_field()
+
+
+class SearchHitOut(MessageSummaryOut):
+    """A found message with its snippet."""
+
+    snippet = String(
+        metadata={"description": "HTML: escaped text of the body (or subject) around the match, matches in <mark>"}
+    )
+
+
+class SearchOut(Schema):
+    """``{"messages": [...], "pagination": {...}}``."""
+
+    messages = List(Nested(SearchHitOut))
+    pagination = Nested(PaginationOut)
+
+
+class ThreadListQuery(QuerySchema):
+    """``folderId`` (optional), ``limit`` 1-100 (default 50), ``offset``."""
+
+    folderId = UUID(load_default=None, allow_none=True)
+    limit = Integer(load_default=50, validate=Range(1, 100, error="limit must be between 1 and 100"))
+    offset = offset_field()
+
+
+class ThreadOut(Schema):
+    """A conversation in a list."""
+
+    threadId = UUID()
+    subject = String(metadata={"description": "subject of its first message"})
+    participants = List(Nested(AddressOut), metadata={"description": "distinct senders in order of appearance"})
+    messageCount = Integer()
+    unreadCount = Integer()
+    hasAttachments = Boolean()
+    lastActivityAt = Integer(metadata={"description": "receivedAt of its latest message, epoch ms"})
+    latestMessage = Nested(MessageSummaryOut)
+
+
+class ThreadListOut(Schema):
+    """``{"threads": [...], "pagination": {...}}``, newest activity first."""
+
+    threads = List(Nested(ThreadOut))
+    pagination = Nested(PaginationOut)
+
+
+class ThreadMessagesOut(Schema):
+    """``GET /threads/{id}``: the thread's messages oldest first."""
+
+    threadId = UUID()
+    messages = List(Nested(MessageSummaryOut))

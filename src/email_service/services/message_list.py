@@ -1,0 +1,236 @@
+"""The message list: filters, sorts, keyset cursors and totals from the folders' kept counts (issue 11).
+
+Each sort has a key expression (NULLs folded, long subjects cut) and migration 0007 has an index
+``(folder_id, <key>, id)`` matching it, so a page -- the first or the two-thousandth, reached by ``cursor`` -- is one
+index range scan: ``WHERE folder_id = ? AND (key, id) < (?, ?) ORDER BY key DESC, id DESC LIMIT n``.  ``offset``
+still works (and still costs the rows it skips).  The account-wide list (no ``folderId``) is index-backed for the
+``receivedAt`` sort only.
+
+Totals: no filter -> the folder's ``total_count`` (account-wide: the sum over its folders); only ``isRead`` -> the
+folder's ``unread_count`` (or ``total - unread``); any other filter -> ``None`` (not counted: a count would read
+every matching row on each request).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, func, literal_column, or_, select
+from sqlalchemy.orm import Session, defer
+
+from email_service.errors import InvalidInput, NotFound
+from email_service.models import EmailFolder, EmailMessage, SearchDoc
+from email_service.security.tokens import Principal
+from email_service.services.accounts import load_account
+from email_service.services.actions import pending_message_ids
+from email_service.services.context import ServiceContext
+from email_service.services.search_text import fold
+
+SORT_FIELDS = ("receivedAt", "sentAt", "subject", "from", "size")
+#: Columns a list item does not show (bodies, rarely used JSON): not read for a page.
+LIST_DEFERRED = tuple(
+    defer(column)
+    for column in (
+        EmailMessage.text_body, EmailMessage.html_body, EmailMessage.bcc_addresses, EmailMessage.reply_to,
+        EmailMessage.references, EmailMessage.defects, EmailMessage.sender, EmailMessage.in_reply_to,
+    )
+)  # fmt: skip
+SORT_ORDERS = ("asc", "desc")
+
+
+def sort_key(sort_by: str) -> ColumnElement[Any]:
+    """The SQL key of a sort (``SORT_FIELDS``), exactly the expression its migration-0007 index is built on."""
+    zero: ColumnElement[Any] = literal_column("0")
+    empty: ColumnElement[Any] = literal_column("''")
+    keys: dict[str, ColumnElement[Any]] = {
+        "receivedAt": func.coalesce(EmailMessage.received_at, zero),
+        "sentAt": func.coalesce(EmailMessage.sent_at, zero),
+        "subject": func.substr(EmailMessage.subject, literal_column("1"), literal_column("100")),
+        "from": func.coalesce(EmailMessage.from_address, empty),
+        "size": EmailMessage.__table__.c.size,
+    }
+    return keys[sort_by]
+
+
+@dataclass(frozen=True)
+class ListFilters:
+    """Filters of the list; ``None`` means "not filtered".  ``date_from`` / ``date_to`` are epoch ms bounds of
+    ``receivedAt`` (inclusive / exclusive); ``from_`` / ``to`` match part of an address or name, case and accents
+    ignored."""
+
+    is_read: bool | None = None
+    is_flagged: bool | None = None
+    has_attachments: bool | None = None
+    from_: str | None = None
+    to: str | None = None
+    date_from: int | None = None
+    date_to: int | None = None
+
+    def only_read_state(self) -> bool:
+        """True when ``is_read`` is the only filter set (its total is a kept count)."""
+        others = (self.is_flagged, self.has_attachments, self.from_, self.to, self.date_from, self.date_to)
+        return all(value is None for value in others)
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        """The SQL conditions of the set filters."""
+        found: list[ColumnElement[bool]] = []
+        for column, value in (
+            (EmailMessage.is_read, self.is_read),
+            (EmailMessage.is_flagged, self.is_flagged),
+            (EmailMessage.has_attachments, self.has_attachments),
+        ):
+            if value is not None:
+                found.append(column.is_(value))
+        for column_name, text in (("from_text", self.from_), ("to_text", self.to)):
+            if text:
+                pattern = "%" + _escape_like(fold(text)) + "%"
+                docs = select(SearchDoc.message_id).where(getattr(SearchDoc, column_name).like(pattern, escape="\\"))
+                found.append(EmailMessage.id.in_(docs))
+        if self.date_from is not None:
+            found.append(EmailMessage.received_at >= self.date_from)
+        if self.date_to is not None:
+            found.append(EmailMessage.received_at < self.date_to)
+        return found
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page ended: the sort, its order and the last row's ``(key, id)``."""
+
+    sort_by: str
+    order: str
+    key: Any
+    id: uuid.UUID
+
+    def encode(self) -> str:
+        """The opaque ``nextCursor`` string (URL-safe base64 of JSON)."""
+        data = json.dumps([self.sort_by, self.order, self.key, self.id.hex], separators=(",", ":"))
+        return base64.urlsafe_b64encode(data.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        """Parse a ``cursor`` parameter.  Raises :class:`InvalidInput` when it is not one this service made."""
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            sort_by, order, key, ident = json.loads(raw)
+            cursor = cls(str(sort_by), str(order), key, uuid.UUID(hex=str(ident)))
+        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+            raise InvalidInput("cursor is not valid") from exc
+        key_type = str if cursor.sort_by in ("subject", "from") else int
+        if cursor.sort_by not in SORT_FIELDS or cursor.order not in SORT_ORDERS or type(key) is not key_type:
+            raise InvalidInput("cursor is not valid")
+        return cursor
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """A page of messages: ``total`` (``None`` when not known, see the module docstring), ``next_cursor``
+    (``None`` on the last page) and the ids among ``items`` with changes not yet written back."""
+
+    items: list[EmailMessage]
+    total: int | None
+    limit: int
+    offset: int
+    next_cursor: str | None
+    pending: frozenset[uuid.UUID] = field(default_factory=frozenset)
+
+
+def list_messages(
+    ctx: ServiceContext,
+    *,
+    principal: Principal,
+    account_id: uuid.UUID,
+    folder_id: uuid.UUID | None = None,
+    filters: ListFilters | None = None,
+    sort_by: str = "receivedAt",
+    order: str = "desc",
+    limit: int = 50,
+    offset: int = 0,
+    cursor: str | None = None,
+) -> ListPage:
+    """One page of an account's (or folder's) messages, filtered and sorted, after ``cursor`` or ``offset``.
+
+    Raises:
+        NotFound: unknown account, or a folder that is not this account's.
+        InvalidInput: a cursor that is not valid, made for another sort, or given together with an offset.
+    """
+    filters = filters or ListFilters()
+    after = Cursor.decode(cursor) if cursor else None
+    if after is not None and (after.sort_by, after.order) != (sort_by, order):
+        raise InvalidInput("cursor was made for another sortBy/sortOrder")
+    if after is not None and offset:
+        raise InvalidInput("cursor and offset cannot be combined")
+    with ctx.db.tenant_session(principal.tenant_id) as session:
+        load_account(session, principal, account_id)
+        folders = _folders(session, principal, account_id, folder_id)
+        key = sort_key(sort_by)
+        query = _page_query(principal, account_id, folder_id, filters, key, order, after)
+        rows = session.execute(query.limit(limit).offset(offset)).all()
+        items = [row[0] for row in rows]
+        next_cursor = None
+        if len(rows) == limit:
+            last = rows[-1]
+            next_cursor = Cursor(sort_by, order, last[1], last[0].id).encode()
+        pending = frozenset(pending_message_ids(session, [m.id for m in items]))
+    return ListPage(items, _total(folders, filters), limit, offset, next_cursor, pending)
+
+
+def _folders(
+    session: Session, principal: Principal, account_id: uuid.UUID, folder_id: uuid.UUID | None
+) -> Sequence[EmailFolder]:
+    if folder_id is not None:
+        folder = session.get(EmailFolder, folder_id)
+        if folder is None or folder.account_id != account_id:
+            raise NotFound("Folder not found")
+        return [folder]
+    return list(
+        session.execute(
+            select(EmailFolder).where(
+                EmailFolder.tenant_id == principal.tenant_id, EmailFolder.account_id == account_id
+            )
+        ).scalars()
+    )
+
+
+def _page_query(
+    principal: Principal,
+    account_id: uuid.UUID,
+    folder_id: uuid.UUID | None,
+    filters: ListFilters,
+    key: ColumnElement[Any],
+    order: str,
+    after: Cursor | None,
+) -> Select[Any]:
+    conditions = [EmailMessage.tenant_id == principal.tenant_id, EmailMessage.account_id == account_id]
+    if folder_id is not None:
+        conditions.append(EmailMessage.folder_id == folder_id)
+    conditions.extend(filters.conditions())
+    if after is not None:
+        # ``key <= k AND (key < k OR id < i)``: the first half is a range on the index (SQLite does not take a row
+        # value ``(key, id) < (k, i)`` over an expression as one), the second drops the ties already shown.
+        if order == "desc":
+            conditions += [key <= after.key, or_(key < after.key, EmailMessage.id < after.id)]
+        else:
+            conditions += [key >= after.key, or_(key > after.key, EmailMessage.id > after.id)]
+    ordering = (key.desc(), EmailMessage.id.desc()) if order == "desc" else (key.asc(), EmailMessage.id.asc())
+    return select(EmailMessage, key).options(*LIST_DEFERRED).where(and_(*conditions)).order_by(*ordering)
+
+
+def _total(folders: Sequence[EmailFolder], filters: ListFilters) -> int | None:
+    total = sum(f.total_count for f in folders)
+    unread = sum(f.unread_count for f in folders)
+    if filters == ListFilters():
+        return total
+    if filters.only_read_state():
+        return total - unread if filters.is_read else unread
+    return None

@@ -1,0 +1,164 @@
+"""Keeping the search index and the threads true: one call where message rows are stored, a backfill, statistics.
+
+:func:`after_insert` is called by :func:`email_service.sync.store.insert_rows` -- the one path by which the sync,
+the write-back and sending store message rows -- in the same transaction as the insert: it threads the rows
+(:mod:`email_service.services.threads`; sets their ``thread_id`` before they are inserted) and writes their
+``email_search_docs`` rows (:func:`doc_row`).  Deleting a message deletes its doc row by foreign-key cascade
+(PostgreSQL, SQLite with ``foreign_keys=ON``), and on SQLite the triggers of migration 0007 keep the FTS5 table in
+step with the doc rows.  Flags, moves and folders are columns of ``email_messages``, read at query time, so a flag
+change or a move needs no index update.
+
+:func:`backfill_account` indexes and threads the messages stored before migration 0007 (or by a path that
+bypassed :func:`after_insert`); the account sync calls it at its end, then :func:`refresh_statistics`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.orm import Session
+
+from email_service.models import EmailAttachment, EmailMessage, SearchDoc, ThreadContainer
+from email_service.protocols.mime.parse import html_to_text
+from email_service.services.context import ServiceContext
+from email_service.services.search_text import MAX_BODY_WORDS, fold, terms
+from email_service.services.threads import assign_threads
+
+_BATCH = 500
+#: Messages added by one sync from which the planner statistics are refreshed at its end.
+STATISTICS_AFTER = 1000
+#: Tables whose statistics a bulk sync changes (also in migration 0007's PostgreSQL function).
+STATISTICS_TABLES = ("email_messages", "email_attachments", "email_search_docs", "email_thread_containers")
+
+
+def _addresses(values: Iterable[Mapping[str, Any]] | None) -> str:
+    return "; ".join(f"{v.get('name') or ''} <{v.get('email') or ''}>" for v in values or ())
+
+
+def body_text(message: Mapping[str, Any]) -> str:
+    """The indexed body of a message row: its text body, else its HTML body as text."""
+    if message.get("text_body"):
+        return str(message["text_body"])
+    if message.get("html_body"):
+        return html_to_text(str(message["html_body"]))
+    return ""
+
+
+def doc_row(message: Mapping[str, Any], attachment_names: Iterable[str]) -> dict[str, Any]:
+    """The ``email_search_docs`` row of an ``email_messages`` row dict and its attachments' file names."""
+    sender = f"{message.get('from_name') or ''} <{message.get('from_address') or ''}>"
+    to = _addresses(message.get("to_addresses"))
+    cc = _addresses(message.get("cc_addresses"))
+    return {
+        "message_id": message["id"],
+        "tenant_id": message["tenant_id"],
+        "account_id": message["account_id"],
+        "subject_terms": terms(message.get("subject") or ""),
+        "address_terms": terms(f"{sender} {to} {cc}"),
+        "body_terms": terms(body_text(message), limit=MAX_BODY_WORDS),
+        "attachment_terms": terms(" ".join(attachment_names)),
+        "from_text": fold(sender),
+        "to_text": fold(to),
+        "cc_text": fold(cc),
+    }
+
+
+def after_insert(
+    session: Session, messages: Sequence[dict[str, Any]], attachments: Sequence[Mapping[str, Any]]
+) -> None:
+    """Thread ``messages`` (row dicts about to be inserted: sets their ``thread_id``) and index them.  Call in the
+    transaction that inserts them, before the insert; :func:`write_docs` after it."""
+    by_account: dict[tuple[uuid.UUID, uuid.UUID], list[dict[str, Any]]] = {}
+    for message in messages:
+        by_account.setdefault((message["tenant_id"], message["account_id"]), []).append(message)
+    for (tenant_id, account_id), rows in by_account.items():
+        assign_threads(session, tenant_id=tenant_id, account_id=account_id, messages=rows)
+
+
+def write_docs(
+    session: Session, messages: Sequence[Mapping[str, Any]], attachments: Sequence[Mapping[str, Any]]
+) -> None:
+    """Insert the doc rows of inserted ``messages`` (row dicts) with their ``attachments`` (row dicts)."""
+    names: dict[Any, list[str]] = {}
+    for attachment in attachments:
+        if attachment.get("filename"):
+            names.setdefault(attachment["message_id"], []).append(str(attachment["filename"]))
+    docs = [doc_row(message, names.get(message["id"], ())) for message in messages]
+    if docs:
+        session.execute(insert(SearchDoc), docs)
+
+
+_DOC_COLUMNS = (
+    "id", "tenant_id", "account_id", "subject", "from_name", "from_address", "to_addresses", "cc_addresses",
+    "text_body", "html_body", "message_id", "in_reply_to", "references", "received_at", "thread_id",
+)  # fmt: skip
+
+
+def backfill_account(session: Session, *, tenant_id: uuid.UUID, account_id: uuid.UUID) -> int:
+    """Thread and index the account's messages that have no ``thread_id`` (stored before migration 0007, or by a
+    path that bypassed :func:`after_insert`), a batch at a time.  Returns how many there were."""
+    done = 0
+    columns = [getattr(EmailMessage, name) for name in _DOC_COLUMNS]
+    while True:
+        rows = [
+            dict(row._mapping)
+            for row in session.execute(
+                select(*columns)
+                .where(EmailMessage.account_id == account_id, EmailMessage.thread_id.is_(None))
+                .limit(_BATCH)
+            )
+        ]
+        if not rows:
+            return done
+        threads = assign_threads(session, tenant_id=tenant_id, account_id=account_id, messages=rows)
+        session.execute(
+            update(EmailMessage),
+            [{"id": message_id, "thread_id": thread_id} for message_id, thread_id in threads.items()],
+        )
+        ids = [row["id"] for row in rows]
+        indexed = set(session.execute(select(SearchDoc.message_id).where(SearchDoc.message_id.in_(ids))).scalars())
+        missing = [row for row in rows if row["id"] not in indexed]
+        attachments = session.execute(
+            select(EmailAttachment.message_id, EmailAttachment.filename).where(
+                EmailAttachment.message_id.in_([m["id"] for m in missing])
+            )
+        ).all()
+        write_docs(session, missing, [{"message_id": m, "filename": f} for m, f in attachments])
+        done += len(rows)
+
+
+def finish_sync(ctx: ServiceContext, *, tenant_id: uuid.UUID, account_id: uuid.UUID, added: int) -> None:
+    """End of an account sync: :func:`backfill_account` when the run added messages or the account has no thread
+    container yet (its first sync after migration 0007), so a sync that found nothing reads no message rows; then
+    :func:`refresh_statistics` when the run added or backfilled at least :data:`STATISTICS_AFTER` messages (a bulk
+    sync: plans are right from the first request)."""
+    with ctx.db.tenant_session(tenant_id) as session:
+        threaded = session.execute(
+            select(ThreadContainer.id).where(ThreadContainer.account_id == account_id).limit(1)
+        ).first()
+        if added or threaded is None:
+            added += backfill_account(session, tenant_id=tenant_id, account_id=account_id)
+    if added >= STATISTICS_AFTER:
+        with ctx.db.tenant_session(tenant_id) as session:
+            refresh_statistics(session)
+
+
+def refresh_statistics(session: Session) -> None:
+    """Refresh the planner's statistics after a bulk change.
+
+    PostgreSQL: ``ANALYZE`` of the tables a sync fills, through migration 0007's ``SECURITY DEFINER`` function (the
+    app role does not own the tables, and only an owner may ANALYZE).  SQLite: ``ANALYZE`` of the same tables with
+    ``analysis_limit`` (sampled, a few ms at 100,000 rows) -- what ``PRAGMA optimize`` would decide to run, except
+    that SQLite 3.40's ``PRAGMA optimize`` only considers tables the same connection has queried -- then
+    ``PRAGMA optimize``.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT email_service_refresh_statistics()"))
+        return
+    session.execute(text("PRAGMA analysis_limit = 1000"))
+    for table in STATISTICS_TABLES:
+        session.execute(text(f"ANALYZE {table}"))
+    session.execute(text("PRAGMA optimize"))
