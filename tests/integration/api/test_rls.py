@@ -24,6 +24,8 @@ from email_service.models import (
     EmailCredential,
     EmailFolder,
     EmailMessage,
+    IdempotencyKey,
+    OutboxItem,
     PendingAction,
     PushLease,
     SyncRun,
@@ -46,6 +48,7 @@ class Tenant:
     mailbox: Mailbox
     run_id: uuid.UUID
     spare_account_id: uuid.UUID  # an account without a push lease (one lease per account)
+    outbox_id: uuid.UUID
 
     @property
     def id(self) -> uuid.UUID:
@@ -80,7 +83,11 @@ def make_tenant(
                 )
             )
             session.add(_bare_account(caller.tenant_id, id=spare_account_id))
-        return Tenant(caller, mailbox, run_id, spare_account_id)
+            outbox = _outbox_item(caller.tenant_id, uuid.UUID(mailbox.account_id))
+            session.add(outbox)
+            session.flush()
+            session.add(_idempotency_key(caller.tenant_id, outbox.id))
+        return Tenant(caller, mailbox, run_id, spare_account_id, outbox.id)
 
     return make
 
@@ -88,6 +95,33 @@ def make_tenant(
 def _pending_action(tenant_id: uuid.UUID, account_id: uuid.UUID, seq: int) -> PendingAction:
     return PendingAction(
         tenant_id=tenant_id, account_id=account_id, seq=seq, kind="flags", next_attempt_at=now_ms(), details={}
+    )
+
+
+def _outbox_item(tenant_id: uuid.UUID, account_id: uuid.UUID) -> OutboxItem:
+    return OutboxItem(
+        tenant_id=tenant_id,
+        account_id=account_id,
+        user_id=uuid.uuid4(),
+        status="queued",
+        send_at=now_ms(),
+        next_attempt_at=now_ms(),
+        rfc_message_id="<x@x.example>",
+        raw_sha256="0" * 64,
+        size=1,
+        mail_from="x@x.example",
+        rcpt_tos=["y@x.example"],
+    )
+
+
+def _idempotency_key(tenant_id: uuid.UUID, outbox_id: uuid.UUID) -> IdempotencyKey:
+    return IdempotencyKey(
+        tenant_id=tenant_id,
+        user_id=uuid.uuid4(),
+        key=uuid.uuid4().hex,
+        body_sha256="0" * 64,
+        outbox_id=outbox_id,
+        expires_at=now_ms(),
     )
 
 
@@ -128,6 +162,8 @@ def _new_row(table: str, tenant: Tenant) -> Any:
         "email_push_leases": lambda: PushLease(
             tenant_id=tid, account_id=tenant.spare_account_id, holder="x", expires_at=1
         ),
+        "email_outbox": lambda: _outbox_item(tid, account),
+        "email_idempotency_keys": lambda: _idempotency_key(tid, tenant.outbox_id),
     }
     assert set(rows) == set(TENANT_TABLES), "every tenant table needs a row factory here"
     return rows[table]()
