@@ -146,10 +146,14 @@ class OutboxItemOut(Schema):
     finishedAt = Integer(allow_none=True)
 
 
+class OutboxListItemOut(OutboxItemOut):
+    """An item of the outbox list (the same fields)."""
+
+
 class OutboxListOut(Schema):
     """``{"items": [...], "pagination": {...}}``, newest first."""
 
-    items = List(Nested(OutboxItemOut))
+    items = List(Nested(OutboxListItemOut))
     pagination = Nested(PaginationOut)
 
 

@@ -34,6 +34,7 @@ ACCOUNT: dict[str, Any] = {
     "smtpPort": 465,
     "smtpEncryption": "tls",
     "smtpUsername": None,
+    "saveSentCopy": True,
     "lastSyncAt": EPOCH_MS,
     "isSyncing": False,
     "isEnabled": True,

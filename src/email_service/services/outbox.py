@@ -138,7 +138,7 @@ def _from_draft(ctx: ServiceContext, principal: Principal, message_id: uuid.UUID
     with ctx.db.tenant_session(principal.tenant_id) as session:
         draft = load_message(session, principal, message_id)
         if not draft.is_draft:
-            raise InvalidInput("messageId: not a draft", details={"messageId": ["Not a draft"]})
+            raise Conflict("messageId names a message that is not a draft")
         account = load_account(session, principal, draft.account_id)
         require_smtp(account)
         reply_to_id = _answered_original(session, draft)
@@ -185,8 +185,8 @@ def submit_draft(ctx: ServiceContext, *, principal: Principal, message_id: uuid.
     """``POST /compose/send``: send a draft (it is removed from Drafts after success).
 
     Raises:
-        NotFound / Forbidden: the draft is not visible.  InvalidInput: not a draft, no recipient, ``sendAt``.
-        Conflict: no SMTP settings; the ``Idempotency-Key`` was used with another body.
+        NotFound / Forbidden: the draft is not visible.  InvalidInput: no recipient, ``sendAt``.
+        Conflict: not a draft; no SMTP settings; the ``Idempotency-Key`` was used with another body.
         AttachmentInfected / ServiceUnavailable: an attachment is infected or cannot be scanned.
     """
     replayed = _replayed(ctx, principal, request)

@@ -237,9 +237,8 @@ def _draft_for_edit(
     with ctx.db.tenant_session(principal.tenant_id) as session:
         message = load_message(session, principal, message_id)
         if not message.is_draft:
-            raise InvalidInput(
-                "Only drafts can be edited; other messages take isRead, isFlagged, isAnswered, keywords, folderId",
-                details={"messageId": ["Not a draft"]},
+            raise Conflict(
+                "Only drafts can be edited; other messages take isRead, isFlagged, isAnswered, keywords, folderId"
             )
         account = load_account(session, principal, message.account_id)
         attachments = ordered_attachments(session, message.id)
@@ -255,8 +254,8 @@ def edit_draft(ctx: ServiceContext, *, principal: Principal, message_id: uuid.UU
 
     Raises:
         NotFound / Forbidden: the message is not visible.
-        InvalidInput: not a draft; ``inReplyTo``/``forwardOf`` (only when creating); a seed 002 / 004 limit.
-        Conflict: a POP3 account.
+        InvalidInput: ``inReplyTo``/``forwardOf`` (only when creating); a seed 002 / 004 limit.
+        Conflict: not a draft; a POP3 account.
     """
     if fields.in_reply_to or fields.forward_of:
         raise InvalidInput("inReplyTo and forwardOf can only be given when the draft is created")
@@ -286,7 +285,7 @@ def edit_draft(ctx: ServiceContext, *, principal: Principal, message_id: uuid.UU
         lock_account(session, account.id)
         draft = load_message(session, principal, message_id, for_update=True)
         if not draft.is_draft:
-            raise InvalidInput("Only drafts can be edited", details={"messageId": ["Not a draft"]})
+            raise Conflict("Only drafts can be edited")
         row, _parsed = message_rows(
             raw,
             identity={},
