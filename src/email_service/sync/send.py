@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
@@ -132,11 +133,14 @@ def _claim(
         return item, account, password
 
 
-def send_outbox_item(ctx: ServiceContext, *, tenant_id: uuid.UUID, outbox_id: uuid.UUID) -> str:
+def send_outbox_item(
+    ctx: ServiceContext, *, tenant_id: uuid.UUID, outbox_id: uuid.UUID, clock: Callable[[], int] = now_ms
+) -> str:
     """The ``send_outbox_item`` job (see the module docstring).  Returns the item's status afterwards, or
-    ``gone`` / ``early``.  Never raises for SMTP failures (they are recorded); database errors propagate (the item
-    then stays ``sending`` and ends ``OutcomeUnknown``: never a second send)."""
-    claimed = _claim(ctx, tenant_id, outbox_id, now_ms())
+    ``gone`` / ``early`` (not due at ``clock()``, epoch ms: queued again for its time).  Never raises for SMTP
+    failures (they are recorded); database errors propagate (the item then stays ``sending`` and ends
+    ``OutcomeUnknown``: never a second send)."""
+    claimed = _claim(ctx, tenant_id, outbox_id, clock())
     if isinstance(claimed, str):
         return claimed
     item, account, password = claimed
@@ -157,15 +161,22 @@ def send_outbox_item(ctx: ServiceContext, *, tenant_id: uuid.UUID, outbox_id: uu
         outbox_id=outbox_id,
         result=result,
         raw=raw if result.status is SMTPDeliveryStatus.SUCCESS else None,
+        now=clock(),
     )
 
 
 def record_delivery(
-    ctx: ServiceContext, *, tenant_id: uuid.UUID, outbox_id: uuid.UUID, result: DeliveryResult, raw: bytes | None
+    ctx: ServiceContext,
+    *,
+    tenant_id: uuid.UUID,
+    outbox_id: uuid.UUID,
+    result: DeliveryResult,
+    raw: bytes | None,
+    now: int | None = None,
 ) -> str:
     """Store one attempt's outcome (and, after success, the Sent copy, draft removal and ``\\Answered``) in one
     transaction; queue the retry or the write-back after the commit.  Returns the item's new status."""
-    now = now_ms()
+    now = now_ms() if now is None else now
     retry_in: int | None = None
     with ctx.db.tenant_session(tenant_id) as session:
         item = session.get(OutboxItem, outbox_id)
