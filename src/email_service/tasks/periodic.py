@@ -58,13 +58,15 @@ def queue_overdue_writebacks(ctx: ServiceContext) -> int:
     return requeue_writebacks(ctx, due_before=now_ms())
 
 
-def work_outbox(ctx: ServiceContext, *, now: int | None = None) -> int:
+def work_outbox(ctx: ServiceContext, *, now: int | None = None, tenant_ids: Iterable[uuid.UUID] | None = None) -> int:
     """Queue the outbox items that are due (scheduled sends, retries whose job was lost) and end as
     ``failed``/``OutcomeUnknown`` the items ``sending`` for longer than the send job's hard time limit (issue 9,
-    at most once).  Returns how many items were queued or ended."""
+    at most once).  ``now`` (epoch ms) and ``tenant_ids`` (default: every tenant) for tests.  Returns how many items
+    were queued or ended."""
     moment = now_ms() if now is None else now
-    ended = outbox.fail_stuck(ctx, now=moment, older_than_ms=SEND_TIME_LIMIT * 1000)
-    return ended + outbox.queue_due(ctx, now=moment)
+    tenants = list(tenant_ids) if tenant_ids is not None else None
+    ended = outbox.fail_stuck(ctx, now=moment, older_than_ms=SEND_TIME_LIMIT * 1000, tenant_ids=tenants)
+    return ended + outbox.queue_due(ctx, now=moment, tenant_ids=tenants)
 
 
 @dataclass(frozen=True)
