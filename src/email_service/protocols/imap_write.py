@@ -253,7 +253,8 @@ class ImapWriteCommands:
         with self._refusals(f"appending to {mailbox!r}", mailbox):
             answer = client.append(mailbox, raw, flags=flags)
         found = _APPENDUID.search(answer if isinstance(answer, bytes) else str(answer).encode())
-        return (int(found.group(1)), int(found.group(2))) if found else None
+        # APPENDUID is only defined with UIDPLUS (RFC 4315 section 3): without it the caller searches instead.
+        return (int(found.group(1)), int(found.group(2))) if found and self.uidplus else None
 
     def uids_with_message_id(self, message_id: str) -> list[int]:
         """``UID SEARCH HEADER Message-ID <id>`` in the selected mailbox (RFC 3501 section 6.4.4): the UIDs of the
