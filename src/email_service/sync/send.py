@@ -28,11 +28,18 @@ import threading
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from email_service.errors import NotFound
-from email_service.models import EmailAccount, EmailMessage, OutboxItem, folder_counts_delta, now_ms
+from email_service.models import (
+    WAITING_STATUSES,
+    EmailAccount,
+    EmailMessage,
+    OutboxItem,
+    folder_counts_delta,
+    now_ms,
+)
 from email_service.protocols.smtp import SMTPConnectionPool, SMTPDeliveryStatus, SMTPProtocolHandler
 from email_service.protocols.smtp_types import DeliveryResult
 from email_service.services.accounts import account_password
@@ -113,7 +120,7 @@ def _claim(
         item = session.get(OutboxItem, outbox_id, with_for_update=True)
         if item is None:
             return "gone"
-        if item.status not in ("queued", "scheduled"):
+        if item.status not in WAITING_STATUSES:
             return item.status
         if item.next_attempt_at > now + 250:
             queue_send(ctx, tenant_id, outbox_id, delay_ms=item.next_attempt_at - now)
@@ -126,8 +133,15 @@ def _claim(
             _end(item, "failed", "NoSmtpSettings", "The account has no SMTP settings (smtpHostname, smtpPort)", now)
             return "failed"
         password = account_password(ctx, session, account)
-        item.status, item.attempts, item.sending_started_at, item.updated_at = "sending", item.attempts + 1, now, now
-        session.flush()
+        # One conditional UPDATE, so that of two jobs (or a job and a cancel) only one wins, on every database.
+        claimed = session.execute(
+            update(OutboxItem)
+            .where(OutboxItem.id == outbox_id, OutboxItem.status.in_(WAITING_STATUSES))
+            .values(status="sending", attempts=OutboxItem.attempts + 1, sending_started_at=now, updated_at=now)
+        )
+        session.refresh(item)
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            return item.status
         session.expunge(item)
         session.expunge(account)
         return item, account, password
