@@ -21,11 +21,19 @@ from datetime import datetime
 from email.utils import make_msgid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from email_service.errors import Conflict, InvalidInput
-from email_service.models import EmailAccount, EmailAttachment, EmailFolder, EmailMessage, folder_counts_delta, now_ms
+from email_service.models import (
+    EmailAccount,
+    EmailAttachment,
+    EmailFolder,
+    EmailMessage,
+    PendingAction,
+    folder_counts_delta,
+    now_ms,
+)
 from email_service.security.tokens import Principal
 from email_service.services.accounts import audit, load_account
 from email_service.services.actions import NewAction, lock_account, record_actions, request_syncback
@@ -69,6 +77,17 @@ PARSED_COLUMNS = (
     "raw_sha256",
     "size",
 )
+
+
+def write_lock(session: Session, account_id: uuid.UUID) -> None:
+    """:func:`lock_account`, and on SQLite a no-op UPDATE of the account row: pysqlite runs SELECTs outside a
+    transaction until the first write, so without it a draft read here could be stale by the time this transaction
+    writes (the write-back records a new UID meanwhile).  After it, this transaction holds SQLite's write lock."""
+    lock_account(session, account_id)
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(
+            update(EmailAccount).where(EmailAccount.id == account_id).values(action_seq=EmailAccount.action_seq)
+        )
 
 
 def role_folder(session: Session, account: EmailAccount, role: str) -> tuple[EmailFolder, list[NewAction]]:
@@ -132,15 +151,28 @@ def _queue_scans(ctx: ServiceContext, tenant_id: uuid.UUID, rows: Sequence[dict[
             ctx.jobs.enqueue("scan_attachment", {"tenantId": str(tenant_id), "attachmentId": str(row["id"])})
 
 
-def _append_action(message: EmailMessage | dict[str, Any], folder: EmailFolder, sha256: str, changed: int) -> NewAction:
+def pending_append(session: Session, message_id: uuid.UUID) -> bool:
+    """True when an ``append`` of the message is still pending: the server copy its row names (``uid``) is about
+    to be replaced, so a new action on that copy must learn its UID when the append is applied (``uid`` None)."""
+    found = session.execute(
+        select(PendingAction.id)
+        .where(PendingAction.message_id == message_id, PendingAction.state == "pending", PendingAction.kind == "append")
+        .limit(1)
+    ).first()
+    return found is not None
+
+
+def _append_action(
+    message: EmailMessage | dict[str, Any], folder: EmailFolder, sha256: str, changed: int, *, known: bool = True
+) -> NewAction:
     get = message.get if isinstance(message, dict) else lambda name: getattr(message, name)
     return NewAction(
         "append",
         message_id=get("id"),
         folder_id=folder.id,
         mailbox=folder.name,
-        uidvalidity=get("uidvalidity"),
-        uid=get("uid"),
+        uidvalidity=get("uidvalidity") if known else None,
+        uid=get("uid") if known else None,
         details={
             "sha256": sha256,
             "flags": list(DRAFT_FLAGS),
@@ -192,7 +224,7 @@ def create_draft(
     raw = build_raw(related.fields, envelope, parts_of(ctx, principal.tenant_id, refs))
     sha256 = ctx.blobs.put(str(principal.tenant_id), raw)
     with ctx.db.tenant_session(principal.tenant_id) as session:
-        lock_account(session, account_id)
+        write_lock(session, account_id)
         folder, actions = role_folder(session, account, "drafts")
         row, _parsed = message_rows(
             raw,
@@ -282,8 +314,9 @@ def edit_draft(ctx: ServiceContext, *, principal: Principal, message_id: uuid.UU
     raw = build_raw(merged, envelope, parts_of(ctx, principal.tenant_id, refs))
     sha256 = ctx.blobs.put(str(principal.tenant_id), raw)
     with ctx.db.tenant_session(principal.tenant_id) as session:
-        lock_account(session, account.id)
+        write_lock(session, account.id)
         draft = load_message(session, principal, message_id, for_update=True)
+        session.refresh(draft)
         if not draft.is_draft:
             raise Conflict("Only drafts can be edited")
         row, _parsed = message_rows(
@@ -296,18 +329,19 @@ def edit_draft(ctx: ServiceContext, *, principal: Principal, message_id: uuid.UU
         )
         for column in PARSED_COLUMNS:
             setattr(draft, column, row[column])
-        known = set(
+        stored = set(
             session.execute(
                 select(EmailAttachment.content_hash).where(EmailAttachment.message_id == draft.id)
             ).scalars()
         )
-        added = _blob_rows(ctx, {**row, "id": draft.id}, [r for r in refs if r.sha256 not in known])
+        added = _blob_rows(ctx, {**row, "id": draft.id}, [r for r in refs if r.sha256 not in stored])
         insert_rows(session, [], added)
         draft.has_attachments = bool(refs)
         mark_draft_changed(draft)
         folder = session.get(EmailFolder, draft.folder_id)
         assert folder is not None
-        action = _append_action(draft, folder, sha256, int(draft.draft_changed_at or 0))
+        known = not pending_append(session, draft.id)  # else the pending append's copy is the one to replace
+        action = _append_action(draft, folder, sha256, int(draft.draft_changed_at or 0), known=known)
         record_actions(session, tenant_id=principal.tenant_id, account_id=account.id, actions=[action])
     _queue_scans(ctx, principal.tenant_id, added)
     request_syncback(ctx, principal.tenant_id, account.id)

@@ -53,7 +53,7 @@ from email_service.services.actions import (
 from email_service.services.context import ServiceContext
 from email_service.services.message_changes import LocalChanges
 from email_service.services.outbox import queue_send
-from email_service.sync.drafts import role_folder
+from email_service.sync.drafts import pending_append, role_folder
 from email_service.sync.store import insert_rows, message_rows
 
 log = logging.getLogger("email_service.send")
@@ -246,6 +246,8 @@ def _after_success(ctx: ServiceContext, session: Session, item: OutboxItem, acco
             session.execute(delete(EmailMessage).where(EmailMessage.id == draft.id))  # never reached the server
             session.execute(folder_counts_delta(draft.folder_id, total=-1, unread=-int(not draft.is_read)))
         else:
+            if pending_append(session, draft.id):  # expunge the copy that append makes, not the one it replaces
+                draft.uid = draft.uidvalidity = None
             changes.delete(draft, permanent=True)
     original = session.get(EmailMessage, item.reply_to_id) if item.reply_to_id else None
     if original is not None and original.account_id == account.id:
