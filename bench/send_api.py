@@ -147,6 +147,8 @@ class Service:
             RATE_LIMIT="1000000 per minute",
             SEND_UNDO_SECONDS="0",
             JOB_WORKERS=str(workers),
+            # Rate-limit counters in Redis (db 10): the in-memory storage of `limits` races on concurrent requests.
+            REDIS_URL="redis://127.0.0.1:6379/10",
         )
         self.admin_url = admin_url
         self.runner = InProcessJobRunner(workers=workers)

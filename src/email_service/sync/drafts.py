@@ -24,13 +24,14 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from email_service.errors import Conflict, InvalidInput
+from email_service.errors import Conflict, InvalidInput, NotFound
 from email_service.models import (
     EmailAccount,
     EmailAttachment,
     EmailFolder,
     EmailMessage,
     PendingAction,
+    Tenant,
     folder_counts_delta,
     now_ms,
 )
@@ -274,11 +275,75 @@ def _draft_for_edit(
             )
         account = load_account(session, principal, message.account_id)
         attachments = ordered_attachments(session, message.id)
-    refs = []
-    for attachment in attachments:
-        content = content_of(ctx, attachment)
-        refs.append(BlobRef(attachment.filename or "attachment", attachment.mime_type, content.sha256, content.size))
-    return message, account, refs
+    return message, account, [_ref_of(ctx, attachment) for attachment in attachments]
+
+
+def _ref_of(ctx: ServiceContext, attachment: EmailAttachment) -> BlobRef:
+    content = content_of(ctx, attachment)
+    return BlobRef(attachment.filename or "attachment", attachment.mime_type, content.sha256, content.size)
+
+
+def _envelope_of(message: EmailMessage, account: EmailAccount) -> Envelope:
+    """The identity headers of a new version of a stored draft: its Message-ID, In-Reply-To and References."""
+    return Envelope(
+        from_address=sender_of(account),
+        message_id=message.message_id or make_msgid(domain=account.email_address.rpartition("@")[2] or None),
+        date=datetime.now().astimezone(),
+        in_reply_to=message.in_reply_to,
+        references=list(message.references or []),
+        keep_bcc=True,
+    )
+
+
+def _store_version(
+    ctx: ServiceContext,
+    tenant_id: uuid.UUID,
+    account: EmailAccount,
+    message_id: uuid.UUID,
+    raw: bytes,
+    refs: Sequence[BlobRef],
+    *,
+    principal: Principal | None,
+) -> list[dict[str, Any]]:
+    """Store a new version of the draft (its row from ``raw``, new blob attachment rows) and record its ``append``
+    (replacing the server copy), in one transaction.  Returns the attachment rows added.
+
+    Raises:
+        NotFound / Forbidden: the message is not visible to ``principal`` (or gone).  Conflict: not a draft.
+    """
+    sha256 = ctx.blobs.put(str(tenant_id), raw)
+    with ctx.db.tenant_session(tenant_id) as session:
+        write_lock(session, account.id)
+        if principal is not None:
+            draft = load_message(session, principal, message_id, for_update=True)
+        else:
+            found = session.get(EmailMessage, message_id)
+            if found is None:
+                raise NotFound("Message not found")
+            draft = found
+        session.refresh(draft)
+        if not draft.is_draft:
+            raise Conflict("Only drafts can be edited")
+        row, _parsed = message_rows(
+            raw, identity={}, tenant_id=tenant_id, account_id=account.id, folder_id=draft.folder_id, flags=draft.flags
+        )
+        for column in PARSED_COLUMNS:
+            setattr(draft, column, row[column])
+        stored = set(
+            session.execute(
+                select(EmailAttachment.content_hash).where(EmailAttachment.message_id == draft.id)
+            ).scalars()
+        )
+        added = _blob_rows(ctx, {**row, "id": draft.id}, [r for r in refs if r.sha256 not in stored])
+        insert_rows(session, [], added)
+        draft.has_attachments = bool(refs)
+        mark_draft_changed(draft)
+        folder = session.get(EmailFolder, draft.folder_id)
+        assert folder is not None
+        known = not pending_append(session, draft.id)  # else the pending append's copy is the one to replace
+        action = _append_action(draft, folder, sha256, int(draft.draft_changed_at or 0), known=known)
+        record_actions(session, tenant_id=tenant_id, account_id=account.id, actions=[action])
+    return added
 
 
 def edit_draft(ctx: ServiceContext, *, principal: Principal, message_id: uuid.UUID, fields: ComposeFields) -> None:
@@ -302,46 +367,72 @@ def edit_draft(ctx: ServiceContext, *, principal: Principal, message_id: uuid.UU
         existing=len(refs),
     )
     refs += store_new_attachments(ctx, principal.tenant_id, fields.attachments)
-    envelope = Envelope(
-        from_address=sender_of(account),
-        message_id=message.message_id or make_msgid(domain=account.email_address.rpartition("@")[2] or None),
-        date=datetime.now().astimezone(),
-        in_reply_to=message.in_reply_to,
-        references=list(message.references or []),
-        keep_bcc=True,
-    )
     merged = merged_fields(fields_of(message), fields)
-    raw = build_raw(merged, envelope, parts_of(ctx, principal.tenant_id, refs))
-    sha256 = ctx.blobs.put(str(principal.tenant_id), raw)
-    with ctx.db.tenant_session(principal.tenant_id) as session:
-        write_lock(session, account.id)
-        draft = load_message(session, principal, message_id, for_update=True)
-        session.refresh(draft)
-        if not draft.is_draft:
-            raise Conflict("Only drafts can be edited")
-        row, _parsed = message_rows(
-            raw,
-            identity={},
-            tenant_id=principal.tenant_id,
-            account_id=account.id,
-            folder_id=draft.folder_id,
-            flags=draft.flags,
-        )
-        for column in PARSED_COLUMNS:
-            setattr(draft, column, row[column])
-        stored = set(
-            session.execute(
-                select(EmailAttachment.content_hash).where(EmailAttachment.message_id == draft.id)
-            ).scalars()
-        )
-        added = _blob_rows(ctx, {**row, "id": draft.id}, [r for r in refs if r.sha256 not in stored])
-        insert_rows(session, [], added)
-        draft.has_attachments = bool(refs)
-        mark_draft_changed(draft)
-        folder = session.get(EmailFolder, draft.folder_id)
-        assert folder is not None
-        known = not pending_append(session, draft.id)  # else the pending append's copy is the one to replace
-        action = _append_action(draft, folder, sha256, int(draft.draft_changed_at or 0), known=known)
-        record_actions(session, tenant_id=principal.tenant_id, account_id=account.id, actions=[action])
+    raw = build_raw(merged, _envelope_of(message, account), parts_of(ctx, principal.tenant_id, refs))
+    added = _store_version(ctx, principal.tenant_id, account, message_id, raw, refs, principal=principal)
     _queue_scans(ctx, principal.tenant_id, added)
     request_syncback(ctx, principal.tenant_id, account.id)
+
+
+#: A draft changed locally (e.g. an attachment uploaded) is re-APPENDed once it has been quiet this long (ms).
+SETTLE_MS = 2000
+
+
+def republish_changed_drafts(
+    ctx: ServiceContext, *, now: int | None = None, tenant_ids: Sequence[uuid.UUID] | None = None
+) -> int:
+    """Rebuild and re-APPEND every draft changed locally without a new server copy on the way: an attachment
+    uploaded or deleted through the attachment endpoints (issue 10's ``draft_changed_at``), quiet for
+    :data:`SETTLE_MS`, with no ``append`` of it pending.  The periodic task of the scheduler.  Returns how many."""
+    moment = now_ms() if now is None else now
+    if tenant_ids is None:
+        with ctx.db.system_session() as session:
+            tenant_ids = list(session.execute(select(Tenant.tenant_id)).scalars())
+    done = 0
+    for tenant_id in tenant_ids:
+        with ctx.db.tenant_session(tenant_id) as session:
+            appending = select(PendingAction.message_id).where(
+                PendingAction.kind == "append", PendingAction.state == "pending", PendingAction.message_id.is_not(None)
+            )
+            failed_this_version = (
+                select(PendingAction.id)
+                .where(
+                    PendingAction.message_id == EmailMessage.id,
+                    PendingAction.kind == "append",
+                    PendingAction.state == "failed",
+                    PendingAction.created_at >= EmailMessage.draft_changed_at,
+                )
+                .exists()
+            )
+            changed = list(
+                session.execute(
+                    select(EmailMessage.id).where(
+                        EmailMessage.tenant_id == tenant_id,
+                        EmailMessage.is_draft.is_(True),
+                        EmailMessage.draft_changed_at <= moment - SETTLE_MS,
+                        EmailMessage.id.not_in(appending),
+                        ~failed_this_version,  # the server refused this version: not again every tick
+                    )
+                ).scalars()
+            )
+        for message_id in changed:
+            done += _republish(ctx, tenant_id, message_id)
+    return done
+
+
+def _republish(ctx: ServiceContext, tenant_id: uuid.UUID, message_id: uuid.UUID) -> int:
+    with ctx.db.tenant_session(tenant_id) as session:
+        message = session.get(EmailMessage, message_id)
+        account = session.get(EmailAccount, message.account_id) if message is not None else None
+        if message is None or account is None or account.protocol != "imap" or account.deleted_at is not None:
+            return 0
+        attachments = ordered_attachments(session, message.id)
+    try:
+        refs = [_ref_of(ctx, attachment) for attachment in attachments]
+        raw = build_raw(fields_of(message), _envelope_of(message, account), parts_of(ctx, tenant_id, refs))
+        added = _store_version(ctx, tenant_id, account, message_id, raw, refs, principal=None)
+    except (NotFound, Conflict, InvalidInput):  # gone, sent or no longer buildable meanwhile: nothing to publish
+        return 0
+    _queue_scans(ctx, tenant_id, added)
+    request_syncback(ctx, tenant_id, account.id)
+    return 1

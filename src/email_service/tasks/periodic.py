@@ -25,6 +25,7 @@ from email_service.config import Settings
 from email_service.models import now_ms
 from email_service.services import outbox, sync_runs
 from email_service.services.context import ServiceContext
+from email_service.sync.drafts import republish_changed_drafts
 from email_service.sync.recovery import requeue_stalled_runs, requeue_writebacks
 from email_service.tasks.registry import SEND_TIME_LIMIT
 
@@ -91,6 +92,10 @@ PERIODIC: tuple[PeriodicTask, ...] = (
         "queue_overdue_writebacks", lambda settings: settings.scheduler_tick_seconds, queue_overdue_writebacks
     ),
     PeriodicTask("work_outbox", lambda settings: settings.scheduler_tick_seconds, work_outbox),
+    # Drafts whose attachments changed through the attachment endpoints get their server copy replaced.
+    PeriodicTask(
+        "republish_changed_drafts", lambda settings: settings.scheduler_tick_seconds, republish_changed_drafts
+    ),
     # Recovery only acts on runs minutes old: once a minute is often enough, and cheap.
     PeriodicTask(
         "recover_stalled_syncs", lambda settings: max(60, settings.scheduler_tick_seconds), recover_stalled_syncs

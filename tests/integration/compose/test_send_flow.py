@@ -7,11 +7,17 @@ envelope only, MIME structure, attachment bytes), its copy is in the server's Se
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
+import io
 import uuid
 from collections.abc import Callable
 
 import pytest
 
+from email_service.models import now_ms
+from email_service.services.context import ServiceContext
+from email_service.sync.drafts import republish_changed_drafts
 from tests.integration.compose.conftest import Mirror, draft_body, wait_outbox
 from tests.integration.smtp.conftest import SMTPServer
 
@@ -119,3 +125,26 @@ def test_an_inline_send_keeps_no_draft(sender: Callable[..., Mirror], smtp: SMTP
     assert [s for s, _ in mirror.on_server("Sent").values()] == [subject]
     assert mirror.on_server("Drafts") == {}
     assert smtp.handler.messages[0].message["Subject"] == subject
+
+
+def test_an_attachment_uploaded_to_a_draft_reaches_its_server_copy(
+    sender: Callable[..., Mirror], ctx: ServiceContext
+) -> None:
+    mirror = sender()
+    body = draft_body(subject="Needs a scan", attachments=[])
+    draft = mirror.api("POST", f"/accounts/{mirror.account_id}/messages", json=body).get_json()
+    mirror.settle()
+    upload = {"file": (io.BytesIO(PDF), "scan.pdf")}
+    uploaded = mirror.api("POST", f"/messages/{draft['id']}/attachments", data=upload)
+    assert uploaded.status_code == 201, uploaded.get_json()
+    later = now_ms() + 60_000
+    assert republish_changed_drafts(ctx, now=later, tenant_ids=[mirror.tenant_id]) == 1
+    assert republish_changed_drafts(ctx, now=later, tenant_ids=[mirror.tenant_id]) == 0  # its append is pending
+    mirror.settle()
+    with mirror.imap() as imap:
+        imap.select_folder("Drafts", readonly=True)
+        (uid,) = imap.search("ALL")
+        raw = imap.fetch([uid], ["BODY.PEEK[]"])[uid][b"BODY[]"]
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert [(p.get_filename(), p.get_payload(decode=True)) for p in parsed.iter_attachments()] == [("scan.pdf", PDF)]
+    assert republish_changed_drafts(ctx, now=now_ms() + 120_000, tenant_ids=[mirror.tenant_id]) == 0  # current
