@@ -187,6 +187,7 @@ def run_api(
             "accountName": "Bench", "emailAddress": user, "protocol": "imap", "hostname": server.host,
             "port": server.imap_port, "encryption": "none", "username": user, "password": password,
             "smtpHostname": HOST, "smtpPort": smtp_port, "smtpEncryption": "none",
+            "saveSentCopy": not args.no_sent_copy,
         })["id"]  # fmt: skip
         service.call("POST", f"/accounts/{account}/sync")
         while service.call("GET", f"/accounts/{account}/sync")["state"] not in ("succeeded", "failed"):
@@ -225,6 +226,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="JOB_WORKERS (and handler threads)")
     parser.add_argument("--paced", type=int, default=100, help="messages sent one at a time for idle latency")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sent-copy", action="store_true", help="saveSentCopy false: no Sent row, no APPEND")
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "send_api.json"))
     parser.add_argument("--smtp-server", nargs=2, metavar=("PORT", "LOG"), help=argparse.SUPPRESS)
@@ -241,7 +243,13 @@ def main() -> int:
     log_path.touch()
     port = free_port()
     smtp = subprocess.Popen([sys.executable, __file__, "--smtp-server", str(port), str(log_path)])
-    results: dict[str, Any] = {"count": args.count, "clients": args.clients, "workers": args.workers, "runs": {}}
+    results: dict[str, Any] = {
+        "count": args.count,
+        "clients": args.clients,
+        "workers": args.workers,
+        "sent_copy": not args.no_sent_copy,
+        "runs": {},
+    }
     try:
         time.sleep(1.5)
         results["runs"]["handler"] = run_handler(port, log_path, args.count, args.workers, "handler", args.paced)

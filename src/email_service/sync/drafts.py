@@ -7,7 +7,9 @@ message from them.  In the same transaction an ``append`` pending action is reco
 (:mod:`email_service.sync.syncback_append`): the ``syncback_account`` job APPENDs the draft to the Drafts mailbox
 and, for an edit, removes the previous server copy (``UID EXPUNGE``, RFC 4315).  The row gets the new UID from
 APPENDUID.  An account without a Drafts folder gets one: a local folder row and a ``folder_create`` action with
-``\\Drafts`` special use (RFC 6154), recorded before the append.
+``\\Drafts`` special use (RFC 6154), recorded before the append.  A draft whose attachments change through the
+attachment endpoints (issue 10 marks it ``draft_changed_at``) is rebuilt and re-APPENDed by the scheduler
+(:func:`republish_changed_drafts`).
 
 Lives in ``sync`` (not ``services``) because it builds rows with the sync's :mod:`email_service.sync.store`.
 """
