@@ -171,6 +171,8 @@ class Settings:
     prometheus_multiproc_dir: Path | None = None
     sync_requeue_after_seconds: int = 900
     sync_stalled_after_seconds: int = 120
+    send_undo_seconds: int = 5
+    send_deadline_seconds: int = 86400
 
     @property
     def is_production(self) -> bool:
@@ -252,6 +254,7 @@ class Settings:
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             **_runtime_settings(env, production),
             **_push_settings(env, production),
+            **_send_settings(env),
         )
         if settings.uses_celery and not settings.celery_broker_url:
             raise ConfigurationError("CELERY_BROKER_URL must be set when jobs run on Celery (JOB_RUNNER=celery)")
@@ -290,6 +293,14 @@ def _push_settings(env: Mapping[str, str], production: bool) -> dict[str, Any]:
         push_in_process=_flag(env, "PUSH_IN_PROCESS", not production),
         push_lease_seconds=_int(env, "PUSH_LEASE_SECONDS", 60, minimum=2),
         push_idle_renew_seconds=renew,
+    )
+
+
+def _send_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """The settings of sending (issue 9): the undo window before every send and the retry deadline, in seconds."""
+    return dict(
+        send_undo_seconds=_int(env, "SEND_UNDO_SECONDS", 5, minimum=0),
+        send_deadline_seconds=_int(env, "SEND_DEADLINE_SECONDS", 86400, minimum=1),
     )
 
 

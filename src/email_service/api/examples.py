@@ -34,6 +34,7 @@ ACCOUNT: dict[str, Any] = {
     "smtpPort": 465,
     "smtpEncryption": "tls",
     "smtpUsername": None,
+    "saveSentCopy": True,
     "lastSyncAt": EPOCH_MS,
     "isSyncing": False,
     "isEnabled": True,
@@ -287,4 +288,55 @@ ACTION_LIST: dict[str, Any] = {
         }
     ],
     "pagination": {"total": 1, "limit": 100, "offset": 0},
+}
+
+# --- compose and send (issue 9) ---------------------------------------------------------------------------------
+OUTBOX_ID = "f6a7b8c9-d0e1-4f2a-8b3c-4d5e6f7a8b90"
+DRAFT_CREATE: dict[str, Any] = {
+    "to": [{"name": "Bob", "email": "bob@company.example"}],
+    "cc": [],
+    "bcc": [{"email": "archive@company.example"}],
+    "subject": "Quarterly report",
+    "textBody": "Hi Bob,\n\nthe report is attached.\n",
+    "attachments": [{"filename": "report.txt", "contentType": "text/plain", "data": "UTFSZXBvcnQK"}],
+}
+SEND_DRAFT: dict[str, Any] = {"messageId": MESSAGE_ID}
+SEND_INLINE: dict[str, Any] = {**DRAFT_CREATE, "sendAt": None}
+SEND_ACCEPTED: dict[str, Any] = {"outboxId": OUTBOX_ID, "status": "queued", "sendAt": EPOCH_MS + 5000}
+OUTBOX_ITEM: dict[str, Any] = {
+    "id": OUTBOX_ID,
+    "accountId": ACCOUNT_ID,
+    "status": "sent",
+    "attempts": 1,
+    "sendAt": EPOCH_MS + 5000,
+    "nextAttemptAt": None,
+    "messageId": "<170603320000.1234.5678@company.example>",
+    "subject": "Quarterly report",
+    "recipients": ["bob@company.example", "archive@company.example"],
+    "delivery": {
+        "status": "success",
+        "messageId": "<170603320000.1234.5678@company.example>",
+        "smtpCode": 250,
+        "smtpError": None,
+        "recipientFailures": {},
+        "sentAt": EPOCH_MS + 5400,
+        "retryCount": 0,
+        "isRetryable": False,
+    },
+    "error": None,
+    "draftId": MESSAGE_ID,
+    "sentCopyId": "a7b8c9d0-e1f2-4a3b-8c4d-5e6f7a8b9c01",
+    "createdAt": EPOCH_MS,
+    "updatedAt": EPOCH_MS + 5400,
+    "finishedAt": EPOCH_MS + 5400,
+}
+OUTBOX_LIST: dict[str, Any] = {"items": [OUTBOX_ITEM], "pagination": {"total": 1, "limit": 100, "offset": 0}}
+OUTBOX_CANCELLED: dict[str, Any] = {
+    **OUTBOX_ITEM,
+    "status": "cancelled",
+    "attempts": 0,
+    "delivery": None,
+    "sentCopyId": None,
+    "updatedAt": EPOCH_MS + 2000,
+    "finishedAt": EPOCH_MS + 2000,
 }

@@ -13,11 +13,13 @@ from apiflask import APIBlueprint
 
 from email_service.services import message_changes as service
 from email_service.services.message_changes import MessageChange
+from email_service.sync import drafts
 
 from . import examples
 from .auth import current_principal
 from .change_schemas import BatchIn, BatchOut, DeleteQuery, MessageDeletedOut, MessageUpdateIn
 from .common import AUTH_ERRORS
+from .compose_schemas import DRAFT_FIELDS, MessageReplaceIn, compose_fields
 from .context import service_context
 from .gate import guard
 from .mailbox import message_view
@@ -74,15 +76,24 @@ def update_message(message_id: uuid.UUID, json_data: dict[str, Any]) -> dict[str
 
 
 @bp.put("/messages/<uuid:message_id>")
-@bp.input(MessageUpdateIn, location="json", example=examples.MESSAGE_UPDATE)
+@bp.input(MessageReplaceIn, location="json", example=examples.MESSAGE_UPDATE)
 @bp.output(MessageOut, example=examples.MESSAGE_UPDATED)
 @bp.doc(
-    summary="Same as PATCH (kept for earlier clients)",
-    description=CHANGE_DESCRIPTION + " PUT takes the same body as PATCH.",
+    summary="Edit a draft, or the same as PATCH",
+    description="On a draft, the draft fields of `POST /accounts/{account_id}/messages` (to, cc, bcc, subject, "
+    "textBody, htmlBody replace the draft's; attachments given are added) edit it: the server copy is replaced "
+    "(APPEND of the new version, UID EXPUNGE of the old one, in the background). Otherwise: "
+    + CHANGE_DESCRIPTION
+    + " (the same body as PATCH). Draft fields on a message that is not a draft are a 400.",
     operation_id="replaceMessage",
     responses=WRITE_ERRORS,
 )
 def replace_message(message_id: uuid.UUID, json_data: dict[str, Any]) -> dict[str, Any]:
+    if set(json_data) & set(DRAFT_FIELDS):
+        drafts.edit_draft(
+            service_context(), principal=current_principal(), message_id=message_id, fields=compose_fields(json_data)
+        )
+        return message_view(message_id)
     return _update(message_id, json_data)
 
 

@@ -71,6 +71,9 @@ class _AccountWritable(Schema):
         allow_none=True,
         metadata={"description": "Defaults to the IMAP/POP3 username"},
     )
+    saveSentCopy = Boolean(
+        metadata={"description": "APPEND sent mail to the Sent folder (default true); false when the server keeps one"}
+    )
 
 
 class AccountCreateIn(_AccountWritable):
@@ -123,6 +126,7 @@ class AccountOut(Schema):
     smtpPort = Integer(attribute="smtp_port", allow_none=True)
     smtpEncryption = String(attribute="smtp_encryption", allow_none=True)
     smtpUsername = String(attribute="smtp_username", allow_none=True)
+    saveSentCopy = Boolean(attribute="save_sent_copy")
     isSyncEnabled = Boolean(attribute="is_sync_enabled")
     syncInterval = Integer(attribute="sync_interval")
     lastSyncAt = Integer(attribute="last_sync_at", allow_none=True)
@@ -254,7 +258,16 @@ def _exactly_one_of(*names: str) -> dict[str, Any]:
 #: document adds them (:func:`email_service.api.openapi.finish_document`).
 _MESSAGE_CHANGES = ("isRead", "isFlagged", "isAnswered", "keywords", "folderId")
 _ANY_MESSAGE_CHANGE = {"anyOf": [{"required": [name]} for name in _MESSAGE_CHANGES]}
+_DRAFT_FIELDS = ("to", "cc", "bcc", "subject", "textBody", "htmlBody", "attachments")
+_ANY_DRAFT_FIELD = {"anyOf": [{"required": [name]} for name in _DRAFT_FIELDS]}
 SCHEMA_RULES: dict[str, dict[str, Any]] = {
+    # PUT /messages/{id}: draft fields (a draft) or the changes of PATCH, not both (issue 9).
+    "MessageReplaceIn": {
+        "oneOf": [
+            {**_ANY_DRAFT_FIELD, "not": _ANY_MESSAGE_CHANGE},
+            {**_ANY_MESSAGE_CHANGE, "not": _ANY_DRAFT_FIELD},
+        ]
+    },
     "AccountUpdateIn": {"minProperties": 1},
     "MessageUpdateIn": {"minProperties": 1},
     "FolderUpdateIn": {"minProperties": 1},

@@ -13,6 +13,7 @@ from email_service.models.mailbox import (
     apply_folder_counts,
     folder_counts_delta,
 )
+from email_service.models.outbox import FINAL_STATUSES, OUTBOX_STATUSES, WAITING_STATUSES, IdempotencyKey, OutboxItem
 from email_service.models.push import PushLease
 from email_service.models.search import SearchDoc, ThreadContainer
 from email_service.models.sync import SYNC_RUN_STATES, SyncRun
@@ -29,16 +30,21 @@ TENANT_TABLES = (
     "email_push_leases",
     "email_search_docs",
     "email_thread_containers",
+    "email_outbox",
+    "email_idempotency_keys",
 )
 
 __all__ = [
     "ACTION_KINDS",
     "ACTION_STATES",
+    "FINAL_STATUSES",
     "FOLDER_ROLES",
+    "OUTBOX_STATUSES",
     "REMOVING_KINDS",
     "SCAN_STATUSES",
     "SYNC_RUN_STATES",
     "TENANT_TABLES",
+    "WAITING_STATUSES",
     "AuditLog",
     "Base",
     "EmailAccount",
@@ -46,6 +52,8 @@ __all__ = [
     "EmailCredential",
     "EmailFolder",
     "EmailMessage",
+    "IdempotencyKey",
+    "OutboxItem",
     "PendingAction",
     "PushLease",
     "SearchDoc",

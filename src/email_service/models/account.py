@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, Uuid, func, text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, Uuid, func, text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from email_service.models.base import Base, TenantScoped, now_ms
@@ -49,6 +49,8 @@ class EmailAccount(TenantScoped, Base):
     #: Last ``seq`` given to a pending action of this account (migration 0004): incremented under the row lock,
     #: so actions are numbered in commit order.
     action_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default=text("0"))
+    #: APPEND a copy of each sent message to the Sent folder (issue 9); false when the SMTP server keeps its own.
+    save_sent_copy: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True, server_default=true())
 
     __table_args__ = (
         Index("idx_user_tenant", "user_id", "tenant_id"),

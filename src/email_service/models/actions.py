@@ -22,7 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from email_service.models.base import Base, TenantScoped
 
 #: Kinds of pending actions: message flags/keywords, move (also delete to Trash), expunge, folder CRUD.
-ACTION_KINDS = ("flags", "move", "expunge", "folder_create", "folder_rename", "folder_delete")
+ACTION_KINDS = ("flags", "move", "expunge", "folder_create", "folder_rename", "folder_delete", "append")
 #: ``pending`` until the job has worked it; then ``applied`` or ``failed`` (permanent error, recorded).
 ACTION_STATES = ("pending", "applied", "failed")
 #: Kinds that take a message out of its mailbox on the server.
@@ -34,8 +34,10 @@ class PendingAction(TenantScoped, Base):
 
     ``details`` by kind: ``flags`` ``{"add": [...], "remove": [...]}`` (IMAP flags, RFC 3501 section 2.3.2);
     ``move`` ``{"reason": "move" | "trash"}``; ``folder_create`` ``{"name"}``; ``folder_rename`` ``{"from", "to"}``;
-    ``folder_delete`` ``{"name"}`` (full server-side names, Unicode).  ``base_modseq`` is the highest MODSEQ the
-    user had seen of the source mailbox when the change was accepted (RFC 7162 UNCHANGEDSINCE).
+    ``folder_delete`` ``{"name"}`` (full server-side names, Unicode); ``append`` (issue 9: a draft or a Sent copy
+    into ``mailbox``) ``{"sha256", "flags", "messageId", "replaces"}``, with ``uid`` the earlier server copy of the
+    draft to remove after the APPEND (see :mod:`email_service.sync.syncback_append`).  ``base_modseq`` is the
+    highest MODSEQ the user had seen of the source mailbox when the change was accepted (RFC 7162 UNCHANGEDSINCE).
     ``next_attempt_at`` (epoch ms) is when the scheduler should queue the account's write-back again if the
     action is still pending then.
     """

@@ -11,7 +11,10 @@ whole UID set, so the write-back sends one command per mailbox and change, never
 * ``UID EXPUNGE <set>`` (RFC 4315 section 2.1): removes only the chosen ``\\Deleted`` messages.  A bare EXPUNGE,
   which would also remove every other ``\\Deleted`` message of the mailbox, is never sent.
 * CREATE / RENAME / DELETE / SUBSCRIBE with the name in modified UTF-7 (RFC 3501 section 5.1.3; imapclient
-  encodes).
+  encodes); CREATE ``(USE (\\Drafts))`` when the server offers CREATE-SPECIAL-USE (RFC 6154 section 3).
+* ``APPEND <mailbox> (<flags>) {literal}`` (RFC 3501 section 6.3.11); the APPENDUID response code (RFC 4315
+  section 3) names the new message's UIDVALIDITY and UID.  Without UIDPLUS the UID is found by ``UID SEARCH
+  HEADER Message-ID`` in that mailbox (:meth:`ImapWriteCommands.uids_with_message_id`).
 
 Refusals raise :class:`MailboxError` with the server's text, or :class:`TemporaryFailure` for the RFC 5530 codes
 that mean "try again later" (UNAVAILABLE, INUSE, SERVERBUG); a broken connection raises :class:`ConnectionFailed`.
@@ -20,6 +23,7 @@ that mean "try again later" (UNAVAILABLE, INUSE, SERVERBUG); a broken connection
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -37,6 +41,8 @@ from email_service.protocols.imap_syntax import (
     parse_sequence_set,
     sequence_set,
 )
+
+_APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]", re.IGNORECASE)
 
 #: Untagged answers a write command leaves behind that nothing reads later (imaplib keeps them until popped).
 _LEFTOVERS = ("FETCH", "EXPUNGE", "VANISHED", "EXISTS", "RECENT", "COPYUID", "MODIFIED")
@@ -199,12 +205,23 @@ class ImapWriteCommands:
         with contextlib.suppress(MailboxError), self._errors(f"subscribing to {name!r}", mailbox=name):
             self._require().subscribe_folder(name)
 
-    def create_mailbox(self, name: str) -> bool:
-        """CREATE ``name`` and SUBSCRIBE it; ``False`` when it already existed (NO [ALREADYEXISTS], RFC 5530)."""
+    def create_mailbox(self, name: str, special_use: str | None = None) -> bool:
+        """CREATE ``name`` and SUBSCRIBE it; ``False`` when it already existed (NO [ALREADYEXISTS], RFC 5530).
+
+        ``special_use`` (e.g. ``\\Drafts``) is sent as ``(USE (...))`` when the server offers CREATE-SPECIAL-USE
+        (RFC 6154 section 3); otherwise a plain CREATE.
+        """
         client = self._require()
-        created = self._mailbox_command(
-            f"creating mailbox {name!r}", name, lambda: client.create_folder(name), already="[ALREADYEXISTS]"
-        )
+
+        def create() -> None:
+            if special_use and "CREATE-SPECIAL-USE" in self._capabilities and is_flag(special_use):
+                imap = client._imap
+                typ, data = imap._simple_command("CREATE", client._normalise_folder(name), f"(USE ({special_use}))")
+                client._checkok("create", typ, data)
+            else:
+                client.create_folder(name)
+
+        created = self._mailbox_command(f"creating mailbox {name!r}", name, create, already="[ALREADYEXISTS]")
         self._subscribe(name)
         return created
 
@@ -221,6 +238,31 @@ class ImapWriteCommands:
         return self._mailbox_command(
             f"deleting mailbox {name!r}", name, lambda: client.delete_folder(name), already="[NONEXISTENT]"
         )
+
+    def append(self, mailbox: str, raw: bytes, flags: Sequence[str] = ()) -> tuple[int, int] | None:
+        """``APPEND <mailbox> (<flags>) <raw>`` (RFC 3501 section 6.3.11).
+
+        Returns ``(uidvalidity, uid)`` from the APPENDUID response code (RFC 4315 section 3), ``None`` when the
+        server sent none (no UIDPLUS: see :meth:`uids_with_message_id`).  Raises :class:`MailboxError` (e.g. no
+        such mailbox: ``[TRYCREATE]``) or :class:`TemporaryFailure`.
+        """
+        flags = list(flags)
+        if not all(is_flag(flag) for flag in flags):
+            raise ValueError(f"not IMAP flags: {flags!r}")
+        client = self._require()
+        with self._refusals(f"appending to {mailbox!r}", mailbox):
+            answer = client.append(mailbox, raw, flags=flags)
+        found = _APPENDUID.search(answer if isinstance(answer, bytes) else str(answer).encode())
+        # APPENDUID is only defined with UIDPLUS (RFC 4315 section 3): without it the caller searches instead.
+        return (int(found.group(1)), int(found.group(2))) if found and self.uidplus else None
+
+    def uids_with_message_id(self, message_id: str) -> list[int]:
+        """``UID SEARCH HEADER Message-ID <id>`` in the selected mailbox (RFC 3501 section 6.4.4): the UIDs of the
+        messages carrying that Message-ID, ascending."""
+        client = self._require_selected()
+        with self._refusals("searching by Message-ID", self._selected):
+            found = client.search(["HEADER", "Message-ID", message_id])
+        return sorted(int(uid) for uid in found)
 
 
 def _uids(line: Any) -> list[int]:

@@ -376,9 +376,30 @@ class SMTPProtocolHandler:
 
     # -- delivery ---------------------------------------------------------------------------------------
 
+    def send_raw_message(
+        self, raw: bytes, *, rcpt_tos: Iterable[str], mail_from: str, message_id: str | None = None, retry: bool = True
+    ) -> DeliveryResult:
+        """Send RFC 5322 bytes exactly as given (an outbox item built once, issue 9): no re-serialisation.
+
+        The caller built ``raw`` without a Bcc header.  ``message_id`` is reported in the result.  Returns a
+        :class:`DeliveryResult` (``INVALID`` for a bad sender or recipient), as :meth:`send_built_message`.
+        """
+        addresses = list(rcpt_tos)
+        ok, error = SMTPMessageValidator.validate_email_address(mail_from)
+        if ok:
+            ok, error = SMTPMessageValidator.validate_recipients(addresses)
+        if not ok:
+            return _invalid(error)
+        return self._deliver_raw(raw, message_id, addr_spec_of(mail_from), envelope_recipients(addresses), retry)
+
     def _deliver(self, message: Message, mail_from: str, rcpt_tos: list[str], retry: bool) -> DeliveryResult:
         raw = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
         message_id = message.get("Message-ID")
+        return self._deliver_raw(raw, str(message_id) if message_id else None, mail_from, rcpt_tos, retry)
+
+    def _deliver_raw(
+        self, raw: bytes, message_id: str | None, mail_from: str, rcpt_tos: list[str], retry: bool
+    ) -> DeliveryResult:
         retries = 0
         while True:
             outcome = self._attempt(raw, mail_from, rcpt_tos)
@@ -398,7 +419,7 @@ class SMTPProtocolHandler:
         status = _S.RETRY if outcome.transient and not retry else outcome.status
         result = DeliveryResult(
             status=status,
-            message_id=str(message_id) if message_id else None,
+            message_id=message_id,
             smtp_code=outcome.smtp_code,
             smtp_error=outcome.smtp_error,
             recipient_failures=outcome.recipient_failures,

@@ -38,6 +38,7 @@ ACCOUNT_FIELDS = (
     "smtp_port",
     "smtp_encryption",
     "smtp_username",
+    "save_sent_copy",
 )
 
 

@@ -89,7 +89,7 @@ def _next_group(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID
 
 def _work(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID, imap: ImapSession) -> SyncbackCounts:
     counts = SyncbackCounts()
-    applier = ActionApplier(imap)
+    applier = ActionApplier(imap, read_raw=lambda sha256: ctx.blobs.get(str(tenant_id), sha256))
     deadline = time.monotonic() + RUN_BUDGET_SECONDS
     while True:
         group = _next_group(ctx, tenant_id, account_id)

@@ -29,7 +29,7 @@ words; transient ones (:class:`ConnectionFailed`, :class:`TemporaryFailure`) pro
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from email_service.models import PendingAction
@@ -49,7 +49,8 @@ class Outcome:
     """What happened to one action.
 
     ``flags`` is the message's ``(flags, modseq)`` on the server now (when the server told us); ``moved_to`` its
-    ``(uidvalidity, uid)`` in the target mailbox after a move; ``unmapped`` a move applied without a new UID.
+    ``(uidvalidity, uid)`` in the target mailbox after a move (or of the new copy after an ``append``);
+    ``unmapped`` a move or append applied without a new UID.
     """
 
     action_id: uuid.UUID
@@ -77,8 +78,9 @@ def _failed(group: Sequence[PendingAction], error: str, kind: str = "MailboxErro
 class ActionApplier:
     """Applies groups of actions over one :class:`ImapSession` (mailbox kept selected between groups)."""
 
-    def __init__(self, imap: ImapSession) -> None:
+    def __init__(self, imap: ImapSession, read_raw: Callable[[str], bytes] | None = None) -> None:
         self.imap = imap
+        self.read_raw = read_raw
         self._selected: tuple[str, MailboxStatus] | None = None
         self._own_modseq: dict[str, int] = {}
 
@@ -98,6 +100,8 @@ class ActionApplier:
                 return self._move(group)
             if first.kind == "expunge":
                 return self._expunge(group)
+            if first.kind == "append":
+                return [self._append(first)]
             return [self._folder(first)]
         except MailboxError as exc:  # a NO: the server will not do it (mailbox gone, refused)
             self._selected = None
@@ -206,11 +210,19 @@ class ActionApplier:
         self.imap.uid_expunge(uids)
         return [Outcome(a.id, True) for a in group]  # gone either way: expunged now, or before by someone else
 
+    def _append(self, action: PendingAction) -> Outcome:
+        from email_service.sync.syncback_append import apply_append  # here: that module imports Outcome from this one
+
+        self._selected = None  # the APPEND may select the mailbox itself
+        if self.read_raw is None:
+            return Outcome(action.id, False, "No blob store to read the message from", "InternalError")
+        return apply_append(self.imap, action, self.read_raw)
+
     def _folder(self, action: PendingAction) -> Outcome:
         details = action.details or {}
         self._selected = None  # a renamed or deleted mailbox may be the selected one
         if action.kind == "folder_create":
-            self.imap.create_mailbox(str(details["name"]))
+            self.imap.create_mailbox(str(details["name"]), details.get("specialUse"))
         elif action.kind == "folder_rename":
             try:
                 self.imap.rename_mailbox(str(details["from"]), str(details["to"]))

@@ -27,6 +27,7 @@ from email_service.models import REMOVING_KINDS, EmailFolder, EmailMessage, Pend
 from email_service.services.actions import IN_CHUNK, pending_flag_deltas
 from email_service.services.flags import apply_flag_delta, flag_columns
 from email_service.services.message_changes import CHANGED_COLUMNS
+from email_service.sync.syncback_append import record_append
 from email_service.sync.syncback_apply import Outcome
 
 
@@ -55,6 +56,8 @@ class OutcomeRecorder:
                 self._removal(action, outcome, messages.get(action.message_id), after)
         elif kind == "folder_rename" and not outcomes[0].ok:
             self._revert_rename(group[0])
+        elif kind == "append":
+            self.needs_sync = record_append(self.session, group[0], outcomes[0]) or self.needs_sync
         if any(not outcome.ok for outcome in outcomes) and kind != "flags":
             self.needs_sync = True
         self._write_counts()

@@ -23,9 +23,11 @@ from typing import Protocol
 
 from email_service.config import Settings
 from email_service.models import now_ms
-from email_service.services import sync_runs
+from email_service.services import outbox, sync_runs
 from email_service.services.context import ServiceContext
+from email_service.sync.drafts import republish_changed_drafts
 from email_service.sync.recovery import requeue_stalled_runs, requeue_writebacks
+from email_service.tasks.registry import SEND_TIME_LIMIT
 
 log = logging.getLogger("email_service.scheduler")
 
@@ -57,6 +59,17 @@ def queue_overdue_writebacks(ctx: ServiceContext) -> int:
     return requeue_writebacks(ctx, due_before=now_ms())
 
 
+def work_outbox(ctx: ServiceContext, *, now: int | None = None, tenant_ids: Iterable[uuid.UUID] | None = None) -> int:
+    """Queue the outbox items that are due (scheduled sends, retries whose job was lost) and end as
+    ``failed``/``OutcomeUnknown`` the items ``sending`` for longer than the send job's hard time limit (issue 9,
+    at most once).  ``now`` (epoch ms) and ``tenant_ids`` (default: every tenant) for tests.  Returns how many items
+    were queued or ended."""
+    moment = now_ms() if now is None else now
+    tenants = list(tenant_ids) if tenant_ids is not None else None
+    ended = outbox.fail_stuck(ctx, now=moment, older_than_ms=SEND_TIME_LIMIT * 1000, tenant_ids=tenants)
+    return ended + outbox.queue_due(ctx, now=moment, tenant_ids=tenants)
+
+
 @dataclass(frozen=True)
 class PeriodicTask:
     """One kind of periodic work.
@@ -77,6 +90,11 @@ PERIODIC: tuple[PeriodicTask, ...] = (
     # A pending action is overdue a minute after it was accepted: every tick finds lost write-backs soon enough.
     PeriodicTask(
         "queue_overdue_writebacks", lambda settings: settings.scheduler_tick_seconds, queue_overdue_writebacks
+    ),
+    PeriodicTask("work_outbox", lambda settings: settings.scheduler_tick_seconds, work_outbox),
+    # Drafts whose attachments changed through the attachment endpoints get their server copy replaced.
+    PeriodicTask(
+        "republish_changed_drafts", lambda settings: settings.scheduler_tick_seconds, republish_changed_drafts
     ),
     # Recovery only acts on runs minutes old: once a minute is often enough, and cheap.
     PeriodicTask(

@@ -23,6 +23,7 @@ from email_service.services.attachment_content import scan_attachment_job
 from email_service.services.context import ServiceContext
 from email_service.services.jobs import JOB_NAMES, JsonScalar, RetryJob
 from email_service.sync.account import sync_account
+from email_service.sync.send import send_outbox_item
 from email_service.sync.syncback import syncback_account
 
 Handler = Callable[[ServiceContext, Mapping[str, JsonScalar]], object]
@@ -80,6 +81,13 @@ def _scan_attachment(ctx: ServiceContext, payload: Mapping[str, JsonScalar]) -> 
     return scan_attachment_job(ctx, tenant_id=_uuid(payload, "tenantId"), attachment_id=_uuid(payload, "attachmentId"))
 
 
+def _send_outbox_item(ctx: ServiceContext, payload: Mapping[str, JsonScalar]) -> str:
+    return send_outbox_item(ctx, tenant_id=_uuid(payload, "tenantId"), outbox_id=_uuid(payload, "outboxId"))
+
+
+#: Hard time limit of ``send_outbox_item``: an item ``sending`` longer than this has an unknown outcome (issue 9).
+SEND_TIME_LIMIT = 300
+
 JOBS: Mapping[str, JobSpec] = {
     spec.name: spec
     for spec in (
@@ -89,6 +97,17 @@ JOBS: Mapping[str, JobSpec] = {
         JobSpec("syncback_account", _syncback_account, soft_time_limit=600, time_limit=660),
         # clamd scans 25 MB in seconds; an unreachable clamd is retried (ConnectionFailed) for about an hour.
         JobSpec("scan_attachment", _scan_attachment, soft_time_limit=300, time_limit=360, max_retries=8),
+        # One SMTP transaction (timeouts of MAIL_TIMEOUT_SECONDS per command).  Never retried by the runner: the
+        # job records transient SMTP failures and queues its own next attempt; an error after the claim leaves the
+        # item "sending", which the scheduler ends as OutcomeUnknown (at most once).
+        JobSpec(
+            "send_outbox_item",
+            _send_outbox_item,
+            soft_time_limit=SEND_TIME_LIMIT - 60,
+            time_limit=SEND_TIME_LIMIT,
+            max_retries=0,
+            transient=(),
+        ),
     )
 }
 

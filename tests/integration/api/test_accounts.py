@@ -40,6 +40,7 @@ ACCOUNT_FIELDS = {
     "smtpPort",
     "smtpEncryption",
     "smtpUsername",
+    "saveSentCopy",
     "isSyncEnabled",
     "syncInterval",
     "lastSyncAt",

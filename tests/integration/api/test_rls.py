@@ -24,6 +24,8 @@ from email_service.models import (
     EmailCredential,
     EmailFolder,
     EmailMessage,
+    IdempotencyKey,
+    OutboxItem,
     PendingAction,
     PushLease,
     SearchDoc,
@@ -49,6 +51,7 @@ class Tenant:
     run_id: uuid.UUID
     spare_account_id: uuid.UUID  # an account without a push lease (one lease per account)
     spare_message_id: uuid.UUID  # a message without a search doc (one doc per message)
+    outbox_id: uuid.UUID
 
     @property
     def id(self) -> uuid.UUID:
@@ -92,7 +95,11 @@ def make_tenant(
             )  # fmt: skip
             session.add(SearchDoc(tenant_id=caller.tenant_id, account_id=account_id, message_id=mailbox.message_id))
             session.add(_container(caller.tenant_id, account_id))
-        return Tenant(caller, mailbox, run_id, spare_account_id, spare_message_id)
+            outbox = _outbox_item(caller.tenant_id, account_id)
+            session.add(outbox)
+            session.flush()
+            session.add(_idempotency_key(caller.tenant_id, outbox.id))
+        return Tenant(caller, mailbox, run_id, spare_account_id, spare_message_id, outbox.id)
 
     return make
 
@@ -106,6 +113,33 @@ def _pending_action(tenant_id: uuid.UUID, account_id: uuid.UUID, seq: int) -> Pe
 def _container(tenant_id: uuid.UUID, account_id: uuid.UUID) -> ThreadContainer:
     return ThreadContainer(
         tenant_id=tenant_id, account_id=account_id, msgid=f"{uuid.uuid4().hex}@x", thread_id=uuid.uuid4()
+    )
+
+
+def _outbox_item(tenant_id: uuid.UUID, account_id: uuid.UUID) -> OutboxItem:
+    return OutboxItem(
+        tenant_id=tenant_id,
+        account_id=account_id,
+        user_id=uuid.uuid4(),
+        status="queued",
+        send_at=now_ms(),
+        next_attempt_at=now_ms(),
+        rfc_message_id="<x@x.example>",
+        raw_sha256="0" * 64,
+        size=1,
+        mail_from="x@x.example",
+        rcpt_tos=["y@x.example"],
+    )
+
+
+def _idempotency_key(tenant_id: uuid.UUID, outbox_id: uuid.UUID) -> IdempotencyKey:
+    return IdempotencyKey(
+        tenant_id=tenant_id,
+        user_id=uuid.uuid4(),
+        key=uuid.uuid4().hex,
+        body_sha256="0" * 64,
+        outbox_id=outbox_id,
+        expires_at=now_ms(),
     )
 
 
@@ -148,6 +182,8 @@ def _new_row(table: str, tenant: Tenant) -> Any:
         ),
         "email_search_docs": lambda: SearchDoc(tenant_id=tid, account_id=account, message_id=tenant.spare_message_id),
         "email_thread_containers": lambda: _container(tid, account),
+        "email_outbox": lambda: _outbox_item(tid, account),
+        "email_idempotency_keys": lambda: _idempotency_key(tid, tenant.outbox_id),
     }
     assert set(rows) == set(TENANT_TABLES), "every tenant table needs a row factory here"
     return rows[table]()
