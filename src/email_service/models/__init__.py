@@ -4,6 +4,7 @@ from email_service.models.account import EmailAccount, EmailCredential, Tenant
 from email_service.models.actions import ACTION_KINDS, ACTION_STATES, REMOVING_KINDS, PendingAction
 from email_service.models.audit import AuditLog
 from email_service.models.base import Base, TenantScoped, now_ms
+from email_service.models.changes import CHANGE_KINDS, CHANGE_TYPES, ChangeEntry
 from email_service.models.mailbox import (
     FOLDER_ROLES,
     SCAN_STATUSES,
@@ -26,11 +27,14 @@ TENANT_TABLES = (
     "email_audit_log",
     "email_pending_actions",
     "email_push_leases",
+    "email_changes",
 )
 
 __all__ = [
     "ACTION_KINDS",
     "ACTION_STATES",
+    "CHANGE_KINDS",
+    "CHANGE_TYPES",
     "FOLDER_ROLES",
     "REMOVING_KINDS",
     "SCAN_STATUSES",
@@ -38,6 +42,7 @@ __all__ = [
     "TENANT_TABLES",
     "AuditLog",
     "Base",
+    "ChangeEntry",
     "EmailAccount",
     "EmailAttachment",
     "EmailCredential",

@@ -49,6 +49,11 @@ class EmailAccount(TenantScoped, Base):
     #: Last ``seq`` given to a pending action of this account (migration 0004): incremented under the row lock,
     #: so actions are numbered in commit order.
     action_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default=text("0"))
+    #: Last modseq of the account's change log (migration 0010): bumped with ``UPDATE ... RETURNING`` in the
+    #: transaction of each change, so that the account's changes are numbered in commit order.
+    change_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default=text("0"))
+    #: Oldest state the (pruned) change log can answer ``/changes`` from; older ones get 410.
+    change_floor: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default=text("0"))
 
     __table_args__ = (
         Index("idx_user_tenant", "user_id", "tenant_id"),

@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from email_service.models import (
     TENANT_TABLES,
     AuditLog,
+    ChangeEntry,
     EmailAccount,
     EmailAttachment,
     EmailCredential,
@@ -80,6 +81,7 @@ def make_tenant(
                 )
             )
             session.add(_bare_account(caller.tenant_id, id=spare_account_id))
+            session.add(_change(caller.tenant_id, uuid.UUID(mailbox.account_id)))
         return Tenant(caller, mailbox, run_id, spare_account_id)
 
     return make
@@ -88,6 +90,17 @@ def make_tenant(
 def _pending_action(tenant_id: uuid.UUID, account_id: uuid.UUID, seq: int) -> PendingAction:
     return PendingAction(
         tenant_id=tenant_id, account_id=account_id, seq=seq, kind="flags", next_attempt_at=now_ms(), details={}
+    )
+
+
+def _change(tenant_id: uuid.UUID, account_id: uuid.UUID) -> ChangeEntry:
+    return ChangeEntry(
+        tenant_id=tenant_id,
+        account_id=account_id,
+        modseq=uuid.uuid4().int % 2**62,
+        kind="message",
+        change="created",
+        object_id=uuid.uuid4(),
     )
 
 
@@ -125,6 +138,7 @@ def _new_row(table: str, tenant: Tenant) -> Any:
         "email_sync_runs": lambda: SyncRun(tenant_id=tid, account_id=account),
         "email_audit_log": lambda: AuditLog(tenant_id=tid, action="forged", resource_type="email_account"),
         "email_pending_actions": lambda: _pending_action(tid, account, seq=uuid.uuid4().int % 2**62),
+        "email_changes": lambda: _change(tid, account),
         "email_push_leases": lambda: PushLease(
             tenant_id=tid, account_id=tenant.spare_account_id, holder="x", expires_at=1
         ),
