@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from apiflask import APIFlask
 
-from . import accounts, actions, attachments, dev, folders, mailbox, message_changes, sync
+from . import accounts, actions, attachments, changes, dev, folders, mailbox, message_changes, sync
 from .openapi import ALIAS_PREFIX, CANONICAL_PREFIX, finish_document, install_docs_assets
 from .ops import ops_blueprint
 
@@ -18,7 +18,16 @@ def register_api(app: APIFlask, *, enable_dev_endpoints: bool) -> None:
     """Register the blueprints on ``app`` under both prefixes, the operations endpoints (``/health``, ``/ready``,
     ``/metrics``), the docs page's assets and the spec processor."""
     app.register_blueprint(ops_blueprint())
-    blueprints = [accounts.bp, sync.bp, mailbox.bp, attachments.bp, message_changes.bp, folders.bp, actions.bp]
+    blueprints = [
+        accounts.bp,
+        sync.bp,
+        mailbox.bp,
+        attachments.bp,
+        message_changes.bp,
+        folders.bp,
+        actions.bp,
+        changes.bp,
+    ]
     if enable_dev_endpoints:
         blueprints.append(dev.bp)
     for bp in blueprints:

@@ -108,6 +108,7 @@ FOLDER_LIST: dict[str, Any] = {
         }
     ],
     "pagination": {"total": 1, "limit": 100, "offset": 0},
+    "state": "42",
 }
 _ALICE = {"name": "Alice", "email": "alice@example.com"}
 _BOB = {"name": "Bob", "email": "bob@company.example"}
@@ -135,7 +136,11 @@ MESSAGE_SUMMARY: dict[str, Any] = {
     "pendingChanges": False,
     "lastError": None,
 }
-MESSAGE_LIST: dict[str, Any] = {"messages": [MESSAGE_SUMMARY], "pagination": {"total": 1, "limit": 50, "offset": 0}}
+MESSAGE_LIST: dict[str, Any] = {
+    "messages": [MESSAGE_SUMMARY],
+    "pagination": {"total": 1, "limit": 50, "offset": 0},
+    "state": "42",
+}
 ATTACHMENT_ID = "e5f6a7b8-c9d0-4e1f-8a2b-3c4d5e6f7a80"
 ATTACHMENT: dict[str, Any] = {
     "id": ATTACHMENT_ID,
@@ -284,4 +289,12 @@ ACTION_LIST: dict[str, Any] = {
         }
     ],
     "pagination": {"total": 1, "limit": 100, "offset": 0},
+}
+
+CHANGES: dict[str, Any] = {
+    "oldState": "42",
+    "newState": "45",
+    "hasMoreChanges": False,
+    "messages": {"created": [MESSAGE_ID], "updated": [], "destroyed": []},
+    "folders": {"created": [], "updated": [FOLDER_ID], "destroyed": []},
 }

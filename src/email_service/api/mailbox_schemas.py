@@ -132,6 +132,9 @@ class FolderListOut(Schema):
 
     folders = List(Nested(FolderOut))
     pagination = Nested(PaginationOut)
+    state = String(
+        metadata={"description": "the account's state before this list was read (GET /accounts/{id}/changes?since=)"}
+    )
 
 
 class AddressOut(Schema):
@@ -215,6 +218,9 @@ class MessageListOut(Schema):
 
     messages = List(Nested(MessageSummaryOut))
     pagination = Nested(PaginationOut)
+    state = String(
+        metadata={"description": "the account's state before this list was read (GET /accounts/{id}/changes?since=)"}
+    )
 
 
 class MessageQuery(QuerySchema):

@@ -24,6 +24,7 @@ from typing import Protocol
 from email_service.config import Settings
 from email_service.models import now_ms
 from email_service.services import sync_runs
+from email_service.services.changes import prune_change_log
 from email_service.services.context import ServiceContext
 from email_service.sync.recovery import requeue_stalled_runs, requeue_writebacks
 
@@ -82,6 +83,8 @@ PERIODIC: tuple[PeriodicTask, ...] = (
     PeriodicTask(
         "recover_stalled_syncs", lambda settings: max(60, settings.scheduler_tick_seconds), recover_stalled_syncs
     ),
+    # The change log (issue 12): entries past CHANGE_LOG_MAX_AGE_SECONDS or CHANGE_LOG_MAX_ENTRIES go.
+    PeriodicTask("prune_change_log", lambda settings: settings.change_log_prune_seconds, prune_change_log),
 )
 
 
