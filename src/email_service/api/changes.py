@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -15,7 +16,7 @@ from . import examples
 from .auth import current_principal
 from .common import AUTH_ERRORS
 from .context import service_context
-from .fields import QuerySchema, Text
+from .fields import FullMatch, QuerySchema, Text
 from .gate import guard
 
 bp = guard(
@@ -32,7 +33,7 @@ class ChangesQuery(QuerySchema):
 
     since = Text(
         required=True,
-        validate=Length(1, 32),
+        validate=[Length(1, 18), FullMatch(re.compile(r"[0-9]+"), error="since must be a state given by this service")],
         metadata={"description": "state the client has (the `state` of a list answer, or a `newState`)"},
     )
     maxChanges = Integer(

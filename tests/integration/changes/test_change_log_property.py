@@ -177,7 +177,10 @@ class Scenario:
             assert response.status_code == 200, response.get_json()
             body = response.get_json()
             assert body["oldState"] == state
-            for key, cache, current in (("messages", messages, current_messages), ("folders", folders, current_folders)):
+            for key, cache, current in (
+                ("messages", messages, current_messages),
+                ("folders", folders, current_folders),
+            ):
                 changes = body[key]
                 assert len(changes["created"]) + len(changes["updated"]) + len(changes["destroyed"]) <= 3
                 for object_id in changes["destroyed"]:
