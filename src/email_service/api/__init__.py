@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from apiflask import APIFlask
 
-from . import accounts, actions, attachments, changes, dev, folders, mailbox, message_changes, sync
+from . import accounts, actions, attachments, changes, dev, events, folders, mailbox, message_changes, sync
 from .openapi import ALIAS_PREFIX, CANONICAL_PREFIX, finish_document, install_docs_assets
 from .ops import ops_blueprint
 
@@ -27,6 +27,7 @@ def register_api(app: APIFlask, *, enable_dev_endpoints: bool) -> None:
         folders.bp,
         actions.bp,
         changes.bp,
+        events.bp,
     ]
     if enable_dev_endpoints:
         blueprints.append(dev.bp)
