@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from apiflask import APIBlueprint
-from flask import Response, current_app, request
+from flask import Response, current_app, jsonify, request
 
 from email_service.errors import ServiceUnavailable
 from email_service.services.context import ServiceContext
@@ -42,6 +42,8 @@ _SLOTS_KEY = "email_service.event_slots"
 _LOCK = threading.Lock()
 #: How long an EventSource waits before it reconnects after a dropped connection, ms (the ``retry:`` field).
 RETRY_MS = 2000
+#: ``Retry-After`` of a 503 when the process holds EVENTS_MAX_STREAMS streams, seconds.
+RETRY_AFTER_SECONDS = 5
 EVENTS_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "an endless text/event-stream: `state`, then `message`, `folder`, `sync`, `outbox` and "
@@ -99,7 +101,8 @@ def stream_events() -> Response:
     reader = EventReader(ctx, principal, decode_cursor(last) if last else None)
     slots = _slots(ctx)
     if not slots.acquire(blocking=False):
-        raise ServiceUnavailable("Too many open event streams on this server; reconnect later")
+        refusal = ServiceUnavailable("Too many open event streams on this server; reconnect later")
+        return jsonify(refusal.to_body()), 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}  # type: ignore[return-value]
     subscription = ctx.changes.subscribe(principal.tenant_id, principal.user_id)
     heartbeat = float(ctx.settings.events_heartbeat_seconds)
     closed = threading.Event()

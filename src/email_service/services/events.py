@@ -104,12 +104,13 @@ class EventReader:
 
     def poll(self) -> list[Event]:
         """The events of every entry above the cursor (at most :data:`READ_LIMIT` per account); advances it.
-        The first call also yields the ``state`` event."""
+        The first call starts with the ``state`` event (the cursor before any entry it then reads)."""
         events: list[Event] = []
         with self.ctx.db.tenant_session(self.principal.tenant_id, read_only=True) as session:
             accounts = self._accounts(session)
             for gone in set(self.cursor) - set(accounts):
                 del self.cursor[gone]  # deleted, or never the caller's
+            readable = []
             for account_id, (current, floor) in sorted(accounts.items(), key=lambda item: item[0].hex):
                 if account_id not in self.cursor:
                     self.cursor[account_id] = floor if self.resumed else current
@@ -119,12 +120,14 @@ class EventReader:
                 if self.cursor[account_id] < floor:
                     events.append(self._reset(account_id, current))
                     continue
+                readable.append(account_id)
+            if not self._started:
+                self._started = True
+                states = {str(account): str(seq) for account, seq in self.cursor.items()}
+                events.insert(0, Event(encode_cursor(self.cursor), "state", {"accounts": states}))
+            for account_id in readable:
                 entries = read_entries(session, account_id, self.cursor[account_id], READ_LIMIT)
                 events.extend(self._events(account_id, entries))
-        if not self._started:
-            self._started = True
-            states = {str(account): str(seq) for account, seq in self.cursor.items()}
-            events.insert(0, Event(encode_cursor(self.cursor), "state", {"accounts": states}))
         return events
 
     def _reset(self, account_id: uuid.UUID, current: int) -> Event:
