@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from apiflask import APIFlask
 
-from . import accounts, actions, attachments, changes, dev, events, folders, mailbox, message_changes, sync
+from . import accounts, actions, attachments, changes, dev, events, folders, mailbox, message_changes, sync, webhooks
 from .openapi import ALIAS_PREFIX, CANONICAL_PREFIX, finish_document, install_docs_assets
 from .ops import ops_blueprint
 
@@ -28,6 +28,7 @@ def register_api(app: APIFlask, *, enable_dev_endpoints: bool) -> None:
         actions.bp,
         changes.bp,
         events.bp,
+        webhooks.bp,
     ]
     if enable_dev_endpoints:
         blueprints.append(dev.bp)

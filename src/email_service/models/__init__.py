@@ -16,6 +16,7 @@ from email_service.models.mailbox import (
 )
 from email_service.models.push import PushLease
 from email_service.models.sync import SYNC_RUN_STATES, SyncRun
+from email_service.models.webhooks import DELIVERY_STATES, Webhook, WebhookCursor, WebhookDelivery
 
 TENANT_TABLES = (
     "email_accounts",
@@ -28,6 +29,9 @@ TENANT_TABLES = (
     "email_pending_actions",
     "email_push_leases",
     "email_changes",
+    "email_webhooks",
+    "email_webhook_cursors",
+    "email_webhook_deliveries",
 )
 
 __all__ = [
@@ -35,6 +39,7 @@ __all__ = [
     "ACTION_STATES",
     "CHANGE_KINDS",
     "CHANGE_TYPES",
+    "DELIVERY_STATES",
     "FOLDER_ROLES",
     "REMOVING_KINDS",
     "SCAN_STATUSES",
@@ -53,6 +58,9 @@ __all__ = [
     "SyncRun",
     "Tenant",
     "TenantScoped",
+    "Webhook",
+    "WebhookCursor",
+    "WebhookDelivery",
     "apply_folder_counts",
     "folder_counts_delta",
     "now_ms",

@@ -15,7 +15,7 @@ from typing import Literal, Protocol, get_args
 from email_service.errors import EmailServiceError
 
 #: Every job kind; :data:`email_service.tasks.registry.JOBS` declares each one's handler and policy.
-JobName = Literal["sync_account", "syncback_account", "scan_attachment"]
+JobName = Literal["sync_account", "syncback_account", "scan_attachment", "deliver_webhook"]
 JOB_NAMES: tuple[str, ...] = get_args(JobName)
 #: A JSON scalar: what a payload value may be (ids travel as strings).
 JsonScalar = str | int | float | bool | None

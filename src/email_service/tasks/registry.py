@@ -22,6 +22,7 @@ from email_service.protocols.errors import ConnectionFailed, TemporaryFailure
 from email_service.services.attachment_content import scan_attachment_job
 from email_service.services.context import ServiceContext
 from email_service.services.jobs import JOB_NAMES, JsonScalar, RetryJob
+from email_service.services.webhooks import deliver
 from email_service.sync.account import sync_account
 from email_service.sync.syncback import syncback_account
 
@@ -80,6 +81,10 @@ def _scan_attachment(ctx: ServiceContext, payload: Mapping[str, JsonScalar]) -> 
     return scan_attachment_job(ctx, tenant_id=_uuid(payload, "tenantId"), attachment_id=_uuid(payload, "attachmentId"))
 
 
+def _deliver_webhook(ctx: ServiceContext, payload: Mapping[str, JsonScalar]) -> str:
+    return deliver(ctx, tenant_id=_uuid(payload, "tenantId"), delivery_id=_uuid(payload, "deliveryId"))
+
+
 JOBS: Mapping[str, JobSpec] = {
     spec.name: spec
     for spec in (
@@ -89,6 +94,8 @@ JOBS: Mapping[str, JobSpec] = {
         JobSpec("syncback_account", _syncback_account, soft_time_limit=600, time_limit=660),
         # clamd scans 25 MB in seconds; an unreachable clamd is retried (ConnectionFailed) for about an hour.
         JobSpec("scan_attachment", _scan_attachment, soft_time_limit=300, time_limit=360, max_retries=8),
+        # One POST (WEBHOOK_TIMEOUT_SECONDS); a failed one queues its own retry with backoff (services.webhooks).
+        JobSpec("deliver_webhook", _deliver_webhook, soft_time_limit=60, time_limit=90, max_retries=3),
     )
 }
 
