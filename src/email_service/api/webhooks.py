@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -16,7 +17,7 @@ from email_service.services import webhooks as service
 from .auth import current_principal
 from .common import AUTH_ERRORS, pagination
 from .context import service_context
-from .fields import Text
+from .fields import FullMatch, Text
 from .gate import guard
 from .schemas import DeletedOut, PaginationOut, PaginationQuery
 
@@ -40,13 +41,21 @@ _EXAMPLE = {
 }
 
 
+_PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+_URL = re.compile(rf"^https?://[A-Za-z0-9.-]+(?::{_PORT})?(?:/[!$&'()*+,;=:@%/?A-Za-z0-9._~-]*)?$")
+
+
 class WebhookIn(Schema):
     """``url`` (http/https; its host must be public in production), ``events`` (``message.created``, ``folder.*``,
     ``*`` ...), an optional ``secret`` (generated when missing), ``scope`` ``tenant`` for admins."""
 
-    url = Text(required=True, validate=Length(1, 2000), error_messages={"required": "url is required"})
+    url = Text(
+        required=True,
+        validate=[Length(1, 2000), FullMatch(_URL, error="url must be an http:// or https:// URL")],
+        error_messages={"required": "url is required"},
+    )
     events = List(
-        Text(validate=Length(1, 64)),
+        Text(validate=OneOf(service.EVENT_PATTERNS, error="events: unknown event name or pattern")),
         required=True,
         validate=Length(1, 32),
         metadata={"description": "<kind>.<change> patterns: message|folder|sync|outbox . created|updated|destroyed"},

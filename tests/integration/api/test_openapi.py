@@ -50,6 +50,9 @@ CANONICAL_PATHS = {
     "/api/v1/test/generate-token",
     "/api/v1/accounts/{account_id}/changes",
     "/api/v1/events",
+    "/api/v1/webhooks",
+    "/api/v1/webhooks/{webhook_id}",
+    "/api/v1/webhooks/{webhook_id}/deliveries",
 }
 METHODS = {"get", "put", "post", "delete", "patch"}
 #: Operations endpoints: no rate limit, no bearer token of a tenant user, no input.
@@ -199,9 +202,9 @@ def test_every_text_input_documents_the_text_rule(spec: dict[str, Any]) -> None:
             assert prop.get("pattern"), f"{method} {path} {name}"
             assert not re.search(prop["pattern"], "a\x00b"), f"{method} {path} {name} admits NUL"
     # 10 text fields of each account body, the token's role, an upload's filename, a folder's name (create,
-    # rename), the actions' state filter, keywords.add[] and keywords.remove[] of PATCH, PUT and the batch, and the
-    # since of /changes.
-    assert checked == 32
+    # rename), the actions' state filter, keywords.add[] and keywords.remove[] of PATCH, PUT and the batch, the
+    # since of /changes, and a webhook's url, events[], secret and scope.
+    assert checked == 36
 
 
 def test_links_lead_from_a_new_account_to_its_operations(spec: dict[str, Any]) -> None:
@@ -337,6 +340,10 @@ OPERATIONS = [
     ("POST", "/api/v1/test/generate-token"),
     ("GET", "/api/v1/accounts/{account_id}/changes"),
     ("GET", "/api/v1/events"),
+    ("POST", "/api/v1/webhooks"),
+    ("GET", "/api/v1/webhooks"),
+    ("DELETE", "/api/v1/webhooks/{webhook_id}"),
+    ("GET", "/api/v1/webhooks/{webhook_id}/deliveries"),
 ]
 #: Endless text/event-stream answers: a fuzzer reading the body would never finish; tests/integration/changes/
 #: test_events.py checks their refusals (credentials, unknown parameters, a bad Last-Event-ID) instead.

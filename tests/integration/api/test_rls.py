@@ -28,6 +28,9 @@ from email_service.models import (
     PendingAction,
     PushLease,
     SyncRun,
+    Webhook,
+    WebhookCursor,
+    WebhookDelivery,
     now_ms,
 )
 from email_service.services.context import ServiceContext
@@ -47,6 +50,7 @@ class Tenant:
     mailbox: Mailbox
     run_id: uuid.UUID
     spare_account_id: uuid.UUID  # an account without a push lease (one lease per account)
+    webhook_id: uuid.UUID
 
     @property
     def id(self) -> uuid.UUID:
@@ -82,7 +86,12 @@ def make_tenant(
             )
             session.add(_bare_account(caller.tenant_id, id=spare_account_id))
             session.add(_change(caller.tenant_id, uuid.UUID(mailbox.account_id)))
-        return Tenant(caller, mailbox, run_id, spare_account_id)
+            hook_id = uuid.uuid4()
+            session.add(_webhook(caller.tenant_id, id=hook_id))
+            session.flush()
+            session.add(_cursor(caller.tenant_id, hook_id, uuid.UUID(mailbox.account_id)))
+            session.add(_delivery(caller.tenant_id, hook_id, uuid.UUID(mailbox.account_id)))
+        return Tenant(caller, mailbox, run_id, spare_account_id, hook_id)
 
     return make
 
@@ -101,6 +110,27 @@ def _change(tenant_id: uuid.UUID, account_id: uuid.UUID) -> ChangeEntry:
         kind="message",
         change="created",
         object_id=uuid.uuid4(),
+    )
+
+
+def _webhook(tenant_id: uuid.UUID, **fields: Any) -> Webhook:
+    return Webhook(
+        tenant_id=tenant_id, url="https://hooks.example.com/x", events=["*"], secret_ciphertext="x", **fields
+    )
+
+
+def _cursor(tenant_id: uuid.UUID, webhook_id: uuid.UUID, account_id: uuid.UUID) -> WebhookCursor:
+    return WebhookCursor(tenant_id=tenant_id, webhook_id=webhook_id, account_id=account_id, modseq=0)
+
+
+def _delivery(tenant_id: uuid.UUID, webhook_id: uuid.UUID, account_id: uuid.UUID) -> WebhookDelivery:
+    return WebhookDelivery(
+        tenant_id=tenant_id,
+        webhook_id=webhook_id,
+        account_id=account_id,
+        event="message",
+        payload={},
+        next_attempt_at=0,
     )
 
 
@@ -139,6 +169,9 @@ def _new_row(table: str, tenant: Tenant) -> Any:
         "email_audit_log": lambda: AuditLog(tenant_id=tid, action="forged", resource_type="email_account"),
         "email_pending_actions": lambda: _pending_action(tid, account, seq=uuid.uuid4().int % 2**62),
         "email_changes": lambda: _change(tid, account),
+        "email_webhooks": lambda: _webhook(tid),
+        "email_webhook_cursors": lambda: _cursor(tid, tenant.webhook_id, tenant.spare_account_id),
+        "email_webhook_deliveries": lambda: _delivery(tid, tenant.webhook_id, account),
         "email_push_leases": lambda: PushLease(
             tenant_id=tid, account_id=tenant.spare_account_id, holder="x", expires_at=1
         ),
