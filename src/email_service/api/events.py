@@ -24,7 +24,7 @@ from flask import Response, current_app, jsonify, request
 
 from email_service.errors import ServiceUnavailable
 from email_service.services.context import ServiceContext
-from email_service.services.events import EventReader, decode_cursor
+from email_service.services.events import EventReader, SharedReads, decode_cursor
 
 from .auth import current_principal
 from .common import AUTH_ERRORS
@@ -39,6 +39,7 @@ bp = guard(
     )
 )
 _SLOTS_KEY = "email_service.event_slots"
+_SHARED_KEY = "email_service.event_reads"
 _LOCK = threading.Lock()
 #: How long an EventSource waits before it reconnects after a dropped connection, ms (the ``retry:`` field).
 RETRY_MS = 2000
@@ -72,6 +73,14 @@ EVENTS_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _shared_reads() -> SharedReads:
+    with _LOCK:
+        shared: SharedReads | None = current_app.extensions.get(_SHARED_KEY)
+        if shared is None:
+            shared = current_app.extensions[_SHARED_KEY] = SharedReads()
+        return shared
+
+
 def _slots(ctx: ServiceContext) -> threading.BoundedSemaphore:
     with _LOCK:
         slots: threading.BoundedSemaphore | None = current_app.extensions.get(_SLOTS_KEY)
@@ -98,7 +107,7 @@ def _slots(ctx: ServiceContext) -> threading.BoundedSemaphore:
 def stream_events() -> Response:
     ctx, principal = service_context(), current_principal()
     last = request.headers.get("Last-Event-ID")
-    reader = EventReader(ctx, principal, decode_cursor(last) if last else None)
+    reader = EventReader(ctx, principal, decode_cursor(last) if last else None, _shared_reads())
     slots = _slots(ctx)
     if not slots.acquire(blocking=False):
         refusal = ServiceUnavailable("Too many open event streams on this server; reconnect later")
@@ -119,12 +128,15 @@ def stream_events() -> Response:
         try:
             yield f"retry: {RETRY_MS}\n\n".encode()
             sent = time.monotonic()
+            generation: int | None = None  # None: a read of its own (the first one, and after a heartbeat)
             while True:
-                for event in reader.poll():
+                for event in reader.poll(generation):
                     yield event.encode()
                     sent = time.monotonic()
                 if subscription.wait(max(0.0, sent + heartbeat - time.monotonic())):
+                    generation = ctx.changes.generation(principal.tenant_id, principal.user_id)
                     continue
+                generation = None
                 if time.monotonic() >= sent + heartbeat:
                     yield b": heartbeat\n\n"
                     sent = time.monotonic()

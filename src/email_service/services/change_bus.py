@@ -67,6 +67,7 @@ class ChangeBus:
         self._listener: threading.Thread | None = None
         self._client: Any = None
         self._stopped = threading.Event()
+        self._generations: dict[Key, int] = defaultdict(int)
 
     def subscribe(self, tenant_id: uuid.UUID, user_id: uuid.UUID | None) -> Subscription:
         """Wake-ups for the changes of one user's accounts (``user_id=None``: every account of the tenant)."""
@@ -104,11 +105,20 @@ class ChangeBus:
             except Exception:
                 log.warning("change wake-up not published on Redis", exc_info=True)
 
+    def generation(self, tenant_id: uuid.UUID, user_id: uuid.UUID | None) -> int:
+        """How many wake-ups this process has seen for the key: readers that share one database read per
+        wake-up key it by this (:class:`email_service.services.events.SharedReads`)."""
+        with self._lock:
+            return self._generations.get((tenant_id, user_id), 0)
+
     def deliver(self, keys: Iterable[tuple[uuid.UUID, uuid.UUID]]) -> None:
-        """Wake the local subscriptions of these ``(tenant, user)`` keys and their tenants' tenant-wide ones."""
+        """Wake the local subscriptions of these ``(tenant, user)`` keys and their tenants' tenant-wide ones (the
+        keys' generations move first, so a woken reader never reuses a read made before this wake-up)."""
         with self._lock:
             woken = set()
             for tenant_id, user_id in keys:
+                self._generations[(tenant_id, user_id)] += 1
+                self._generations[(tenant_id, None)] += 1
                 woken |= self._subscriptions.get((tenant_id, user_id), set())
                 woken |= self._subscriptions.get((tenant_id, None), set())
         for subscription in woken:

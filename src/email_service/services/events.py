@@ -26,16 +26,19 @@ it (added since) starts from its oldest state still in the log (a ``reset`` when
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import select
 
 from email_service.errors import InvalidInput
-from email_service.models import ChangeEntry, EmailAccount
+from email_service.models import EmailAccount
 from email_service.security.tokens import Principal
 from email_service.services.changes import fold, read_entries
 from email_service.services.context import ServiceContext
@@ -43,6 +46,47 @@ from email_service.services.context import ServiceContext
 #: Most log entries one read of one account takes (the next read goes on from there).
 READ_LIMIT = 500
 _MAX_ID_LENGTH = 8192
+T = TypeVar("T")
+
+
+class Entry(NamedTuple):
+    """A change-log row as the streams share it (plain values, safe to hand between threads)."""
+
+    modseq: int
+    kind: str
+    change: str
+    object_id: uuid.UUID
+
+
+class SharedReads:
+    """One database read per wake-up for all the streams of a process that need the same one: the first caller of
+    a key computes, the others wait for its result.  Keys carry the change bus's generation
+    (:meth:`ChangeBus.generation`), which moves BEFORE the streams are woken, so a woken stream never gets a read
+    made before its wake-up.  200 streams of one user cost one read per change instead of 200."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._lock = threading.Lock()
+        self._results: dict[Hashable, Future[Any]] = {}
+        self._limit = limit
+
+    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()`` once per ``key`` (its exception is raised to every waiter, and not kept)."""
+        with self._lock:
+            future = self._results.get(key)
+            owner = future is None
+            if future is None:
+                if len(self._results) >= self._limit:
+                    self._results.clear()  # old generations: nobody asks for them any more
+                future = self._results[key] = Future()
+        if owner:
+            try:
+                future.set_result(compute())
+            except BaseException as exc:
+                future.set_exception(exc)
+                with self._lock:
+                    self._results.pop(key, None)
+        result: T = future.result()
+        return result
 
 
 def encode_cursor(cursor: dict[uuid.UUID, int]) -> str:
@@ -86,55 +130,83 @@ class EventReader:
     ``resume``: the decoded ``Last-Event-ID`` (``None``: start at the current states).
     """
 
-    def __init__(self, ctx: ServiceContext, principal: Principal, resume: dict[uuid.UUID, int] | None) -> None:
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        principal: Principal,
+        resume: dict[uuid.UUID, int] | None,
+        shared: SharedReads | None = None,
+    ) -> None:
         self.ctx, self.principal = ctx, principal
         self.resumed = resume is not None
         self.cursor: dict[uuid.UUID, int] = dict(resume or {})
+        self.shared = shared
         self._started = False
 
-    def _accounts(self, session: Any) -> dict[uuid.UUID, tuple[int, int]]:
-        rows = session.execute(
-            select(EmailAccount.id, EmailAccount.change_seq, EmailAccount.change_floor).where(
-                EmailAccount.tenant_id == self.principal.tenant_id,
-                EmailAccount.user_id == self.principal.user_id,
-                EmailAccount.deleted_at.is_(None),
-            )
-        )
-        return {account_id: (int(seq), int(floor)) for account_id, seq, floor in rows}
+    def _read(self, key: Hashable, generation: Hashable | None, compute: Callable[[], T]) -> T:
+        if self.shared is None or generation is None:
+            return compute()
+        return self.shared.get((key, generation), compute)
 
-    def poll(self) -> list[Event]:
-        """The events of every entry above the cursor (at most :data:`READ_LIMIT` per account); advances it.
-        The first call starts with the ``state`` event (the cursor before any entry it then reads)."""
-        events: list[Event] = []
+    def _accounts(self) -> dict[uuid.UUID, tuple[int, int]]:
         with self.ctx.db.tenant_session(self.principal.tenant_id, read_only=True) as session:
-            accounts = self._accounts(session)
-            for gone in set(self.cursor) - set(accounts):
-                del self.cursor[gone]  # deleted, or never the caller's
-            readable = []
-            for account_id, (current, floor) in sorted(accounts.items(), key=lambda item: item[0].hex):
-                if account_id not in self.cursor:
-                    self.cursor[account_id] = floor if self.resumed else current
-                    if self.resumed and floor > 0:
-                        events.append(self._reset(account_id, current))
-                        continue
-                if self.cursor[account_id] < floor:
+            rows = session.execute(
+                select(EmailAccount.id, EmailAccount.change_seq, EmailAccount.change_floor).where(
+                    EmailAccount.tenant_id == self.principal.tenant_id,
+                    EmailAccount.user_id == self.principal.user_id,
+                    EmailAccount.deleted_at.is_(None),
+                )
+            )
+            return {account_id: (int(seq), int(floor)) for account_id, seq, floor in rows}
+
+    def _entries(self, account_id: uuid.UUID, after: int) -> tuple[int, list[Entry]]:
+        """``(floor, entries above after)`` read in one snapshot (pruning cannot cut the list unseen)."""
+        with self.ctx.db.tenant_session(self.principal.tenant_id, read_only=True) as session:
+            floor = session.execute(select(EmailAccount.change_floor).where(EmailAccount.id == account_id)).scalar()
+            rows = read_entries(session, account_id, after, READ_LIMIT)
+            return int(floor or 0), [Entry(e.modseq, e.kind, e.change, e.object_id) for e in rows]
+
+    def poll(self, generation: Hashable | None = None) -> list[Event]:
+        """The events of every entry above the cursor (at most :data:`READ_LIMIT` per account); advances it.
+        The first call starts with the ``state`` event (the cursor before any entry it then reads).
+        ``generation``: share the database reads with the other streams polling for the same wake-up
+        (``None``: read alone, e.g. after a heartbeat's timeout)."""
+        events: list[Event] = []
+        user = (self.principal.tenant_id, self.principal.user_id)
+        accounts = self._read(("accounts", user), generation, self._accounts)
+        for gone in set(self.cursor) - set(accounts):
+            del self.cursor[gone]  # deleted, or never the caller's
+        readable = []
+        for account_id, (current, floor) in sorted(accounts.items(), key=lambda item: item[0].hex):
+            if account_id not in self.cursor:
+                self.cursor[account_id] = floor if self.resumed else current
+                if self.resumed and floor > 0:
                     events.append(self._reset(account_id, current))
                     continue
-                readable.append(account_id)
-            if not self._started:
-                self._started = True
-                states = {str(account): str(seq) for account, seq in self.cursor.items()}
-                events.insert(0, Event(encode_cursor(self.cursor), "state", {"accounts": states}))
-            for account_id in readable:
-                entries = read_entries(session, account_id, self.cursor[account_id], READ_LIMIT)
-                events.extend(self._events(account_id, entries))
+            if self.cursor[account_id] < floor:
+                events.append(self._reset(account_id, current))
+                continue
+            readable.append(account_id)
+        if not self._started:
+            self._started = True
+            states = {str(account): str(seq) for account, seq in self.cursor.items()}
+            events.insert(0, Event(encode_cursor(self.cursor), "state", {"accounts": states}))
+        for account_id in readable:
+            after = self.cursor[account_id]
+            floor, entries = self._read(
+                ("entries", account_id, after), generation, functools.partial(self._entries, account_id, after)
+            )
+            if after < floor:
+                events.append(self._reset(account_id, accounts[account_id][0]))
+                continue
+            events.extend(self._events(account_id, entries))
         return events
 
     def _reset(self, account_id: uuid.UUID, current: int) -> Event:
         self.cursor[account_id] = current
         return Event(encode_cursor(self.cursor), "reset", {"accountId": str(account_id), "newState": str(current)})
 
-    def _events(self, account_id: uuid.UUID, entries: list[ChangeEntry]) -> Iterator[Event]:
+    def _events(self, account_id: uuid.UUID, entries: list[Entry]) -> Iterator[Event]:
         start = 0
         while start < len(entries):
             end = start
