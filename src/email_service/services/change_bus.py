@@ -132,7 +132,7 @@ class ChangeBus:
         if self._client is None:
             import redis
 
-            self._client = redis.Redis.from_url(self.redis_url or "", socket_timeout=5, socket_connect_timeout=5)
+            self._client = redis.Redis.from_url(self.redis_url or "", socket_timeout=1, socket_connect_timeout=1)
         return self._client
 
     def _listen(self) -> None:

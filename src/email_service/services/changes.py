@@ -313,3 +313,14 @@ def folder_message_ids(session: Session, folder_ids: Sequence[uuid.UUID]) -> lis
         chunk = list(folder_ids[start : start + 500])
         found.extend(session.execute(select(EmailMessage.id).where(EmailMessage.folder_id.in_(chunk))).scalars())
     return found
+
+
+def record_folders_destroyed(
+    session: Session, *, tenant_id: uuid.UUID, account_id: uuid.UUID, folder_ids: Sequence[uuid.UUID]
+) -> None:
+    """Log folders about to be deleted as destroyed, and their messages (which go with them by the foreign key).
+    Call it before the DELETE, in its transaction."""
+    if folder_ids:
+        messages = folder_message_ids(session, folder_ids)
+        record_changes(session, tenant_id=tenant_id, account_id=account_id, kind="message", destroyed=messages)
+        record_changes(session, tenant_id=tenant_id, account_id=account_id, kind="folder", destroyed=folder_ids)

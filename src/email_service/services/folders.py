@@ -23,7 +23,7 @@ from email_service.models import EmailAccount, EmailFolder, now_ms
 from email_service.security.tokens import Principal
 from email_service.services.accounts import load_account
 from email_service.services.actions import NewAction, lock_account, pending_folder_ids, record_actions, request_syncback
-from email_service.services.changes import folder_message_ids, record_changes
+from email_service.services.changes import record_changes, record_folders_destroyed
 from email_service.services.context import ServiceContext
 
 #: Roles whose folder cannot be renamed or deleted (409): the server and other clients rely on them.
@@ -263,13 +263,7 @@ def delete_folder(ctx: ServiceContext, *, principal: Principal, folder_id: uuid.
             raise Conflict(f"The {folder.type} folder cannot be deleted")
         if any(_is_under(name, folder.name, folder.delimiter) for name in folders):
             raise Conflict("The folder has subfolders; delete or move them first")
-        messages = folder_message_ids(session, [folder.id])
-        record_changes(
-            session, tenant_id=principal.tenant_id, account_id=account.id, kind="message", destroyed=messages
-        )
-        record_changes(
-            session, tenant_id=principal.tenant_id, account_id=account.id, kind="folder", destroyed=[folder.id]
-        )
+        record_folders_destroyed(session, tenant_id=principal.tenant_id, account_id=account.id, folder_ids=[folder.id])
         session.delete(folder)  # its messages and their attachment rows go with it (ON DELETE CASCADE)
         action = NewAction("folder_delete", folder_id=folder.id, mailbox=folder.name, details={"name": folder.name})
         record_actions(session, tenant_id=principal.tenant_id, account_id=account.id, actions=[action])

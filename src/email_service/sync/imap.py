@@ -63,7 +63,7 @@ from email_service.models import EmailFolder, EmailMessage, folder_counts_delta,
 from email_service.protocols.errors import ConnectionFailed, MailboxError, ProtocolError
 from email_service.protocols.imap import ImapSession, MailboxInfo, MailboxStatus
 from email_service.services.actions import lock_account
-from email_service.services.changes import folder_message_ids, record_changes
+from email_service.services.changes import folder_message_ids, record_changes, record_folders_destroyed
 from email_service.services.context import ServiceContext
 from email_service.sync.pending import folder_guard, pending_count_offsets, uids_leaving, with_pending_flags
 from email_service.sync.progress import RunProgress
@@ -242,16 +242,7 @@ class ImapMirror:
         self.progress.leave_folder()
 
     def _log_removed_folders(self, session: Session, folder_ids: list[uuid.UUID]) -> None:
-        """Log the folders about to be deleted, and their messages (deleted with them by the foreign key)."""
-        if not folder_ids:
-            return
-        messages = folder_message_ids(session, folder_ids)
-        record_changes(
-            session, tenant_id=self.tenant_id, account_id=self.account_id, kind="message", destroyed=messages
-        )
-        record_changes(
-            session, tenant_id=self.tenant_id, account_id=self.account_id, kind="folder", destroyed=folder_ids
-        )
+        record_folders_destroyed(session, tenant_id=self.tenant_id, account_id=self.account_id, folder_ids=folder_ids)
 
     def _is_gone(self, name: str, exc: MailboxError) -> bool:
         """``[NONEXISTENT]`` (RFC 5530), or LIST no longer shows the mailbox (not every server sends the code)."""
@@ -499,22 +490,9 @@ class ImapMirror:
             )
             self._log(session, "folder", updated=[ref.id] if changed.rowcount else [])  # type: ignore[attr-defined]
 
-    def _log(
-        self,
-        session: Session,
-        kind: str,
-        *,
-        updated: list[uuid.UUID] | None = None,
-        destroyed: list[uuid.UUID] | None = None,
-    ) -> None:
-        record_changes(
-            session,
-            tenant_id=self.tenant_id,
-            account_id=self.account_id,
-            kind=kind,
-            updated=updated or (),
-            destroyed=destroyed or (),
-        )
+    def _log(self, session: Session, kind: str, **changes: list[uuid.UUID]) -> None:
+        """Log ``updated=`` / ``destroyed=`` ids of ``kind`` in the change log (services.changes)."""
+        record_changes(session, tenant_id=self.tenant_id, account_id=self.account_id, kind=kind, **changes)
 
     def _finish_folder(self, ref: FolderRef, status: MailboxStatus) -> None:
         self._set_folder(
