@@ -21,7 +21,8 @@ Events (``event:`` field, ``data:`` one JSON object):
   account's lists (as after a 410 from ``/changes``).
 
 A connection without ``Last-Event-ID`` starts at the accounts' current states.  With one, an account missing from
-it (added since) starts from its oldest state still in the log (a ``reset`` when that is not its first state).
+it (added since), and an account added while the stream is open, start from their oldest state still in the log
+(a ``reset`` when that is not their first state).
 """
 
 from __future__ import annotations
@@ -178,9 +179,10 @@ class EventReader:
             del self.cursor[gone]  # deleted, or never the caller's
         readable = []
         for account_id, (current, floor) in sorted(accounts.items(), key=lambda item: item[0].hex):
-            if account_id not in self.cursor:
-                self.cursor[account_id] = floor if self.resumed else current
-                if self.resumed and floor > 0:
+            if account_id not in self.cursor:  # at the start: from now (or the resumed id); later: a new account
+                from_start = self.resumed or self._started
+                self.cursor[account_id] = floor if from_start else current
+                if from_start and floor > 0:
                     events.append(self._reset(account_id, current))
                     continue
             if self.cursor[account_id] < floor:
