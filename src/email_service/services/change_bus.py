@@ -38,10 +38,20 @@ class Subscription:
     def __init__(self, bus: ChangeBus, keys: tuple[Key, ...]) -> None:
         self.bus, self.keys = bus, keys
         self._event = threading.Event()
+        self._tenants: set[uuid.UUID] = set()
+        self._tenants_lock = threading.Lock()
 
-    def wake(self) -> None:
-        """Mark a change (called by the bus)."""
+    def wake(self, tenants: Iterable[uuid.UUID] = ()) -> None:
+        """Mark a change of ``tenants`` (called by the bus)."""
+        with self._tenants_lock:
+            self._tenants.update(tenants)
         self._event.set()
+
+    def take_tenants(self) -> set[uuid.UUID]:
+        """The tenants woken since the last call (a :meth:`ChangeBus.subscribe_all` subscription)."""
+        with self._tenants_lock:
+            tenants, self._tenants = self._tenants, set()
+        return tenants
 
     def wait(self, timeout: float) -> bool:
         """Block up to ``timeout`` seconds for a wake-up; True when woken (the mark is then cleared)."""
@@ -68,6 +78,7 @@ class ChangeBus:
         self._client: Any = None
         self._stopped = threading.Event()
         self._generations: dict[Key, int] = defaultdict(int)
+        self._everything: set[Subscription] = set()
 
     def subscribe(self, tenant_id: uuid.UUID, user_id: uuid.UUID | None) -> Subscription:
         """Wake-ups for the changes of one user's accounts (``user_id=None``: every account of the tenant)."""
@@ -75,14 +86,27 @@ class ChangeBus:
         with self._lock:
             for key in subscription.keys:
                 self._subscriptions[key].add(subscription)
-            if self.redis_url and self._listener is None:
-                self._listener = threading.Thread(target=self._listen, name="email-change-bus", daemon=True)
-                self._listener.start()
+            self._start_listener()
         return subscription
+
+    def subscribe_all(self) -> Subscription:
+        """Wake-ups for every change this process hears of (the webhook fan-out); :meth:`Subscription.take_tenants`
+        says whose."""
+        subscription = Subscription(self, ())
+        with self._lock:
+            self._everything.add(subscription)
+            self._start_listener()
+        return subscription
+
+    def _start_listener(self) -> None:
+        if self.redis_url and self._listener is None:
+            self._listener = threading.Thread(target=self._listen, name="email-change-bus", daemon=True)
+            self._listener.start()
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Forget ``subscription`` (idempotent)."""
         with self._lock:
+            self._everything.discard(subscription)
             for key in subscription.keys:
                 self._subscriptions[key].discard(subscription)
                 if not self._subscriptions[key]:
@@ -114,6 +138,7 @@ class ChangeBus:
     def deliver(self, keys: Iterable[tuple[uuid.UUID, uuid.UUID]]) -> None:
         """Wake the local subscriptions of these ``(tenant, user)`` keys and their tenants' tenant-wide ones (the
         keys' generations move first, so a woken reader never reuses a read made before this wake-up)."""
+        keys = list(keys)
         with self._lock:
             woken = set()
             for tenant_id, user_id in keys:
@@ -121,8 +146,12 @@ class ChangeBus:
                 self._generations[(tenant_id, None)] += 1
                 woken |= self._subscriptions.get((tenant_id, user_id), set())
                 woken |= self._subscriptions.get((tenant_id, None), set())
+            everything = list(self._everything)
         for subscription in woken:
             subscription.wake()
+        tenants = {tenant_id for tenant_id, _user in keys}
+        for subscription in everything:
+            subscription.wake(tenants)
 
     def close(self) -> None:
         """Stop the Redis listener (if any)."""

@@ -5,7 +5,8 @@
   The URL's host obeys the webhook host policy (``ALLOW_PRIVATE_WEBHOOK_HOSTS``, ``WEBHOOK_HOST_ALLOWLIST``; in
   production non-public addresses are refused) when it is registered AND when each request is made (the guarded
   connector, :mod:`email_service.protocols.http_post`).
-* Fan-out (:func:`queue_deliveries`, periodic and after commits): per webhook and account, the change-log entries
+* Fan-out (:func:`queue_deliveries`: on wake-ups by :mod:`email_service.tasks.fanout`, and every scheduler tick
+  as the safety net): per webhook and account, the change-log entries
   above the webhook's cursor become delivery rows (runs of one kind, folded like ``/changes``, filtered by
   ``events``) and the cursor moves, in ONE transaction under the cursor row's lock -- each entry becomes a delivery
   exactly once.  Then one ``deliver_webhook`` job per delivery.

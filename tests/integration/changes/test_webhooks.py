@@ -25,8 +25,10 @@ from email_service.app import create_app
 from email_service.services.context import ServiceContext
 from email_service.services.jobs import RecordingJobQueue
 from email_service.services.webhooks import deliver, queue_deliveries
+from email_service.tasks.fanout import WebhookFanout
 from tests.integration.changes.test_change_log_property import Scenario
 from tests.support.dovecot import Dovecot
+from tests.support.services import wait_until
 
 pytestmark = pytest.mark.integration
 SECRET = "receiver-shared-secret-0123456789"
@@ -198,3 +200,20 @@ def test_input_rules_roles_and_isolation(scenario: Scenario, receiver: Receiver,
     assert scenario.client.delete(f"/api/v1/webhooks/{hook['id']}", headers=colleague.headers).status_code == 403
     assert scenario.api("DELETE", f"/webhooks/{hook['id']}").status_code == 200
     assert scenario.api("GET", f"/webhooks/{hook['id']}/deliveries").status_code == 404
+
+
+def test_the_fan_out_thread_delivers_soon_after_the_commit_through_the_job_runner(
+    client: FlaskClient, ctx: ServiceContext, make_caller: Any, dovecot: Dovecot, receiver: Receiver
+) -> None:
+    """No manual step: the commit wakes the fan-out thread, which makes the delivery and queues its job on the
+    session's in-process runner, which POSTs it."""
+    scenario = Scenario(client, ctx, make_caller(), dovecot)  # the app's real job runner (write-back included)
+    fanout = WebhookFanout(ctx).start()
+    try:
+        hook = _create(scenario, url=receiver.url, secret=SECRET, events=["message.updated"]).get_json()
+        scenario.api_read(0, 0)
+        wait_until(lambda: receiver.requests, timeout=10, what="the webhook POST")
+        payload = json.loads(receiver.requests[0][1])
+        assert payload["webhookId"] == hook["id"] and len(payload["updated"]) == 1
+    finally:
+        fanout.stop()
