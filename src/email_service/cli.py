@@ -106,7 +106,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
         print(f"email-service: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
         return 1
-    threads = args.threads or settings.web_threads
+    # Each open event stream holds a thread (api/events.py): EVENTS_MAX_STREAMS of them on top of the API's.
+    threads = (args.threads or settings.web_threads) + settings.events_max_streams
     logging.getLogger("email_service").info(
         "email_service listening",
         extra={"url": f"http://{args.host}:{args.port}", "server": "gunicorn" if gunicorn else "waitress"},

@@ -173,6 +173,17 @@ class Settings:
     sync_stalled_after_seconds: int = 120
     send_undo_seconds: int = 5
     send_deadline_seconds: int = 86400
+    change_log_max_age_seconds: int = 30 * 24 * 3600
+    change_log_max_entries: int = 100_000
+    change_log_prune_seconds: int = 3600
+    events_heartbeat_seconds: int = 15
+    events_max_streams: int = 64
+    webhook_max_attempts: int = 8
+    webhook_retry_base_seconds: int = 10
+    webhook_disable_after_failures: int = 50
+    webhook_timeout_seconds: int = 10
+    webhook_host_allowlist: tuple[str, ...] = ()
+    allow_private_webhook_hosts: bool = True
 
     @property
     def is_production(self) -> bool:
@@ -255,6 +266,7 @@ class Settings:
             **_runtime_settings(env, production),
             **_push_settings(env, production),
             **_send_settings(env),
+            **_change_settings(env, production),
         )
         if settings.uses_celery and not settings.celery_broker_url:
             raise ConfigurationError("CELERY_BROKER_URL must be set when jobs run on Celery (JOB_RUNNER=celery)")
@@ -301,6 +313,23 @@ def _send_settings(env: Mapping[str, str]) -> dict[str, Any]:
     return dict(
         send_undo_seconds=_int(env, "SEND_UNDO_SECONDS", 5, minimum=0),
         send_deadline_seconds=_int(env, "SEND_DEADLINE_SECONDS", 86400, minimum=1),
+    )
+
+
+def _change_settings(env: Mapping[str, str], production: bool) -> dict[str, Any]:
+    """The settings of the change log, Server-Sent Events and webhooks (issue 12)."""
+    return dict(
+        change_log_max_age_seconds=_int(env, "CHANGE_LOG_MAX_AGE_SECONDS", 30 * 24 * 3600, minimum=60),
+        change_log_max_entries=_int(env, "CHANGE_LOG_MAX_ENTRIES", 100_000, minimum=10),
+        change_log_prune_seconds=_int(env, "CHANGE_LOG_PRUNE_SECONDS", 3600, minimum=1),
+        events_heartbeat_seconds=_int(env, "EVENTS_HEARTBEAT_SECONDS", 15, minimum=1),
+        events_max_streams=_int(env, "EVENTS_MAX_STREAMS", 64, minimum=1),
+        webhook_max_attempts=_int(env, "WEBHOOK_MAX_ATTEMPTS", 8, minimum=1),
+        webhook_retry_base_seconds=_int(env, "WEBHOOK_RETRY_BASE_SECONDS", 10, minimum=1),
+        webhook_disable_after_failures=_int(env, "WEBHOOK_DISABLE_AFTER_FAILURES", 50, minimum=1),
+        webhook_timeout_seconds=_int(env, "WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1),
+        webhook_host_allowlist=_list(env, "WEBHOOK_HOST_ALLOWLIST", ""),
+        allow_private_webhook_hosts=_flag(env, "ALLOW_PRIVATE_WEBHOOK_HOSTS", not production),
     )
 
 

@@ -73,6 +73,12 @@ class Database:
         self.is_postgres = self.engine.dialect.name == "postgresql"
         self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
 
+    @property
+    def session_factory(self) -> sessionmaker[Session]:
+        """The session factory every transaction comes from (for session events, e.g. the change log's
+        after-commit hook)."""
+        return self._sessions
+
     @contextmanager
     def tenant_session(self, tenant_id: uuid.UUID, *, read_only: bool = False) -> Iterator[Session]:
         """One transaction bound to ``tenant_id``: committed on success, rolled back on any exception.

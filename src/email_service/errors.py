@@ -112,3 +112,11 @@ class MailServerError(EmailServiceError):
 
     status = 502
     kind = "Mail server error"
+
+
+class CannotCalculateChanges(EmailServiceError):
+    """The client's state is older than the pruned change log (or not a state of this account): it must reload
+    its lists (410; JMAP RFC 8620 section 5.2 ``cannotCalculateChanges``)."""
+
+    status = 410
+    kind = "cannotCalculateChanges"

@@ -4,7 +4,9 @@ Both serve a socket the command has already bound (:func:`listen`), so a taken p
 the server.  gunicorn: ``WEB_CONCURRENCY`` worker processes (default 2) of ``WEB_THREADS`` threads each (gthread),
 the app built in each worker after the fork (its own database pool and job queue), Prometheus multiprocess files
 of a dead worker dropped (``child_exit``), its error log through the process's structured logging and no access
-log of its own (the app logs one line per request).  waitress: one process of ``--threads`` threads.
+log of its own (the app logs one line per request).  waitress: one process of ``--threads`` threads.  Either way
+the command adds ``EVENTS_MAX_STREAMS`` threads per process for Server-Sent Events (one thread per open stream,
+see :mod:`email_service.api.events`), and waitress accepts that many connections more than its default 100.
 """
 
 from __future__ import annotations
@@ -42,7 +44,12 @@ def serve_waitress(app: WsgiApp, sock: socket.socket, *, threads: int, max_reque
     from waitress.server import create_server
 
     server = create_server(
-        app, sockets=[sock], threads=threads, ident="email_service", max_request_body_size=max_request_body_size
+        app,
+        sockets=[sock],
+        threads=threads,
+        ident="email_service",
+        max_request_body_size=max_request_body_size,
+        connection_limit=100 + threads,
     )
     try:
         server.run()

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from apiflask import APIFlask
 
-from . import accounts, actions, attachments, compose, dev, folders, mailbox, message_changes, outbox, search, sync
+from . import (
+    accounts, actions, attachments, changes, compose, dev, events, folders, mailbox, message_changes, outbox, search,
+    sync, webhooks,
+)  # fmt: skip
 from .openapi import ALIAS_PREFIX, CANONICAL_PREFIX, finish_document, install_docs_assets
 from .ops import ops_blueprint
 
@@ -20,7 +23,7 @@ def register_api(app: APIFlask, *, enable_dev_endpoints: bool) -> None:
     app.register_blueprint(ops_blueprint())
     blueprints = [
         accounts.bp, sync.bp, search.bp, mailbox.bp, attachments.bp, message_changes.bp, folders.bp, actions.bp,
-        compose.bp, outbox.bp,
+        compose.bp, outbox.bp, changes.bp, events.bp, webhooks.bp,
     ]  # fmt: skip
     if enable_dev_endpoints:
         blueprints.append(dev.bp)

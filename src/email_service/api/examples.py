@@ -109,6 +109,7 @@ FOLDER_LIST: dict[str, Any] = {
         }
     ],
     "pagination": {"total": 1, "limit": 100, "offset": 0},
+    "state": "42",
 }
 _ALICE = {"name": "Alice", "email": "alice@example.com"}
 _BOB = {"name": "Bob", "email": "bob@company.example"}
@@ -139,6 +140,7 @@ MESSAGE_SUMMARY: dict[str, Any] = {
 MESSAGE_LIST: dict[str, Any] = {
     "messages": [MESSAGE_SUMMARY],
     "pagination": {"total": 1, "limit": 50, "offset": 0, "nextCursor": None},
+    "state": "42",
 }
 ATTACHMENT_ID = "e5f6a7b8-c9d0-4e1f-8a2b-3c4d5e6f7a80"
 ATTACHMENT: dict[str, Any] = {
@@ -339,4 +341,11 @@ OUTBOX_CANCELLED: dict[str, Any] = {
     "sentCopyId": None,
     "updatedAt": EPOCH_MS + 2000,
     "finishedAt": EPOCH_MS + 2000,
+}
+CHANGES: dict[str, Any] = {
+    "oldState": "42",
+    "newState": "45",
+    "hasMoreChanges": False,
+    "messages": {"created": [MESSAGE_ID], "updated": [], "destroyed": []},
+    "folders": {"created": [], "updated": [FOLDER_ID], "destroyed": []},
 }

@@ -9,6 +9,7 @@ from apiflask import APIBlueprint
 from flask import Response, request, url_for
 
 from email_service.models import EmailMessage
+from email_service.services import changes as changes_service
 from email_service.services import mailbox as service
 from email_service.services import message_list
 
@@ -90,11 +91,14 @@ def message_summary(message: EmailMessage, *, pending: bool = False) -> dict[str
     responses=AUTH_ERRORS,
 )
 def list_folders(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str, Any]:
-    folders = service.list_folders(service_context(), principal=current_principal(), account_id=account_id)
+    ctx, principal = service_context(), current_principal()
+    state = changes_service.account_state(ctx, principal=principal, account_id=account_id)  # read before the rows
+    folders = service.list_folders(ctx, principal=principal, account_id=account_id)
     limit, offset = query_data["limit"], query_data["offset"]
     return {
         "folders": folders[offset : offset + limit],
         "pagination": {"total": len(folders), "limit": limit, "offset": offset},
+        "state": state,
     }
 
 
@@ -120,9 +124,11 @@ def list_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str
         date_from=query_data["dateFrom"],
         date_to=query_data["dateTo"],
     )
+    ctx, principal = service_context(), current_principal()
+    state = changes_service.account_state(ctx, principal=principal, account_id=account_id)  # read before the rows
     page = message_list.list_messages(
-        service_context(),
-        principal=current_principal(),
+        ctx,
+        principal=principal,
         account_id=account_id,
         folder_id=query_data["folderId"],
         filters=filters,
@@ -140,6 +146,7 @@ def list_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str
             "offset": page.offset,
             "nextCursor": page.next_cursor,
         },
+        "state": state,
     }
 
 

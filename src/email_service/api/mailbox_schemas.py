@@ -134,6 +134,9 @@ class FolderListOut(Schema):
 
     folders = List(Nested(FolderOut))
     pagination = Nested(PaginationOut)
+    state = String(
+        metadata={"description": "the account's state before this list was read (GET /accounts/{id}/changes?since=)"}
+    )
 
 
 class AddressOut(Schema):
@@ -232,6 +235,9 @@ class MessageListOut(Schema):
 
     messages = List(Nested(MessageSummaryOut))
     pagination = Nested(MessagePaginationOut)
+    state = String(
+        metadata={"description": "the account's state before this list was read (GET /accounts/{id}/changes?since=)"}
+    )
 
 
 class MessageQuery(QuerySchema):

@@ -4,6 +4,7 @@ from email_service.models.account import EmailAccount, EmailCredential, Tenant
 from email_service.models.actions import ACTION_KINDS, ACTION_STATES, REMOVING_KINDS, PendingAction
 from email_service.models.audit import AuditLog
 from email_service.models.base import Base, TenantScoped, now_ms
+from email_service.models.changes import CHANGE_KINDS, CHANGE_TYPES, ChangeEntry
 from email_service.models.mailbox import (
     FOLDER_ROLES,
     SCAN_STATUSES,
@@ -17,6 +18,7 @@ from email_service.models.outbox import FINAL_STATUSES, OUTBOX_STATUSES, WAITING
 from email_service.models.push import PushLease
 from email_service.models.search import SearchDoc, ThreadContainer
 from email_service.models.sync import SYNC_RUN_STATES, SyncRun
+from email_service.models.webhooks import DELIVERY_STATES, Webhook, WebhookCursor, WebhookDelivery
 
 TENANT_TABLES = (
     "email_accounts",
@@ -32,12 +34,19 @@ TENANT_TABLES = (
     "email_thread_containers",
     "email_outbox",
     "email_idempotency_keys",
+    "email_changes",
+    "email_webhooks",
+    "email_webhook_cursors",
+    "email_webhook_deliveries",
 )
 
 __all__ = [
     "ACTION_KINDS",
     "ACTION_STATES",
     "FINAL_STATUSES",
+    "CHANGE_KINDS",
+    "CHANGE_TYPES",
+    "DELIVERY_STATES",
     "FOLDER_ROLES",
     "OUTBOX_STATUSES",
     "REMOVING_KINDS",
@@ -47,6 +56,7 @@ __all__ = [
     "WAITING_STATUSES",
     "AuditLog",
     "Base",
+    "ChangeEntry",
     "EmailAccount",
     "EmailAttachment",
     "EmailCredential",
@@ -61,6 +71,9 @@ __all__ = [
     "Tenant",
     "TenantScoped",
     "ThreadContainer",
+    "Webhook",
+    "WebhookCursor",
+    "WebhookDelivery",
     "apply_folder_counts",
     "folder_counts_delta",
     "now_ms",

@@ -51,6 +51,11 @@ class EmailAccount(TenantScoped, Base):
     action_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default=text("0"))
     #: APPEND a copy of each sent message to the Sent folder (issue 9); false when the SMTP server keeps its own.
     save_sent_copy: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True, server_default=true())
+    #: Last modseq of the account's change log (migration 0010): bumped with ``UPDATE ... RETURNING`` in the
+    #: transaction of each change, so that the account's changes are numbered in commit order.
+    change_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default=text("0"))
+    #: Oldest state the (pruned) change log can answer ``/changes`` from; older ones get 410.
+    change_floor: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default=text("0"))
 
     __table_args__ = (
         Index("idx_user_tenant", "user_id", "tenant_id"),

@@ -28,6 +28,8 @@ from email_service.protocols.mime.filename import safe_filename
 from email_service.protocols.mime.sniff import SNIFF_BYTES, sniff_mime_type, type_allowed
 from email_service.security.tokens import Principal
 from email_service.services.accounts import Page, audit
+from email_service.services.actions import lock_account
+from email_service.services.changes import record_changes
 from email_service.services.context import ServiceContext
 from email_service.services.mailbox import load_message
 
@@ -221,7 +223,9 @@ def _insert_upload(
     filename: str,
 ) -> Uploaded:
     with ctx.db.tenant_session(principal.tenant_id) as session:
-        message = load_message(session, principal, message_id, for_update=True)
+        message = load_message(session, principal, message_id)
+        lock_account(session, message.account_id)  # lock order: account first (services.changes)
+        session.refresh(message, with_for_update=True)
         _require_draft(message, "added to")
         existing = _existing_upload(session, message_id, digest)
         if existing is not None:
@@ -244,6 +248,9 @@ def _insert_upload(
         session.add(attachment)
         message.has_attachments = True
         mark_draft_changed(message)
+        record_changes(
+            session, tenant_id=message.tenant_id, account_id=message.account_id, kind="message", updated=[message.id]
+        )
         audit(
             session,
             principal,
@@ -267,10 +274,14 @@ def delete_attachment(ctx: ServiceContext, *, principal: Principal, attachment_i
     with ctx.db.tenant_session(principal.tenant_id) as session:
         attachment, message = load_attachment(session, principal, attachment_id)
         _require_draft(message, "removed from")
+        lock_account(session, message.account_id)  # lock order: account first (services.changes)
         session.delete(attachment)
         session.flush()
         message.has_attachments = bool(ordered_attachments(session, message.id, limit=1))
         mark_draft_changed(message)
+        record_changes(
+            session, tenant_id=message.tenant_id, account_id=message.account_id, kind="message", updated=[message.id]
+        )
         audit(
             session,
             principal,

@@ -10,6 +10,7 @@ from email_service.db import Database
 from email_service.protocols.net import HostPolicy
 from email_service.security.credentials import CredentialCipher
 from email_service.security.tokens import TokenConfig
+from email_service.services.change_bus import ChangeBus
 from email_service.services.hosts import mail_host_policy
 from email_service.services.jobs import JobQueue, RecordingJobQueue
 from email_service.storage.blobs import BlobStore, open_blob_store
@@ -30,6 +31,8 @@ class ServiceContext:
     tokens: TokenConfig
     host_policy: HostPolicy
     jobs: JobQueue = field(default_factory=RecordingJobQueue)
+    #: Wake-ups of the change log's readers (issue 12); fed after each commit that recorded changes.
+    changes: ChangeBus = field(default_factory=ChangeBus)
 
 
 def build_context(settings: Settings, *, jobs: JobQueue | None = None) -> ServiceContext:
@@ -38,13 +41,19 @@ def build_context(settings: Settings, *, jobs: JobQueue | None = None) -> Servic
     Raises:
         ConfigurationError: ``MAIL_HOST_ALLOWLIST`` holds a malformed network.
     """
+    from email_service.services.changes import install_commit_hook
+
     host_policy = mail_host_policy(settings)
+    db = Database(settings.database_url)
+    bus = ChangeBus(settings.redis_url)
+    install_commit_hook(db.session_factory, bus.publish)
     return ServiceContext(
         settings=settings,
-        db=Database(settings.database_url),
+        db=db,
         cipher=CredentialCipher(settings.credential_keys),
         blobs=open_blob_store(settings),
         tokens=TokenConfig.from_settings(settings),
         host_policy=host_policy,
         jobs=jobs or RecordingJobQueue(),
+        changes=bus,
     )

@@ -23,6 +23,7 @@ from email_service.models import EmailAccount, EmailFolder, now_ms
 from email_service.security.tokens import Principal
 from email_service.services.accounts import load_account
 from email_service.services.actions import NewAction, lock_account, pending_folder_ids, record_actions, request_syncback
+from email_service.services.changes import record_changes, record_folders_destroyed
 from email_service.services.context import ServiceContext
 
 #: Roles whose folder cannot be renamed or deleted (409): the server and other clients rely on them.
@@ -165,6 +166,9 @@ def create_folder(
             raise Conflict("A folder with this name already exists") from None
         action = NewAction("folder_create", folder_id=folder.id, mailbox=full, details={"name": full})
         record_actions(session, tenant_id=principal.tenant_id, account_id=account_id, actions=[action])
+        record_changes(
+            session, tenant_id=principal.tenant_id, account_id=account_id, kind="folder", created=[folder.id]
+        )
         view = FolderView(folder, parent.id if parent else None, True)
     request_syncback(ctx, principal.tenant_id, account_id)
     return view
@@ -205,7 +209,10 @@ def update_folder(
             raise InvalidInput("parentId: a folder cannot move under itself", details={"parentId": ["own subfolder"]})
         new = _full_name(parent, leaf, delimiter)
         if new != old:
-            _rename_rows(session, folders, old, new, delimiter)
+            renamed = _rename_rows(session, folders, old, new, delimiter)
+            record_changes(
+                session, tenant_id=principal.tenant_id, account_id=account.id, kind="folder", updated=renamed
+            )
             action = NewAction(
                 "folder_rename",
                 folder_id=folder.id,
@@ -220,8 +227,11 @@ def update_folder(
     return view
 
 
-def _rename_rows(session: Session, folders: dict[str, EmailFolder], old: str, new: str, delimiter: str | None) -> None:
-    """Rename ``old`` and every folder under it.  Raises :class:`Conflict` if a new name is taken."""
+def _rename_rows(
+    session: Session, folders: dict[str, EmailFolder], old: str, new: str, delimiter: str | None
+) -> list[uuid.UUID]:
+    """Rename ``old`` and every folder under it; returns their ids.  Raises :class:`Conflict` if a new name is
+    taken."""
     moving = [f for name, f in folders.items() if name == old or _is_under(name, old, delimiter)]
     renamed = {f.id: new + f.name[len(old) :] for f in moving}
     staying = set(folders) - {f.name for f in moving}
@@ -234,6 +244,7 @@ def _rename_rows(session: Session, folders: dict[str, EmailFolder], old: str, ne
     for folder in moving:
         folder.name, folder.updated_at = renamed[folder.id], now
     session.flush()
+    return [folder.id for folder in moving]
 
 
 def delete_folder(ctx: ServiceContext, *, principal: Principal, folder_id: uuid.UUID) -> EmailFolder:
@@ -252,6 +263,7 @@ def delete_folder(ctx: ServiceContext, *, principal: Principal, folder_id: uuid.
             raise Conflict(f"The {folder.type} folder cannot be deleted")
         if any(_is_under(name, folder.name, folder.delimiter) for name in folders):
             raise Conflict("The folder has subfolders; delete or move them first")
+        record_folders_destroyed(session, tenant_id=principal.tenant_id, account_id=account.id, folder_ids=[folder.id])
         session.delete(folder)  # its messages and their attachment rows go with it (ON DELETE CASCADE)
         action = NewAction("folder_delete", folder_id=folder.id, mailbox=folder.name, details={"name": folder.name})
         record_actions(session, tenant_id=principal.tenant_id, account_id=account.id, actions=[action])

@@ -15,7 +15,9 @@ from typing import Literal, Protocol, get_args
 from email_service.errors import EmailServiceError
 
 #: Every job kind; :data:`email_service.tasks.registry.JOBS` declares each one's handler and policy.
-JobName = Literal["sync_account", "syncback_account", "scan_attachment", "send_outbox_item"]
+JobName = Literal[
+    "sync_account", "syncback_account", "scan_attachment", "send_outbox_item", "deliver_webhook"
+]  # fmt: skip
 JOB_NAMES: tuple[str, ...] = get_args(JobName)
 #: A JSON scalar: what a payload value may be (ids travel as strings).
 JsonScalar = str | int | float | bool | None

@@ -9,7 +9,8 @@ How a pending move looks locally: the row shows its new ``folder_id`` at once, a
 cleared until the server has answered with the new UID (COPYUID, RFC 4315); the action keeps where the message is
 on the server.  So neither the target's new-UID step nor any folder's expunge diff can mistake the row for a
 server message, and the unique ``(folder, uidvalidity, uid)`` index never sees two rows claim one UID.
-An expunge removes the row at once (the action keeps the server location).
+An expunge removes the row at once (the action keeps the server location).  The same transaction logs the changed
+messages (a move is an update of ``folderId``), the expunged ones and the folders whose counts moved.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from email_service.models import EmailAccount, EmailFolder, EmailMessage, apply_
 from email_service.security.tokens import Principal
 from email_service.services.accounts import load_account
 from email_service.services.actions import IN_CHUNK, NewAction, lock_account, record_actions, request_syncback
+from email_service.services.changes import record_changes
 from email_service.services.context import ServiceContext
 from email_service.services.flags import apply_flag_delta, flag_columns, same_flags
 from email_service.services.mailbox import load_message
@@ -233,7 +235,20 @@ class LocalChanges:
         for start in range(0, len(self.expunged), IN_CHUNK):
             chunk = self.expunged[start : start + IN_CHUNK]
             self.session.execute(delete(EmailMessage).where(EmailMessage.id.in_(chunk)))
-        record_actions(self.session, tenant_id=tenant_id, account_id=self.account.id, actions=self.actions)
+        actions = self.actions
+        record_actions(self.session, tenant_id=tenant_id, account_id=self.account.id, actions=actions)
+        gone = set(self.expunged)
+        changed = [a.message_id for a in actions if a.message_id is not None and a.message_id not in gone]
+        folders = [folder_id for folder_id, (total, unread) in self.counts.items() if total or unread]
+        for kind, updated, destroyed in (("message", changed, self.expunged), ("folder", folders, [])):
+            record_changes(
+                self.session,
+                tenant_id=tenant_id,
+                account_id=self.account.id,
+                kind=kind,
+                updated=updated,
+                destroyed=destroyed,
+            )
 
 
 def _locked_message(session: Session, principal: Principal, message_id: uuid.UUID) -> tuple[EmailMessage, EmailAccount]:

@@ -24,6 +24,7 @@ from email_service.errors import Conflict
 from email_service.models import EmailAccount, EmailFolder, SyncRun, Tenant, now_ms
 from email_service.security.tokens import Principal
 from email_service.services.accounts import audit, load_account
+from email_service.services.changes import record_changes
 from email_service.services.context import ServiceContext
 from email_service.services.jobs import JsonScalar
 
@@ -112,6 +113,7 @@ def enqueue_sync(
             )
             session.add(run)
             session.flush()  # the unique index decides here, before the audit entry is written
+            record_changes(session, tenant_id=tenant_id, account_id=account_id, kind="sync", created=[run.id])
             audit(
                 session,
                 principal,
@@ -286,6 +288,7 @@ def fail_interrupted_runs(ctx: ServiceContext) -> int:
                 )
                 run.finished_at = now_ms()
                 closed += 1
+                record_changes(session, tenant_id=tenant_id, account_id=run.account_id, kind="sync", updated=[run.id])
             for account in session.execute(
                 select(EmailAccount).where(EmailAccount.tenant_id == tenant_id, EmailAccount.is_syncing.is_(True))
             ).scalars():

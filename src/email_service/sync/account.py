@@ -32,6 +32,7 @@ from email_service.protocols.imap import ImapEndpoint, ImapSession
 from email_service.protocols.pop3 import Pop3Endpoint, Pop3Session
 from email_service.services import actions, search_index
 from email_service.services.accounts import account_password
+from email_service.services.changes import record_changes
 from email_service.services.connection_test import imap_endpoint, pop3_endpoint
 from email_service.services.context import ServiceContext
 from email_service.services.jobs import RetryJob
@@ -171,12 +172,14 @@ def _run_state(ctx: ServiceContext, tenant_id: uuid.UUID, run_id: uuid.UUID) -> 
 def _start(ctx: ServiceContext, tenant_id: uuid.UUID, account_id: uuid.UUID, run_id: uuid.UUID) -> None:
     """Mark the run ``running`` and the account syncing, in one transaction."""
     with ctx.db.tenant_session(tenant_id) as session:
+        actions.lock_account(session, account_id)  # lock order: account first (services.changes)
         session.execute(
             update(SyncRun)
             .where(SyncRun.id == run_id)
             .values(state="running", started_at=now_ms(), updated_at=now_ms())
         )
         session.execute(update(EmailAccount).where(EmailAccount.id == account_id).values(is_syncing=True))
+        record_changes(session, tenant_id=tenant_id, account_id=account_id, kind="sync", updated=[run_id])
 
 
 def _finish(
@@ -199,14 +202,24 @@ def _finish(
     if error is None:
         account["last_sync_at"] = finished
     with ctx.db.tenant_session(tenant_id) as session:
+        actions.lock_account(session, account_id)  # lock order: account first (services.changes)
         session.execute(update(SyncRun).where(SyncRun.id == run_id).values(**run))
         session.execute(update(EmailAccount).where(EmailAccount.id == account_id).values(**account))
+        cleared: list[uuid.UUID] = []
         if progress.unchanged_folders:
+            unchanged = EmailFolder.id.in_(progress.unchanged_folders)
+            cleared = list(
+                session.execute(
+                    select(EmailFolder.id).where(unchanged, EmailFolder.sync_error_kind.is_not(None))
+                ).scalars()
+            )
             session.execute(
                 update(EmailFolder)
-                .where(EmailFolder.id.in_(progress.unchanged_folders))
+                .where(unchanged)
                 .values(last_synced_at=finished, sync_error_kind=None, sync_error=None, sync_error_at=None)
             )
+        record_changes(session, tenant_id=tenant_id, account_id=account_id, kind="folder", updated=cleared)
+        record_changes(session, tenant_id=tenant_id, account_id=account_id, kind="sync", updated=[run_id])
 
 
 def _skipped() -> str:

@@ -63,6 +63,7 @@ from email_service.models import EmailFolder, EmailMessage, folder_counts_delta,
 from email_service.protocols.errors import ConnectionFailed, MailboxError, ProtocolError
 from email_service.protocols.imap import ImapSession, MailboxInfo, MailboxStatus
 from email_service.services.actions import lock_account
+from email_service.services.changes import folder_message_ids, record_changes, record_folders_destroyed
 from email_service.services.context import ServiceContext
 from email_service.sync.pending import folder_guard, pending_count_offsets, uids_leaving, with_pending_flags
 from email_service.sync.progress import RunProgress
@@ -160,15 +161,18 @@ class ImapMirror:
     def _sync_folder_list(self, mailboxes: list[MailboxInfo]) -> list[FolderRef]:
         names = {m.name for m in mailboxes}
         with self.ctx.db.tenant_session(self.tenant_id) as session:
+            lock_account(session, self.account_id)  # lock order: account first (services.changes)
             stored = {
                 f.name: f
                 for f in session.execute(select(EmailFolder).where(EmailFolder.account_id == self.account_id)).scalars()
             }
             guard = folder_guard(session, self.account_id)  # local folder changes not yet written back
             mailboxes = [m for m in mailboxes if not guard.skips(m.name)]
-            for gone in set(stored) - names:
-                if not guard.keeps(gone):
-                    session.delete(stored.pop(gone))
+            removed = [stored.pop(gone) for gone in set(stored) - names if not guard.keeps(gone)]
+            self._log_removed_folders(session, [old.id for old in removed])
+            for old in removed:
+                session.delete(old)
+            created: list[uuid.UUID] = []
             for mailbox in mailboxes:
                 folder = stored.get(mailbox.name)
                 if folder is None:
@@ -183,10 +187,20 @@ class ImapMirror:
                     )
                     session.add(folder)
                     stored[mailbox.name] = folder
+                    created.append(folder.id)
                 folder.type = mailbox.role
                 folder.delimiter = mailbox.delimiter
                 folder.attributes = list(mailbox.flags)
                 folder.is_selectable = mailbox.selectable
+            updated = [f.id for f in stored.values() if f.id not in created and session.is_modified(f)]
+            record_changes(
+                session,
+                tenant_id=self.tenant_id,
+                account_id=self.account_id,
+                kind="folder",
+                created=created,
+                updated=updated,
+            )
             ordered = sorted(
                 (stored[m.name] for m in mailboxes if m.selectable),
                 key=lambda f: (f.type != "inbox", f.name.lower()),
@@ -216,6 +230,8 @@ class ImapMirror:
             if self._is_gone(ref.name, exc):
                 log.info("folder %s no longer exists on the server: removed", ref.name)
                 with self.ctx.db.tenant_session(self.tenant_id) as session:
+                    lock_account(session, self.account_id)
+                    self._log_removed_folders(session, [ref.id])
                     session.execute(delete(EmailFolder).where(EmailFolder.id == ref.id))
                 self.progress.leave_folder(gone=True)
                 return
@@ -224,6 +240,9 @@ class ImapMirror:
             self.progress.leave_folder(failed=True)
             return
         self.progress.leave_folder()
+
+    def _log_removed_folders(self, session: Session, folder_ids: list[uuid.UUID]) -> None:
+        record_folders_destroyed(session, tenant_id=self.tenant_id, account_id=self.account_id, folder_ids=folder_ids)
 
     def _is_gone(self, name: str, exc: MailboxError) -> bool:
         """``[NONEXISTENT]`` (RFC 5530), or LIST no longer shows the mailbox (not every server sends the code)."""
@@ -237,10 +256,19 @@ class ImapMirror:
             return False
 
     def _set_folder(self, folder_id: uuid.UUID, **values: object) -> None:
+        """Update the folder's row; when this sets or clears a sync error (shown by the API), log the folder."""
         with self.ctx.db.tenant_session(self.tenant_id) as session:
+            lock_account(session, self.account_id)
+            had_error = session.execute(
+                select(EmailFolder.sync_error_kind).where(EmailFolder.id == folder_id)
+            ).scalar_one_or_none()
             session.execute(
                 update(EmailFolder).where(EmailFolder.id == folder_id).values(updated_at=now_ms(), **values)
             )
+            if values.get("sync_error_kind") is not None or had_error is not None:
+                record_changes(
+                    session, tenant_id=self.tenant_id, account_id=self.account_id, kind="folder", updated=[folder_id]
+                )
 
     # -- one folder ------------------------------------------------------------------------------------------
 
@@ -367,6 +395,8 @@ class ImapMirror:
                 session.execute(update(EmailMessage), updates[start : start + IN_CHUNK])  # executemany by key
             if unread:
                 session.execute(folder_counts_delta(ref.id, unread=unread))
+            self._log(session, "message", updated=[u["id"] for u in updates])
+            self._log(session, "folder", updated=[ref.id] if unread else [])
         if updates:
             self.progress.updated(len(updates))
 
@@ -415,6 +445,9 @@ class ImapMirror:
         """UIDVALIDITY changed (RFC 3501 section 2.3.1.1): every stored UID is void; drop the rows, resync."""
         log.info("UIDVALIDITY of %s changed (%s -> %s): refetching", ref.name, ref.uidvalidity, status.uidvalidity)
         with self.ctx.db.tenant_session(self.tenant_id) as session:
+            lock_account(session, self.account_id)
+            self._log(session, "message", destroyed=folder_message_ids(session, [ref.id]))
+            self._log(session, "folder", updated=[ref.id])
             removed = session.execute(delete(EmailMessage).where(EmailMessage.folder_id == ref.id))
             session.execute(
                 update(EmailFolder)
@@ -441,14 +474,25 @@ class ImapMirror:
         self._remove(ref, status, stored - server)
         self._fetch_new(ref, status, sorted(server - stored, reverse=True))
         with self.ctx.db.tenant_session(self.tenant_id) as session:
+            lock_account(session, self.account_id)
             total, unread = session.execute(
                 select(func.count(), func.count().filter(EmailMessage.is_read.is_(False))).where(
                     EmailMessage.folder_id == ref.id
                 )
             ).one()
-            session.execute(
-                update(EmailFolder).where(EmailFolder.id == ref.id).values(total_count=total, unread_count=unread)
+            changed = session.execute(
+                update(EmailFolder)
+                .where(
+                    EmailFolder.id == ref.id,
+                    (EmailFolder.total_count != total) | (EmailFolder.unread_count != unread),
+                )
+                .values(total_count=total, unread_count=unread)
             )
+            self._log(session, "folder", updated=[ref.id] if changed.rowcount else [])  # type: ignore[attr-defined]
+
+    def _log(self, session: Session, kind: str, **changes: list[uuid.UUID]) -> None:
+        """Log ``updated=`` / ``destroyed=`` ids of ``kind`` in the change log (services.changes)."""
+        record_changes(session, tenant_id=self.tenant_id, account_id=self.account_id, kind=kind, **changes)
 
     def _finish_folder(self, ref: FolderRef, status: MailboxStatus) -> None:
         self._set_folder(

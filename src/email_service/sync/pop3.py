@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 
 from email_service.models import EmailFolder, EmailMessage, now_ms
 from email_service.protocols.pop3 import Pop3Session
+from email_service.services.changes import record_changes
 from email_service.services.context import ServiceContext
 from email_service.sync.progress import RunProgress
 from email_service.sync.store import delete_messages
@@ -99,6 +100,10 @@ class Pop3Mirror:
                         total_count=0,
                         unread_count=0,
                     )
+                )
+                session.flush()
+                record_changes(
+                    session, tenant_id=self.tenant_id, account_id=self.account_id, kind="folder", created=[folder_id]
                 )
             return folder_id
 

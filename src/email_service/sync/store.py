@@ -15,12 +15,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, insert
+from sqlalchemy import ColumnElement, delete, insert, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from email_service.models import EmailAttachment, EmailMessage, folder_counts_delta, now_ms
+from email_service.models import EmailAttachment, EmailFolder, EmailMessage, folder_counts_delta, now_ms
 from email_service.protocols.mime.parse import Address, ParsedMessage, parse_message
 from email_service.services import search_index
+from email_service.services.actions import lock_account
+from email_service.services.changes import record_changes
 from email_service.services.flags import FLAG_COLUMNS, flag_columns
 
 log = logging.getLogger("email_service.sync")
@@ -181,19 +183,28 @@ def delete_messages(
 ) -> int:
     """Delete the folder's messages whose ``key`` column (``EmailMessage.uid`` or ``.uidl``) is in ``values``
     (and that meet ``conditions``, e.g. the UIDVALIDITY), with their attachment rows (foreign-key cascade), and
-    take them off the folder's counts.  Returns how many rows were deleted (values matching nothing are ignored).
+    take them off the folder's counts; the deleted messages (and the folder, for its counts) go to the change log
+    in the same transaction, under the account's lock taken first.  Returns how many rows were deleted (values
+    matching nothing are ignored).
     """
-    deleted = unread = 0
+    tenant_id, account_id = session.execute(
+        select(EmailFolder.tenant_id, EmailFolder.account_id).where(EmailFolder.id == folder_id)
+    ).one()
+    lock_account(session, account_id)
+    unread = 0
+    destroyed: list[uuid.UUID] = []
     ordered = sorted(set(values))
     for start in range(0, len(ordered), IN_CHUNK):
-        read_flags = session.execute(
+        rows = session.execute(
             delete(EmailMessage)
             .where(EmailMessage.folder_id == folder_id, key.in_(ordered[start : start + IN_CHUNK]), *conditions)
-            .returning(EmailMessage.is_read)
-        ).scalars()
-        for is_read in read_flags:
-            deleted += 1
+            .returning(EmailMessage.id, EmailMessage.is_read)
+        )
+        for message_id, is_read in rows:
+            destroyed.append(message_id)
             unread += not is_read
-    if deleted:
-        session.execute(folder_counts_delta(folder_id, total=-deleted, unread=-unread))
-    return deleted
+    if destroyed:
+        session.execute(folder_counts_delta(folder_id, total=-len(destroyed), unread=-unread))
+        record_changes(session, tenant_id=tenant_id, account_id=account_id, kind="message", destroyed=destroyed)
+        record_changes(session, tenant_id=tenant_id, account_id=account_id, kind="folder", updated=[folder_id])
+    return len(destroyed)

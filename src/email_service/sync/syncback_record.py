@@ -12,6 +12,7 @@
   its whole UID list and brings the message back.
 * Folder rename failed: the local names go back.  Other failures (folder create/delete, a message gone) are
   corrected by the next sync, which the job queues.
+* The change log gets the group's messages (updated, or destroyed when dropped here) and the folders touched.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session, load_only
 
 from email_service.models import REMOVING_KINDS, EmailFolder, EmailMessage, PendingAction, apply_folder_counts, now_ms
 from email_service.services.actions import IN_CHUNK, pending_flag_deltas
+from email_service.services.changes import record_changes
 from email_service.services.flags import apply_flag_delta, flag_columns
 from email_service.services.message_changes import CHANGED_COLUMNS
 from email_service.sync.syncback_append import record_append
@@ -39,6 +41,7 @@ class OutcomeRecorder:
         self.session = session
         self.needs_sync = False
         self.counts: dict[uuid.UUID, list[int]] = defaultdict(lambda: [0, 0])
+        self.destroyed: list[uuid.UUID] = []
 
     def record(self, group: Sequence[PendingAction], outcomes: Sequence[Outcome]) -> None:
         """Mark the actions, then update the messages and folders they touched."""
@@ -60,6 +63,7 @@ class OutcomeRecorder:
             self.needs_sync = record_append(self.session, group[0], outcomes[0]) or self.needs_sync
         if any(not outcome.ok for outcome in outcomes) and kind != "flags":
             self.needs_sync = True
+        self._log_changes(group)
         self._write_counts()
 
     def _mark(self, outcomes: Sequence[Outcome]) -> None:
@@ -169,6 +173,7 @@ class OutcomeRecorder:
             self._shift(message, None)
             self.session.flush()
             self.session.execute(delete(EmailMessage).where(EmailMessage.id == message.id))
+            self.destroyed.append(message.id)
 
     def _rescan(self, folder_id: uuid.UUID | None) -> None:
         """Make the next sync compare the folder's whole UID list with the server's (the stored UIDNEXT is what lets
@@ -194,6 +199,30 @@ class OutcomeRecorder:
         for folder in rows:
             if folder.name == new or (delimiter and folder.name.startswith(f"{new}{delimiter}")):
                 folder.name = old + folder.name[len(new) :]
+
+    def _log_changes(self, group: Sequence[PendingAction]) -> None:
+        """Log the group's messages still stored as updated (new UID, flags, ``pendingChanges``, ``lastError``),
+        those dropped here as destroyed, and the folders whose counts or names moved (services.changes)."""
+        self.session.flush()
+        tenant_id, account_id = group[0].tenant_id, group[0].account_id
+        wanted = [a.message_id for a in group if a.message_id is not None]
+        folders = [f for f, (total, unread) in self.counts.items() if total or unread]
+        folders += [a.folder_id for a in group if a.kind.startswith("folder_") and a.folder_id is not None]
+        stored: list[uuid.UUID] = []
+        for start in range(0, len(wanted), IN_CHUNK):
+            chunk = wanted[start : start + IN_CHUNK]
+            stored += self.session.execute(select(EmailMessage.id).where(EmailMessage.id.in_(chunk))).scalars()
+        live = list(self.session.execute(select(EmailFolder.id).where(EmailFolder.id.in_(folders))).scalars())
+        for kind, updated, destroyed in (("message", stored, self.destroyed), ("folder", live, [])):
+            record_changes(
+                self.session,
+                tenant_id=tenant_id,
+                account_id=account_id,
+                kind=kind,
+                updated=updated,
+                destroyed=destroyed,
+            )
+        self.destroyed = []
 
     def _write_counts(self) -> None:
         self.session.flush()

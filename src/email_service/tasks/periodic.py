@@ -26,6 +26,10 @@ from email_service.models import now_ms
 from email_service.services import outbox, sync_runs
 from email_service.services.context import ServiceContext
 from email_service.sync.drafts import republish_changed_drafts
+from email_service.services import sync_runs
+from email_service.services.changes import prune_change_log
+from email_service.services.context import ServiceContext
+from email_service.services.webhooks import queue_deliveries
 from email_service.sync.recovery import requeue_stalled_runs, requeue_writebacks
 from email_service.tasks.registry import SEND_TIME_LIMIT
 
@@ -100,6 +104,10 @@ PERIODIC: tuple[PeriodicTask, ...] = (
     PeriodicTask(
         "recover_stalled_syncs", lambda settings: max(60, settings.scheduler_tick_seconds), recover_stalled_syncs
     ),
+    # The change log (issue 12): entries past CHANGE_LOG_MAX_AGE_SECONDS or CHANGE_LOG_MAX_ENTRIES go.
+    PeriodicTask("prune_change_log", lambda settings: settings.change_log_prune_seconds, prune_change_log),
+    # Webhooks: new change-log entries become deliveries (and lost delivery jobs are queued again) every tick.
+    PeriodicTask("queue_webhook_deliveries", lambda settings: settings.scheduler_tick_seconds, queue_deliveries),
 )
 
 

@@ -18,6 +18,7 @@ from email_service.config import Settings
 from email_service.observability import metrics
 from email_service.services.context import build_context
 from email_service.tasks.celery_app import QUEUE, CeleryJobQueue, celery_init_app
+from email_service.tasks.fanout import WebhookFanout
 from email_service.tasks.lease import RedisLease
 from email_service.tasks.periodic import Scheduler
 
@@ -57,6 +58,10 @@ def run_beat(settings: Settings, *, stop: threading.Event | None = None) -> None
     lease = RedisLease(lease_url, ttl_seconds=3 * settings.scheduler_tick_seconds)
     log.info("beat started", extra={"tick_seconds": settings.scheduler_tick_seconds, "lease": lease.token})
     try:
-        Scheduler(ctx, lease=lease).run_forever(stop)
+        fanout = WebhookFanout(ctx).start()  # webhook deliveries soon after commits (via Redis pub/sub)
+        try:
+            Scheduler(ctx, lease=lease).run_forever(stop)
+        finally:
+            fanout.stop()
     finally:
         ctx.db.dispose()

@@ -22,6 +22,7 @@ from email_service.protocols.errors import ConnectionFailed, TemporaryFailure
 from email_service.services.attachment_content import scan_attachment_job
 from email_service.services.context import ServiceContext
 from email_service.services.jobs import JOB_NAMES, JsonScalar, RetryJob
+from email_service.services.webhooks import deliver
 from email_service.sync.account import sync_account
 from email_service.sync.send import send_outbox_item
 from email_service.sync.syncback import syncback_account
@@ -88,6 +89,10 @@ def _send_outbox_item(ctx: ServiceContext, payload: Mapping[str, JsonScalar]) ->
 #: Hard time limit of ``send_outbox_item``: an item ``sending`` longer than this has an unknown outcome (issue 9).
 SEND_TIME_LIMIT = 300
 
+def _deliver_webhook(ctx: ServiceContext, payload: Mapping[str, JsonScalar]) -> str:
+    return deliver(ctx, tenant_id=_uuid(payload, "tenantId"), delivery_id=_uuid(payload, "deliveryId"))
+
+
 JOBS: Mapping[str, JobSpec] = {
     spec.name: spec
     for spec in (
@@ -108,6 +113,8 @@ JOBS: Mapping[str, JobSpec] = {
             max_retries=0,
             transient=(),
         ),
+        # One POST (WEBHOOK_TIMEOUT_SECONDS); a failed one queues its own retry with backoff (services.webhooks).
+        JobSpec("deliver_webhook", _deliver_webhook, soft_time_limit=60, time_limit=90, max_retries=3),
     )
 }
 

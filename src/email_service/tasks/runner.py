@@ -22,6 +22,7 @@ from email_service.observability import metrics
 from email_service.services.context import ServiceContext
 from email_service.services.jobs import JobName, JsonScalar
 from email_service.tasks.execution import attempt_job
+from email_service.tasks.fanout import WebhookFanout
 from email_service.tasks.periodic import Scheduler, queue_due_syncs
 from email_service.tasks.registry import job_spec
 
@@ -34,6 +35,7 @@ class InProcessJobRunner:
         self._ctx: ServiceContext | None = None
         self._stop = threading.Event()
         self._scheduler: threading.Thread | None = None
+        self._fanout: WebhookFanout | None = None
         self._delayed: list[tuple[float, int, str, dict[str, JsonScalar], int]] = []
         self._delayed_changed = threading.Condition()
         self._sequence = itertools.count()
@@ -90,6 +92,7 @@ class InProcessJobRunner:
         if self._ctx is None:
             raise RuntimeError("InProcessJobRunner.bind() was not called")
         scheduler = Scheduler(self._ctx)
+        self._fanout = WebhookFanout(self._ctx).start()  # webhook deliveries soon after each commit
         self._scheduler = threading.Thread(
             target=scheduler.run_forever,
             args=(self._stop,),
@@ -102,6 +105,8 @@ class InProcessJobRunner:
     def shutdown(self, wait: bool = True) -> None:
         """Stop the scheduler, drop delayed jobs, and stop the workers (``wait`` for running jobs)."""
         self._stop.set()
+        if self._fanout is not None:
+            self._fanout.stop()
         with self._delayed_changed:
             self._delayed.clear()
             self._delayed_changed.notify()

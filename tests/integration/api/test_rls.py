@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from email_service.models import (
     TENANT_TABLES,
     AuditLog,
+    ChangeEntry,
     EmailAccount,
     EmailAttachment,
     EmailCredential,
@@ -31,6 +32,9 @@ from email_service.models import (
     SearchDoc,
     SyncRun,
     ThreadContainer,
+    Webhook,
+    WebhookCursor,
+    WebhookDelivery,
     now_ms,
 )
 from email_service.services.context import ServiceContext
@@ -52,6 +56,7 @@ class Tenant:
     spare_account_id: uuid.UUID  # an account without a push lease (one lease per account)
     spare_message_id: uuid.UUID  # a message without a search doc (one doc per message)
     outbox_id: uuid.UUID
+    webhook_id: uuid.UUID
 
     @property
     def id(self) -> uuid.UUID:
@@ -97,9 +102,14 @@ def make_tenant(
             session.add(_container(caller.tenant_id, account_id))
             outbox = _outbox_item(caller.tenant_id, account_id)
             session.add(outbox)
+            session.add(_change(caller.tenant_id, account_id))
+            hook_id = uuid.uuid4()
+            session.add(_webhook(caller.tenant_id, id=hook_id))
             session.flush()
             session.add(_idempotency_key(caller.tenant_id, outbox.id))
-        return Tenant(caller, mailbox, run_id, spare_account_id, spare_message_id, outbox.id)
+            session.add(_cursor(caller.tenant_id, hook_id, account_id))
+            session.add(_delivery(caller.tenant_id, hook_id, account_id))
+        return Tenant(caller, mailbox, run_id, spare_account_id, spare_message_id, outbox.id, hook_id)
 
     return make
 
@@ -143,6 +153,38 @@ def _idempotency_key(tenant_id: uuid.UUID, outbox_id: uuid.UUID) -> IdempotencyK
     )
 
 
+def _change(tenant_id: uuid.UUID, account_id: uuid.UUID) -> ChangeEntry:
+    return ChangeEntry(
+        tenant_id=tenant_id,
+        account_id=account_id,
+        modseq=uuid.uuid4().int % 2**62,
+        kind="message",
+        change="created",
+        object_id=uuid.uuid4(),
+    )
+
+
+def _webhook(tenant_id: uuid.UUID, **fields: Any) -> Webhook:
+    return Webhook(
+        tenant_id=tenant_id, url="https://hooks.example.com/x", events=["*"], secret_ciphertext="x", **fields
+    )
+
+
+def _cursor(tenant_id: uuid.UUID, webhook_id: uuid.UUID, account_id: uuid.UUID) -> WebhookCursor:
+    return WebhookCursor(tenant_id=tenant_id, webhook_id=webhook_id, account_id=account_id, modseq=0)
+
+
+def _delivery(tenant_id: uuid.UUID, webhook_id: uuid.UUID, account_id: uuid.UUID) -> WebhookDelivery:
+    return WebhookDelivery(
+        tenant_id=tenant_id,
+        webhook_id=webhook_id,
+        account_id=account_id,
+        event="message",
+        payload={},
+        next_attempt_at=0,
+    )
+
+
 def _bare_account(tenant_id: uuid.UUID, **fields: Any) -> EmailAccount:
     """An account row of ``tenant_id`` with made-up server fields."""
     return EmailAccount(
@@ -177,6 +219,10 @@ def _new_row(table: str, tenant: Tenant) -> Any:
         "email_sync_runs": lambda: SyncRun(tenant_id=tid, account_id=account),
         "email_audit_log": lambda: AuditLog(tenant_id=tid, action="forged", resource_type="email_account"),
         "email_pending_actions": lambda: _pending_action(tid, account, seq=uuid.uuid4().int % 2**62),
+        "email_changes": lambda: _change(tid, account),
+        "email_webhooks": lambda: _webhook(tid),
+        "email_webhook_cursors": lambda: _cursor(tid, tenant.webhook_id, tenant.spare_account_id),
+        "email_webhook_deliveries": lambda: _delivery(tid, tenant.webhook_id, account),
         "email_push_leases": lambda: PushLease(
             tenant_id=tid, account_id=tenant.spare_account_id, holder="x", expires_at=1
         ),
