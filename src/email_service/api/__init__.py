@@ -10,8 +10,20 @@ from __future__ import annotations
 from apiflask import APIFlask
 
 from . import (
-    accounts, actions, attachments, changes, compose, dev, events, folders, mailbox, message_changes, outbox, search,
-    sync, webhooks,
+    accounts,
+    actions,
+    attachments,
+    changes,
+    compose,
+    dev,
+    events,
+    folders,
+    mailbox,
+    message_changes,
+    outbox,
+    search,
+    sync,
+    webhooks,
 )  # fmt: skip
 from .openapi import ALIAS_PREFIX, CANONICAL_PREFIX, finish_document, install_docs_assets
 from .ops import ops_blueprint

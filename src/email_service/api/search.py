@@ -7,6 +7,7 @@ from typing import Any
 
 from apiflask import APIBlueprint
 
+from email_service.services import changes as changes_service
 from email_service.services import search as search_service
 from email_service.services import thread_list
 
@@ -23,7 +24,9 @@ _HIT = {
     "threadId": "0b6f4c1e-3d2a-4f5e-9a8b-7c6d5e4f3a2b",
     "snippet": "… review the <mark>quarterly</mark> numbers before Friday …",
 }
-SEARCH_EXAMPLE: dict[str, Any] = {"messages": [_HIT], "pagination": {"total": 1, "limit": 50, "offset": 0}}
+SEARCH_EXAMPLE: dict[str, Any] = {
+    "messages": [_HIT], "pagination": {"total": 1, "limit": 50, "offset": 0}, "state": "42"
+}  # fmt: skip
 _THREADED = {**examples.MESSAGE_SUMMARY, "threadId": "0b6f4c1e-3d2a-4f5e-9a8b-7c6d5e4f3a2b"}
 _THREAD = {
     "threadId": _THREADED["threadId"],
@@ -35,7 +38,9 @@ _THREAD = {
     "lastActivityAt": examples.MESSAGE_SUMMARY["receivedAt"],
     "latestMessage": _THREADED,
 }
-THREAD_LIST_EXAMPLE: dict[str, Any] = {"threads": [_THREAD], "pagination": {"total": 1, "limit": 50, "offset": 0}}
+THREAD_LIST_EXAMPLE: dict[str, Any] = {
+    "threads": [_THREAD], "pagination": {"total": 1, "limit": 50, "offset": 0}, "state": "42"
+}  # fmt: skip
 THREAD_EXAMPLE: dict[str, Any] = {"threadId": _THREAD["threadId"], "messages": [_THREADED]}
 
 bp = guard(
@@ -58,9 +63,11 @@ bp = guard(
     responses=AUTH_ERRORS,
 )
 def search_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str, Any]:
+    ctx, principal = service_context(), current_principal()
+    state = changes_service.account_state(ctx, principal=principal, account_id=account_id)  # read before the rows
     page = search_service.search_messages(
-        service_context(),
-        principal=current_principal(),
+        ctx,
+        principal=principal,
         account_id=account_id,
         query=query_data["q"],
         folder_id=query_data["folderId"],
@@ -71,6 +78,7 @@ def search_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[s
     return {
         "messages": [{**message_summary(hit.message), "snippet": hit.snippet} for hit in page.items],
         "pagination": {"total": page.total, "limit": page.limit, "offset": page.offset},
+        "state": state,
     }
 
 
@@ -85,9 +93,11 @@ def search_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[s
     responses=AUTH_ERRORS,
 )
 def list_threads(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str, Any]:
+    ctx, principal = service_context(), current_principal()
+    state = changes_service.account_state(ctx, principal=principal, account_id=account_id)  # read before the rows
     page = thread_list.list_threads(
-        service_context(),
-        principal=current_principal(),
+        ctx,
+        principal=principal,
         account_id=account_id,
         folder_id=query_data["folderId"],
         limit=query_data["limit"],
@@ -98,6 +108,7 @@ def list_threads(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str,
             {**thread_list.thread_fields(item), "latestMessage": message_summary(item.latest)} for item in page.items
         ],
         "pagination": {"total": page.total, "limit": page.limit, "offset": page.offset},
+        "state": state,
     }
 
 

@@ -50,6 +50,9 @@ class SearchOut(Schema):
 
     messages = List(Nested(SearchHitOut))
     pagination = Nested(PaginationOut)
+    state = String(
+        metadata={"description": "the account's state before this list was read (GET /accounts/{id}/changes?since=)"}
+    )
 
 
 class ThreadListQuery(QuerySchema):
@@ -78,6 +81,9 @@ class ThreadListOut(Schema):
 
     threads = List(Nested(ThreadOut))
     pagination = Nested(PaginationOut)
+    state = String(
+        metadata={"description": "the account's state before this list was read (GET /accounts/{id}/changes?since=)"}
+    )
 
 
 class ThreadMessagesOut(Schema):

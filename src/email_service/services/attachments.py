@@ -27,6 +27,7 @@ from email_service.models import EmailAttachment, EmailMessage, now_ms
 from email_service.protocols.mime.filename import safe_filename
 from email_service.protocols.mime.sniff import SNIFF_BYTES, sniff_mime_type, type_allowed
 from email_service.security.tokens import Principal
+from email_service.services import search_index
 from email_service.services.accounts import Page, audit
 from email_service.services.actions import lock_account
 from email_service.services.changes import record_changes
@@ -126,6 +127,17 @@ def mark_draft_changed(message: EmailMessage) -> None:
     """
     message.draft_changed_at = now_ms()
     message.updated_at = message.draft_changed_at
+
+
+def draft_changed(session: Session, message: EmailMessage) -> None:
+    """Everything a local change to a draft (its fields, its attachments) entails, in the caller's transaction
+    (under the account lock): :func:`mark_draft_changed` (the server copy is re-APPENDed), the message's new doc row
+    in the search index, and a message ``updated`` entry in the account's change log."""
+    mark_draft_changed(message)
+    search_index.reindex_messages(session, [message.id])
+    record_changes(
+        session, tenant_id=message.tenant_id, account_id=message.account_id, kind="message", updated=[message.id]
+    )
 
 
 def _require_draft(message: EmailMessage, action: str) -> None:
@@ -247,10 +259,7 @@ def _insert_upload(
         )
         session.add(attachment)
         message.has_attachments = True
-        mark_draft_changed(message)
-        record_changes(
-            session, tenant_id=message.tenant_id, account_id=message.account_id, kind="message", updated=[message.id]
-        )
+        draft_changed(session, message)
         audit(
             session,
             principal,
@@ -278,10 +287,7 @@ def delete_attachment(ctx: ServiceContext, *, principal: Principal, attachment_i
         session.delete(attachment)
         session.flush()
         message.has_attachments = bool(ordered_attachments(session, message.id, limit=1))
-        mark_draft_changed(message)
-        record_changes(
-            session, tenant_id=message.tenant_id, account_id=message.account_id, kind="message", updated=[message.id]
-        )
+        draft_changed(session, message)
         audit(
             session,
             principal,

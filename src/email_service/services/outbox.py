@@ -41,6 +41,7 @@ from email_service.security.tokens import Principal
 from email_service.services import idempotency
 from email_service.services.accounts import Page, load_account
 from email_service.services.attachment_content import draft_attachments
+from email_service.services.changes import record_changes
 from email_service.services.compose import fields_of, parts_of, resolve_related, sender_of
 from email_service.services.compose_mime import ComposeFields, Envelope, build_raw, check_fields, check_recipients
 from email_service.services.context import ServiceContext
@@ -233,6 +234,7 @@ def _store(ctx: ServiceContext, principal: Principal, outgoing: Outgoing, reques
         with ctx.db.tenant_session(principal.tenant_id) as session:
             session.add(item)
             session.flush()
+            record_outbox_change(session, item, created=True)
             if request.idempotency_key is not None:
                 idempotency.remember(session, principal, request.idempotency_key, request.body_sha256, item.id)
     except IntegrityError:  # the same key, concurrently: answer with the first request's item
@@ -242,6 +244,20 @@ def _store(ctx: ServiceContext, principal: Principal, outgoing: Outgoing, reques
         return Accepted(replayed, created=False)
     queue_send(ctx, item.tenant_id, item.id, delay_ms=send_at - now)
     return Accepted(item, created=True)
+
+
+def record_outbox_change(session: Session, item: OutboxItem, *, created: bool = False) -> None:
+    """An outbox item's creation or status change in the account's change log (kind ``outbox``, issue 12), in the
+    transaction that made it."""
+    ids = [item.id]
+    record_changes(
+        session,
+        tenant_id=item.tenant_id,
+        account_id=item.account_id,
+        kind="outbox",
+        created=ids if created else (),
+        updated=() if created else ids,
+    )
 
 
 def queue_send(ctx: ServiceContext, tenant_id: uuid.UUID, outbox_id: uuid.UUID, *, delay_ms: int) -> None:
@@ -323,6 +339,7 @@ def cancel(ctx: ServiceContext, *, principal: Principal, outbox_id: uuid.UUID) -
         if not changed.rowcount:  # type: ignore[attr-defined]
             raise Conflict(f"The item is {item.status}; only a queued or scheduled item can be cancelled")
         session.refresh(item)
+        record_outbox_change(session, item)
         return item
 
 
@@ -378,6 +395,12 @@ def fail_stuck(
                     finished_at=now,
                     updated_at=now,
                 )
+                .returning(OutboxItem.id, OutboxItem.account_id)
             )
-            ended += int(result.rowcount or 0)  # type: ignore[attr-defined]
+            by_account: dict[uuid.UUID, list[uuid.UUID]] = {}
+            for outbox_id, account_id in result:
+                by_account.setdefault(account_id, []).append(outbox_id)
+            for account_id, ids in by_account.items():
+                record_changes(session, tenant_id=tenant_id, account_id=account_id, kind="outbox", updated=ids)
+            ended += sum(len(ids) for ids in by_account.values())
     return ended

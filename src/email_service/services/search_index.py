@@ -10,6 +10,7 @@ change or a move needs no index update.
 
 :func:`backfill_account` indexes and threads the messages stored before migration 0007 (or by a path that
 bypassed :func:`after_insert`); the account sync calls it at its end, then :func:`refresh_statistics`.
+:func:`reindex_messages` rewrites the doc rows of a message changed in place (a draft edited, its attachments).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from email_service.models import EmailAttachment, EmailMessage, SearchDoc, ThreadContainer
@@ -95,6 +96,23 @@ _DOC_COLUMNS = (
     "id", "tenant_id", "account_id", "subject", "from_name", "from_address", "to_addresses", "cc_addresses",
     "text_body", "html_body", "message_id", "in_reply_to", "references", "received_at", "thread_id",
 )  # fmt: skip
+
+
+def reindex_messages(session: Session, message_ids: Iterable[uuid.UUID]) -> None:
+    """Rewrite the doc rows of messages changed in place -- a draft edited, or its attachments added or removed --
+    from their current rows and attachment names, in the caller's transaction (their threads stay as they are: a
+    draft's In-Reply-To/References cannot change after it is created)."""
+    ids = list(dict.fromkeys(message_ids))
+    if not ids:
+        return
+    session.flush()
+    session.execute(delete(SearchDoc).where(SearchDoc.message_id.in_(ids)))
+    columns = [getattr(EmailMessage, name) for name in _DOC_COLUMNS]
+    rows = [dict(row._mapping) for row in session.execute(select(*columns).where(EmailMessage.id.in_(ids)))]
+    attachments = session.execute(
+        select(EmailAttachment.message_id, EmailAttachment.filename).where(EmailAttachment.message_id.in_(ids))
+    ).all()
+    write_docs(session, rows, [{"message_id": m, "filename": f} for m, f in attachments])
 
 
 def backfill_account(session: Session, *, tenant_id: uuid.UUID, account_id: uuid.UUID) -> int:

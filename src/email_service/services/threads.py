@@ -34,6 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from email_service.models import EmailMessage, ThreadContainer, now_ms
+from email_service.services.changes import record_changes
 
 SUBJECT_WINDOW_MS = 7 * 24 * 3600 * 1000
 MAX_MSGID = 500
@@ -278,11 +279,14 @@ def _set(state: _State, key: str, **values: Any) -> None:
 def _write(session: Session, tenant_id: uuid.UUID, account_id: uuid.UUID, state: _State) -> None:
     for old, _new in state.renamed.items():
         survivor = state.resolve(old)
-        session.execute(
+        moved = session.execute(
             update(EmailMessage)
             .where(EmailMessage.account_id == account_id, EmailMessage.thread_id == old)
             .values(thread_id=survivor)
-        )
+            .returning(EmailMessage.id)
+        ).scalars()
+        # A message whose threadId changes is an updated message for the clients (JMAP: Email/changes).
+        record_changes(session, tenant_id=tenant_id, account_id=account_id, kind="message", updated=list(moved))
         session.execute(
             update(ThreadContainer)
             .where(ThreadContainer.account_id == account_id, ThreadContainer.thread_id == old)

@@ -34,14 +34,14 @@ from email_service.models import (
     EmailMessage,
     PendingAction,
     Tenant,
-    folder_counts_delta,
     now_ms,
 )
 from email_service.security.tokens import Principal
 from email_service.services.accounts import audit, load_account
 from email_service.services.actions import NewAction, lock_account, record_actions, request_syncback
 from email_service.services.attachment_content import content_of
-from email_service.services.attachments import mark_draft_changed, ordered_attachments
+from email_service.services.attachments import draft_changed, ordered_attachments
+from email_service.services.changes import record_changes
 from email_service.services.compose import (
     BlobRef,
     fields_of,
@@ -53,7 +53,7 @@ from email_service.services.compose import (
 from email_service.services.compose_mime import ComposeFields, Envelope, build_raw, check_fields
 from email_service.services.context import ServiceContext
 from email_service.services.mailbox import load_message
-from email_service.sync.store import insert_rows, message_rows
+from email_service.sync.store import add_messages, insert_rows, message_rows
 
 DRAFT_FLAGS = ("\\Draft", "\\Seen")
 #: The name and RFC 6154 special-use flag of a folder created for a role the account lacks.
@@ -117,6 +117,7 @@ def role_folder(session: Session, account: EmailAccount, role: str) -> tuple[Ema
     )
     session.add(folder)
     session.flush()
+    record_changes(session, tenant_id=account.tenant_id, account_id=account.id, kind="folder", created=[folder.id])
     create = NewAction(
         "folder_create", folder_id=folder.id, mailbox=name, details={"name": name, "specialUse": special_use}
     )
@@ -239,8 +240,14 @@ def create_draft(
         )
         row["draft_changed_at"] = changed = now_ms()
         attachments = _blob_rows(ctx, row, refs)
-        insert_rows(session, [row], attachments)
-        session.execute(folder_counts_delta(folder.id, total=1, unread=0))
+        add_messages(
+            session,
+            tenant_id=principal.tenant_id,
+            account_id=account_id,
+            folder_id=folder.id,
+            messages=[row],
+            attachments=attachments,
+        )
         actions.append(_append_action(row, folder, sha256, changed))
         record_actions(session, tenant_id=principal.tenant_id, account_id=account_id, actions=actions)
         audit(
@@ -339,7 +346,7 @@ def _store_version(
         added = _blob_rows(ctx, {**row, "id": draft.id}, [r for r in refs if r.sha256 not in stored])
         insert_rows(session, [], added)
         draft.has_attachments = bool(refs)
-        mark_draft_changed(draft)
+        draft_changed(session, draft)
         folder = session.get(EmailFolder, draft.folder_id)
         assert folder is not None
         known = not pending_append(session, draft.id)  # else the pending append's copy is the one to replace

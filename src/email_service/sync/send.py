@@ -28,7 +28,7 @@ import threading
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import delete, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from email_service.errors import NotFound
@@ -37,7 +37,6 @@ from email_service.models import (
     EmailAccount,
     EmailMessage,
     OutboxItem,
-    folder_counts_delta,
     now_ms,
 )
 from email_service.protocols.smtp import SMTPConnectionPool, SMTPDeliveryStatus, SMTPProtocolHandler
@@ -52,9 +51,9 @@ from email_service.services.actions import (
 )
 from email_service.services.context import ServiceContext
 from email_service.services.message_changes import LocalChanges
-from email_service.services.outbox import queue_send
+from email_service.services.outbox import queue_send, record_outbox_change
 from email_service.sync.drafts import pending_append, role_folder
-from email_service.sync.store import insert_rows, message_rows
+from email_service.sync.store import add_messages, delete_messages, message_rows
 
 log = logging.getLogger("email_service.send")
 #: Seconds before the first retries after a transient failure (seed 002); then doubling, capped.
@@ -128,9 +127,11 @@ def _claim(
         account = session.get(EmailAccount, item.account_id)
         if account is None or account.deleted_at is not None or not account.is_enabled:
             _end(item, "failed", "AccountUnavailable", "The account was deleted or disabled", now)
+            record_outbox_change(session, item)
             return "failed"
         if not account.smtp_hostname or not account.smtp_port:
             _end(item, "failed", "NoSmtpSettings", "The account has no SMTP settings (smtpHostname, smtpPort)", now)
+            record_outbox_change(session, item)
             return "failed"
         password = account_password(ctx, session, account)
         # One conditional UPDATE, so that of two jobs (or a job and a cancel) only one wins, on every database.
@@ -142,6 +143,7 @@ def _claim(
         session.refresh(item)
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             return item.status
+        record_outbox_change(session, item)
         session.expunge(item)
         session.expunge(account)
         return item, account, password
@@ -223,6 +225,7 @@ def record_delivery(
         else:
             _end(item, "failed", _ERROR_KINDS.get(result.status, "Failed"), reason, now)
             wrote = False
+        record_outbox_change(session, item)
         status, account_id = item.status, item.account_id
     if retry_in is not None:
         queue_send(ctx, tenant_id, outbox_id, delay_ms=retry_in * 1000)
@@ -243,8 +246,7 @@ def _after_success(ctx: ServiceContext, session: Session, item: OutboxItem, acco
     draft = session.get(EmailMessage, item.draft_id) if item.draft_id else None
     if draft is not None and draft.is_draft:
         if draft.uid is None and not pending_message_ids(session, [draft.id]):
-            session.execute(delete(EmailMessage).where(EmailMessage.id == draft.id))  # never reached the server
-            session.execute(folder_counts_delta(draft.folder_id, total=-1, unread=-int(not draft.is_read)))
+            delete_messages(session, draft.folder_id, EmailMessage.id, [draft.id])  # never reached the server
         else:
             if pending_append(session, draft.id):  # expunge the copy that append makes, not the one it replaces
                 draft.uid = draft.uidvalidity = None
@@ -270,8 +272,9 @@ def _sent_copy(
         flags=["\\Seen"],
         scan_status="pending" if ctx.settings.virus_scan_enabled else "skipped",
     )
-    insert_rows(session, [row], parts)
-    session.execute(folder_counts_delta(folder.id, total=1, unread=0))
+    add_messages(
+        session, tenant_id=item.tenant_id, account_id=account.id, folder_id=folder.id, messages=[row], attachments=parts
+    )
     item.sent_copy_id = row["id"]
     details = {"sha256": item.raw_sha256, "flags": ["\\Seen"], "messageId": item.rfc_message_id}
     actions.append(NewAction("append", message_id=row["id"], folder_id=folder.id, mailbox=folder.name, details=details))

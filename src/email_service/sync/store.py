@@ -29,7 +29,7 @@ log = logging.getLogger("email_service.sync")
 #: Keys per ``IN (...)`` list: well under SQLite's bound-parameter limit.
 IN_CHUNK = 500
 
-__all__ = ["FLAG_COLUMNS", "IN_CHUNK", "delete_messages", "flag_columns", "insert_rows", "message_rows"]
+__all__ = ["FLAG_COLUMNS", "IN_CHUNK", "add_messages", "delete_messages", "flag_columns", "insert_rows", "message_rows"]
 
 
 def _address(address: Address) -> dict[str, str]:
@@ -172,6 +172,30 @@ def insert_rows(session: Session, messages: list[dict[str, Any]], attachments: l
     if attachments:
         session.execute(insert(EmailAttachment), attachments)
     search_index.write_docs(session, messages, attachments)
+
+
+def add_messages(
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    account_id: uuid.UUID,
+    folder_id: uuid.UUID,
+    messages: list[dict[str, Any]],
+    attachments: list[dict[str, Any]],
+) -> list[uuid.UUID]:
+    """The one path that adds message rows to a folder, used by the sync, drafts and the Sent copy of a send: the
+    rows with their attachment rows, threaded and indexed (:func:`insert_rows`), the folder's counts, and the
+    change log (the messages created, the folder updated), in the caller's transaction under the account's lock
+    (taken first: the lock order of :mod:`email_service.services.changes`).  Returns the new messages' ids."""
+    lock_account(session, account_id)
+    insert_rows(session, messages, attachments)
+    ids = [message["id"] for message in messages]
+    if ids:
+        unread = sum(1 for message in messages if not message["is_read"])
+        session.execute(folder_counts_delta(folder_id, total=len(ids), unread=unread))
+        record_changes(session, tenant_id=tenant_id, account_id=account_id, kind="message", created=ids)
+        record_changes(session, tenant_id=tenant_id, account_id=account_id, kind="folder", updated=[folder_id])
+    return ids
 
 
 def delete_messages(

@@ -17,12 +17,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Self
 
-from email_service.models import folder_counts_delta
-from email_service.services.actions import lock_account
-from email_service.services.changes import record_changes
 from email_service.services.context import ServiceContext
 from email_service.sync.progress import RunProgress
-from email_service.sync.store import insert_rows, message_rows
+from email_service.sync.store import add_messages, message_rows
 
 
 class MessageWriter:
@@ -107,16 +104,15 @@ class MessageWriter:
             self.added += pending.result()
 
     def _store(self, messages: list[dict[str, Any]], attachments: list[dict[str, Any]]) -> int:
-        unread = sum(1 for message in messages if not message["is_read"])
         with self.ctx.db.tenant_session(self.tenant_id) as session:
-            lock_account(session, self.account_id)  # lock order: account first (services.changes)
-            insert_rows(session, messages, attachments)
-            session.execute(folder_counts_delta(self.folder_id, total=len(messages), unread=unread))
+            add_messages(
+                session,
+                tenant_id=self.tenant_id,
+                account_id=self.account_id,
+                folder_id=self.folder_id,
+                messages=messages,
+                attachments=attachments,
+            )
             self.progress.stored(len(messages))
             session.execute(self.progress.run_update())
-            ids = [message["id"] for message in messages]
-            record_changes(session, tenant_id=self.tenant_id, account_id=self.account_id, kind="message", created=ids)
-            record_changes(
-                session, tenant_id=self.tenant_id, account_id=self.account_id, kind="folder", updated=[self.folder_id]
-            )
         return len(messages)

@@ -24,12 +24,10 @@ from typing import Protocol
 from email_service.config import Settings
 from email_service.models import now_ms
 from email_service.services import outbox, sync_runs
-from email_service.services.context import ServiceContext
-from email_service.sync.drafts import republish_changed_drafts
-from email_service.services import sync_runs
 from email_service.services.changes import prune_change_log
 from email_service.services.context import ServiceContext
 from email_service.services.webhooks import queue_deliveries
+from email_service.sync.drafts import republish_changed_drafts
 from email_service.sync.recovery import requeue_stalled_runs, requeue_writebacks
 from email_service.tasks.registry import SEND_TIME_LIMIT
 

@@ -89,6 +89,7 @@ def _send_outbox_item(ctx: ServiceContext, payload: Mapping[str, JsonScalar]) ->
 #: Hard time limit of ``send_outbox_item``: an item ``sending`` longer than this has an unknown outcome (issue 9).
 SEND_TIME_LIMIT = 300
 
+
 def _deliver_webhook(ctx: ServiceContext, payload: Mapping[str, JsonScalar]) -> str:
     return deliver(ctx, tenant_id=_uuid(payload, "tenantId"), delivery_id=_uuid(payload, "deliveryId"))
 
