@@ -249,14 +249,7 @@ class Settings:
             s3_endpoint_url=env.get("S3_ENDPOINT_URL") or None,
             s3_prefix=env.get("S3_PREFIX", ""),
             blob_gc_grace_seconds=_int(env, "BLOB_GC_GRACE_SECONDS", 3600, minimum=60),
-            max_attachment_size=_int(env, "MAX_ATTACHMENT_SIZE", 25 * 1024 * 1024, minimum=1),
-            max_attachments_per_message=_int(env, "MAX_ATTACHMENTS_PER_MESSAGE", 20, minimum=1),
-            allowed_mime_types=tuple(t.lower() for t in _list(env, "ALLOWED_MIME_TYPES", DEFAULT_ALLOWED_MIME_TYPES)),
-            virus_scan_enabled=_flag(env, "VIRUS_SCAN_ENABLED", False),
-            virus_scan_timeout=_int(env, "VIRUS_SCAN_TIMEOUT", 30, minimum=1),
-            clamd_socket=env.get("CLAMD_SOCKET") or None,
-            clamd_host=env.get("CLAMD_HOST") or None,
-            clamd_port=_int(env, "CLAMD_PORT", 3310, minimum=1),
+            **_attachment_settings(env),
             sync_batch_size=_int(env, "SYNC_BATCH_SIZE", 200, minimum=1),
             job_workers=_int(env, "JOB_WORKERS", 2, minimum=1),
             scheduler_enabled=_flag(env, "SCHEDULER_ENABLED", True),
@@ -274,6 +267,20 @@ class Settings:
         if production:
             _check_production(settings, env)
         return settings
+
+
+def _attachment_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """The settings of attachments (seed 004, issue 10): limits, allowed types and virus scanning."""
+    return dict(
+        max_attachment_size=_int(env, "MAX_ATTACHMENT_SIZE", 25 * 1024 * 1024, minimum=1),
+        max_attachments_per_message=_int(env, "MAX_ATTACHMENTS_PER_MESSAGE", 20, minimum=1),
+        allowed_mime_types=tuple(t.lower() for t in _list(env, "ALLOWED_MIME_TYPES", DEFAULT_ALLOWED_MIME_TYPES)),
+        virus_scan_enabled=_flag(env, "VIRUS_SCAN_ENABLED", False),
+        virus_scan_timeout=_int(env, "VIRUS_SCAN_TIMEOUT", 30, minimum=1),
+        clamd_socket=env.get("CLAMD_SOCKET") or None,
+        clamd_host=env.get("CLAMD_HOST") or None,
+        clamd_port=_int(env, "CLAMD_PORT", 3310, minimum=1),
+    )
 
 
 def _runtime_settings(env: Mapping[str, str], production: bool) -> dict[str, Any]:

@@ -195,37 +195,12 @@ def _imap_account(ctx: ServiceContext, principal: Principal, account_id: uuid.UU
     return account
 
 
-def create_draft(
-    ctx: ServiceContext, *, principal: Principal, account_id: uuid.UUID, fields: ComposeFields
-) -> uuid.UUID:
-    """Create a draft in the account's Drafts folder and queue its APPEND; returns the message id.
-
-    Raises:
-        NotFound / Forbidden: the account (or ``inReplyTo``/``forwardOf`` message) is not visible.
-        InvalidInput: a seed 002 / 004 limit, naming the field (see :func:`check_fields`).
-        Conflict: a POP3 account.
-    """
-    settings = ctx.settings
-    check_fields(fields, max_size=settings.max_attachment_size, max_count=settings.max_attachments_per_message)
-    account = _imap_account(ctx, principal, account_id)
-    related = resolve_related(ctx, principal=principal, account=account, fields=fields)
-    check_fields(
-        dataclasses.replace(fields, attachments=()),
-        max_size=settings.max_attachment_size,
-        max_count=settings.max_attachments_per_message,
-        existing=len(related.forwarded) + len(fields.attachments),
-    )
-    refs = related.forwarded + store_new_attachments(ctx, principal.tenant_id, fields.attachments)
-    domain = account.email_address.rpartition("@")[2] or None
-    envelope = Envelope(
-        from_address=sender_of(account),
-        message_id=make_msgid(domain=domain),
-        date=datetime.now().astimezone(),
-        in_reply_to=related.in_reply_to,
-        references=related.references,
-        keep_bcc=True,
-    )
-    raw = build_raw(related.fields, envelope, parts_of(ctx, principal.tenant_id, refs))
+def _store_new_draft(
+    ctx: ServiceContext, principal: Principal, account: EmailAccount, raw: bytes, refs: Sequence[BlobRef]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Store a new draft's bytes and row (in Drafts, created if missing) with its attachment rows, and record its
+    ``append``, in one transaction.  Returns the message row and the attachment rows."""
+    account_id = account.id
     sha256 = ctx.blobs.put(str(principal.tenant_id), raw)
     with ctx.db.tenant_session(principal.tenant_id) as session:
         write_lock(session, account_id)
@@ -259,6 +234,41 @@ def create_draft(
             resource_id=row["id"],
             details={"accountId": str(account_id)},
         )
+    return row, attachments
+
+
+def create_draft(
+    ctx: ServiceContext, *, principal: Principal, account_id: uuid.UUID, fields: ComposeFields
+) -> uuid.UUID:
+    """Create a draft in the account's Drafts folder and queue its APPEND; returns the message id.
+
+    Raises:
+        NotFound / Forbidden: the account (or ``inReplyTo``/``forwardOf`` message) is not visible.
+        InvalidInput: a seed 002 / 004 limit, naming the field (see :func:`check_fields`).
+        Conflict: a POP3 account.
+    """
+    settings = ctx.settings
+    check_fields(fields, max_size=settings.max_attachment_size, max_count=settings.max_attachments_per_message)
+    account = _imap_account(ctx, principal, account_id)
+    related = resolve_related(ctx, principal=principal, account=account, fields=fields)
+    check_fields(
+        dataclasses.replace(fields, attachments=()),
+        max_size=settings.max_attachment_size,
+        max_count=settings.max_attachments_per_message,
+        existing=len(related.forwarded) + len(fields.attachments),
+    )
+    refs = related.forwarded + store_new_attachments(ctx, principal.tenant_id, fields.attachments)
+    domain = account.email_address.rpartition("@")[2] or None
+    envelope = Envelope(
+        from_address=sender_of(account),
+        message_id=make_msgid(domain=domain),
+        date=datetime.now().astimezone(),
+        in_reply_to=related.in_reply_to,
+        references=related.references,
+        keep_bcc=True,
+    )
+    raw = build_raw(related.fields, envelope, parts_of(ctx, principal.tenant_id, refs))
+    row, attachments = _store_new_draft(ctx, principal, account, raw, refs)
     _queue_scans(ctx, principal.tenant_id, attachments)
     request_syncback(ctx, principal.tenant_id, account_id)
     return uuid.UUID(str(row["id"]))
