@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from typing import Any
 
 from flask import Flask, Response, request
 from flask_limiter import Limiter, RateLimitExceeded
+from limits.storage import MemoryStorage
 
 from email_service.config import Settings
 from email_service.observability import metrics
@@ -38,9 +40,30 @@ def _exempt() -> bool:
     return request.method == "OPTIONS" or request.path.startswith(EXEMPT_PATHS)
 
 
+class LockedMemoryStorage(MemoryStorage):
+    """limits' in-memory counters (the embedded default) with the restart of their expiry timer under a lock.
+
+    ``MemoryStorage`` restarts its 10 ms expiry timer on every hit with an unguarded check-then-start, so two
+    requests arriving together after a quiet moment can both start the same timer thread: ``RuntimeError: threads
+    can only be started once``, a 500.  Registered as ``email-service-memory://``.
+    """
+
+    STORAGE_SCHEME = ["email-service-memory"]
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: str) -> None:
+        self._expiry_lock = threading.Lock()
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # overrides MemoryStorage.__schedule_expiry (name-mangled)
+        with self._expiry_lock:
+            if not self.timer.is_alive():
+                self.timer = threading.Timer(0.01, getattr(self, "_MemoryStorage__expire_events"))  # noqa: B009 (name-mangled)
+                self.timer.start()
+
+
 def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
     """Attach Flask-Limiter: the configured limit per user, shared by every route but health, spec and preflight."""
-    storage = settings.redis_url or "memory://"
+    storage = settings.redis_url or "email-service-memory://"
     limiter = Limiter(
         key_func=rate_limit_key,
         app=app,
@@ -50,7 +73,7 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
         application_limits_exempt_when=_exempt,
         storage_uri=storage,
         storage_options={"socket_connect_timeout": 2, "socket_timeout": 2} if storage.startswith("redis") else {},
-        in_memory_fallback_enabled=storage != "memory://",
+        in_memory_fallback_enabled=bool(settings.redis_url),
         headers_enabled=False,  # Flask-Limiter would put Retry-After on every response: see _rate_limit_headers
         strategy="fixed-window",
         key_prefix="email_service",
