@@ -53,10 +53,21 @@ class NewAction:
 
 
 def lock_account(session: Session, account_id: uuid.UUID) -> None:
-    """Take the account row's lock for the rest of the transaction (PostgreSQL ``FOR UPDATE``; SQLite serialises
-    writers by itself).  Call it first in every transaction that records actions."""
+    """Take the account row's lock for the rest of the transaction.  Call it first in every transaction that
+    records actions or changes, before reading what it will change.
+
+    PostgreSQL: ``SELECT ... FOR UPDATE`` of the account row.  SQLite: a no-op ``UPDATE`` of the row, which takes
+    the database's write lock now: pysqlite runs SELECTs outside a transaction until the first write, so without it
+    a row read after this call could be changed by another writer before this transaction writes (a lost update).
+    """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(EmailAccount.id).where(EmailAccount.id == account_id).with_for_update())
+    else:
+        session.execute(
+            update(EmailAccount)
+            .where(EmailAccount.id == account_id)
+            .values(action_seq=EmailAccount.action_seq, updated_at=EmailAccount.updated_at)  # no onupdate either
+        )
 
 
 def record_actions(
@@ -68,7 +79,7 @@ def record_actions(
     last = session.execute(
         update(EmailAccount)
         .where(EmailAccount.id == account_id)
-        .values(action_seq=EmailAccount.action_seq + len(actions))
+        .values(action_seq=EmailAccount.action_seq + len(actions), updated_at=EmailAccount.updated_at)
         .returning(EmailAccount.action_seq)
     ).scalar_one()
     now = now_ms()

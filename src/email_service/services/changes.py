@@ -98,7 +98,7 @@ def record_changes(
     last, user_id = session.execute(
         update(EmailAccount)
         .where(EmailAccount.id == account_id)
-        .values(change_seq=EmailAccount.change_seq + len(rows))
+        .values(change_seq=EmailAccount.change_seq + len(rows), updated_at=EmailAccount.updated_at)  # not the account's
         .returning(EmailAccount.change_seq, EmailAccount.user_id)
     ).one()
     now = now_ms()
@@ -279,7 +279,7 @@ def _prune_account(session: Session, account_id: uuid.UUID, *, older_than: int, 
     session.execute(
         update(EmailAccount)
         .where(EmailAccount.id == account_id, EmailAccount.change_floor < floor)
-        .values(change_floor=floor)
+        .values(change_floor=floor, updated_at=EmailAccount.updated_at)
     )
     return int(removed.rowcount or 0)  # type: ignore[attr-defined]
 

@@ -23,7 +23,7 @@ from datetime import datetime
 from email.utils import make_msgid
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from email_service.errors import Conflict, InvalidInput, NotFound
@@ -80,17 +80,6 @@ PARSED_COLUMNS = (
     "raw_sha256",
     "size",
 )
-
-
-def write_lock(session: Session, account_id: uuid.UUID) -> None:
-    """:func:`lock_account`, and on SQLite a no-op UPDATE of the account row: pysqlite runs SELECTs outside a
-    transaction until the first write, so without it a draft read here could be stale by the time this transaction
-    writes (the write-back records a new UID meanwhile).  After it, this transaction holds SQLite's write lock."""
-    lock_account(session, account_id)
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(
-            update(EmailAccount).where(EmailAccount.id == account_id).values(action_seq=EmailAccount.action_seq)
-        )
 
 
 def role_folder(session: Session, account: EmailAccount, role: str) -> tuple[EmailFolder, list[NewAction]]:
@@ -203,7 +192,7 @@ def _store_new_draft(
     account_id = account.id
     sha256 = ctx.blobs.put(str(principal.tenant_id), raw)
     with ctx.db.tenant_session(principal.tenant_id) as session:
-        write_lock(session, account_id)
+        lock_account(session, account_id)
         folder, actions = role_folder(session, account, "drafts")
         row, _parsed = message_rows(
             raw,
@@ -332,7 +321,7 @@ def _store_version(
     """
     sha256 = ctx.blobs.put(str(tenant_id), raw)
     with ctx.db.tenant_session(tenant_id) as session:
-        write_lock(session, account.id)
+        lock_account(session, account.id)
         if principal is not None:
             draft = load_message(session, principal, message_id, for_update=True)
         else:
