@@ -3,6 +3,7 @@ success, and at most once when a worker dies after the server's 250 -- all throu
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -202,3 +203,22 @@ def test_limits_are_400s_naming_the_field(
     assert response.status_code == 400, response.get_json()
     assert field in response.get_json().get("details", {}) or field in response.get_json()["message"]
     assert smtp.handler.messages == []
+
+
+def test_inline_attachments_may_make_a_body_larger_than_the_1_mb_json_limit(
+    sender: Callable[..., Mirror], smtp: SMTPServer
+) -> None:
+    mirror = sender()
+    data = bytes(range(256)) * 6000  # 1.5 MB, 2 MB in base64
+    attachment = {
+        "filename": "big.bin",
+        "contentType": "application/octet-stream",
+        "data": base64.b64encode(data).decode(),
+    }
+    accepted = _send(mirror, draft_body(attachments=[attachment]))
+    assert accepted.status_code == 202, accepted.get_json()
+    assert wait_outbox(mirror, accepted.get_json()["outboxId"], ("sent", "failed"))["status"] == "sent"
+    (part,) = list(smtp.handler.messages[0].message.iter_attachments())
+    assert part.get_payload(decode=True) == data
+    too_big = {**attachment, "data": "A" * (140 * 1024 * 1024)}
+    assert _send(mirror, draft_body(attachments=[too_big])).status_code == 413
