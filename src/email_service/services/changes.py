@@ -263,31 +263,43 @@ def changes_since(
     return Changes(str(after), str(new_state), more, sets)
 
 
-def _prune_account(session: Session, account_id: uuid.UUID, *, older_than: int, max_entries: int) -> int:
-    current = int(session.execute(select(EmailAccount.change_seq).where(EmailAccount.id == account_id)).scalar_one())
-    aged = session.execute(
-        select(func.max(ChangeEntry.modseq)).where(
-            ChangeEntry.account_id == account_id, ChangeEntry.created_at < older_than
+def _prune_tenant(session: Session, tenant_id: uuid.UUID, *, older_than: int, max_entries: int) -> int:
+    """Prune one tenant's log in ``session``: two grouped reads find the accounts with anything to prune, then one
+    DELETE and one floor UPDATE per such account (none for the others)."""
+    aged = dict(
+        session.execute(
+            select(ChangeEntry.account_id, func.max(ChangeEntry.modseq))
+            .where(ChangeEntry.tenant_id == tenant_id, ChangeEntry.created_at < older_than)
+            .group_by(ChangeEntry.account_id)
+        ).all()
+    )
+    accounts = session.execute(
+        select(EmailAccount.id, EmailAccount.change_seq, EmailAccount.change_floor).where(
+            EmailAccount.tenant_id == tenant_id,
+            (EmailAccount.change_seq - max_entries > EmailAccount.change_floor) | EmailAccount.id.in_(list(aged)),
         )
-    ).scalar_one()
-    floor = max(int(aged or 0), current - max_entries)
-    if floor <= 0:
-        return 0
-    removed = session.execute(
-        delete(ChangeEntry).where(ChangeEntry.account_id == account_id, ChangeEntry.modseq <= floor)
-    )
-    session.execute(
-        update(EmailAccount)
-        .where(EmailAccount.id == account_id, EmailAccount.change_floor < floor)
-        .values(change_floor=floor, updated_at=EmailAccount.updated_at)
-    )
-    return int(removed.rowcount or 0)  # type: ignore[attr-defined]
+    ).all()
+    removed = 0
+    for account_id, current, floor in accounts:
+        new_floor = max(int(aged.get(account_id) or 0), int(current) - max_entries)
+        if new_floor <= int(floor):
+            continue
+        result = session.execute(
+            delete(ChangeEntry).where(ChangeEntry.account_id == account_id, ChangeEntry.modseq <= new_floor)
+        )
+        session.execute(
+            update(EmailAccount)
+            .where(EmailAccount.id == account_id, EmailAccount.change_floor < new_floor)
+            .values(change_floor=new_floor, updated_at=EmailAccount.updated_at)
+        )
+        removed += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return removed
 
 
 def prune_change_log(ctx: ServiceContext) -> int:
     """Delete entries older than ``CHANGE_LOG_MAX_AGE_SECONDS`` and beyond the newest ``CHANGE_LOG_MAX_ENTRIES``
-    of each account, tenant by tenant (RLS stays on), one short transaction per account, raising its
-    ``change_floor``.  Idempotent; returns how many entries were deleted."""
+    of each account, one short transaction per tenant (RLS stays on), raising the accounts' ``change_floor``.
+    Idempotent; returns how many entries were deleted."""
     settings = ctx.settings
     older_than = now_ms() - settings.change_log_max_age_seconds * 1000
     with ctx.db.system_session() as session:
@@ -295,14 +307,9 @@ def prune_change_log(ctx: ServiceContext) -> int:
     removed = 0
     for tenant_id in tenant_ids:
         with ctx.db.tenant_session(tenant_id) as session:
-            account_ids = list(
-                session.execute(select(EmailAccount.id).where(EmailAccount.tenant_id == tenant_id)).scalars()
+            removed += _prune_tenant(
+                session, tenant_id, older_than=older_than, max_entries=settings.change_log_max_entries
             )
-        for account_id in account_ids:
-            with ctx.db.tenant_session(tenant_id) as session:
-                removed += _prune_account(
-                    session, account_id, older_than=older_than, max_entries=settings.change_log_max_entries
-                )
     return removed
 
 

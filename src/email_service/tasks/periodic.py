@@ -104,8 +104,11 @@ PERIODIC: tuple[PeriodicTask, ...] = (
     ),
     # The change log (issue 12): entries past CHANGE_LOG_MAX_AGE_SECONDS or CHANGE_LOG_MAX_ENTRIES go.
     PeriodicTask("prune_change_log", lambda settings: settings.change_log_prune_seconds, prune_change_log),
-    # Webhooks: new change-log entries become deliveries (and lost delivery jobs are queued again) every tick.
-    PeriodicTask("queue_webhook_deliveries", lambda settings: settings.scheduler_tick_seconds, queue_deliveries),
+    # Webhooks: the fan-out thread (tasks/fanout.py) makes deliveries on wake-ups; this safety net catches up what a
+    # lost wake-up left and queues delivery jobs lost for a minute: once a minute is soon enough, and cheap.
+    PeriodicTask(
+        "queue_webhook_deliveries", lambda settings: max(60, settings.scheduler_tick_seconds), queue_deliveries
+    ),
 )
 
 

@@ -26,7 +26,9 @@ from email_service.services.context import ServiceContext
 from email_service.services.jobs import RecordingJobQueue
 from email_service.services.webhooks import deliver, queue_deliveries
 from email_service.tasks.fanout import WebhookFanout
+from tests.conftest import create_imap_account, wait_for_sync
 from tests.integration.changes.test_change_log_property import Scenario
+from tests.integration.writeback.conftest import raw_message
 from tests.support.dovecot import Dovecot
 from tests.support.services import wait_until
 
@@ -207,13 +209,23 @@ def test_the_fan_out_thread_delivers_soon_after_the_commit_through_the_job_runne
 ) -> None:
     """No manual step: the commit wakes the fan-out thread, which makes the delivery and queues its job on the
     session's in-process runner, which POSTs it."""
-    scenario = Scenario(client, ctx, make_caller(), dovecot)  # the app's real job runner (write-back included)
+    caller = make_caller()
+    user, password = dovecot.new_user()
+    dovecot.append(user, "INBOX", raw_message("fan-out"))
+    account_id = create_imap_account(client, caller, dovecot.host, dovecot.imap_port, user, password)
+    assert client.post(f"/api/v1/accounts/{account_id}/sync", headers=caller.headers).status_code == 202
+    assert wait_for_sync(client, account_id, caller.headers)["state"] == "succeeded"
+    (message,) = client.get(f"/api/v1/accounts/{account_id}/messages", headers=caller.headers).get_json()["messages"]
     fanout = WebhookFanout(ctx).start()
     try:
-        hook = _create(scenario, url=receiver.url, secret=SECRET, events=["message.updated"]).get_json()
-        scenario.api_read(0, 0)
+        body = {"url": receiver.url, "secret": SECRET, "events": ["message.updated"]}
+        hook = client.post("/api/v1/webhooks", headers=caller.headers, json=body).get_json()
+        assert (
+            client.patch(f"/api/v1/messages/{message['id']}", headers=caller.headers, json={"isRead": True}).status_code
+            == 200
+        )
         wait_until(lambda: receiver.requests, timeout=10, what="the webhook POST")
         payload = json.loads(receiver.requests[0][1])
-        assert payload["webhookId"] == hook["id"] and len(payload["updated"]) == 1
+        assert payload["webhookId"] == hook["id"] and payload["updated"] == [message["id"]]
     finally:
         fanout.stop()
