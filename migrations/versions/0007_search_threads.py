@@ -65,12 +65,15 @@ def upgrade() -> None:
         sa.Column("message_id", sa.Uuid(), nullable=False),
         sa.Column("tenant_id", sa.Uuid(), nullable=False),
         sa.Column("account_id", sa.Uuid(), nullable=False),
-        *(sa.Column(name, sa.Text(), nullable=False, server_default="") for name in _FTS_COLUMNS.split(", ")),
+        sa.Column("received_at", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.Column("size", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.Column("has_attachments", sa.Boolean(), nullable=False, server_default=sa.false()),
         *(
             sa.Column(name, sa.Text(), nullable=False, server_default="")
-            for name in ("from_text", "to_text", "cc_text")
+            for name in ("from_text", "to_text", "cc_text", "subject_terms", "address_terms", "attachment_terms")
         ),
         sa.Column("updated_at", sa.BigInteger(), nullable=False),
+        sa.Column("body_terms", sa.Text(), nullable=False, server_default=""),  # last: SQLite reads in order
         sa.ForeignKeyConstraint(
             ["message_id"],
             ["email_messages.id"],
@@ -81,7 +84,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("message_id", name=op.f("uq_email_search_docs_message_id")),
     )
     op.create_index(op.f("ix_email_search_docs_tenant_id"), "email_search_docs", ["tenant_id"])
-    op.create_index("idx_email_search_docs_account", "email_search_docs", ["account_id"])
+    op.create_index("idx_email_search_docs_account", "email_search_docs", ["account_id", "received_at"])
     op.create_table(
         "email_thread_containers",
         sa.Column("account_id", sa.Uuid(), nullable=False),
