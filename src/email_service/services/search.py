@@ -148,10 +148,15 @@ def fts_match(node: Words) -> str:
 _FTS = table("email_search_fts", column("rowid"), column("email_search_fts"))
 
 
-def _driver(tree: Node) -> Words | None:
-    """A word term every hit must match (the tree, or a top-level AND item): SQLite starts from its FTS5 hits."""
-    items = tree.items if isinstance(tree, And) else (tree,)
-    return next((item for item in items if isinstance(item, Words)), None)
+def _driver(tree: Node) -> str | None:
+    """The FTS5 MATCH of a word term (or an OR of word terms) every hit must match -- the tree itself or a top-level
+    AND item -- from whose hits SQLite starts; ``None`` when there is none."""
+    for item in tree.items if isinstance(tree, And) else (tree,):
+        if isinstance(item, Words):
+            return fts_match(item)
+        if isinstance(item, Or) and all(isinstance(choice, Words) for choice in item.items):
+            return " OR ".join(f"({fts_match(choice)})" for choice in item.items if isinstance(choice, Words))
+    return None
 
 
 def _escape_like(value: str) -> str:
@@ -231,7 +236,7 @@ def _joined(dialect: str, tree: Node, by_folder: bool, conditions: list[ColumnEl
     driver = _driver(tree) if dialect == "sqlite" else None
     if driver is not None:
         joined = _FTS.join(SearchDoc, SearchDoc.doc_id == _FTS.c.rowid)
-        conditions.append(_FTS.c.email_search_fts.op("MATCH")(fts_match(driver)))
+        conditions.append(_FTS.c.email_search_fts.op("MATCH")(driver))
     if by_folder or _reads_message(tree):
         joined = joined.join(EmailMessage, EmailMessage.id == SearchDoc.message_id)
     return joined
