@@ -88,6 +88,7 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "search.json"))
     parser.add_argument(
@@ -97,7 +98,7 @@ def main() -> int:
     args = parser.parse_args()
     api: dict[str, Any] = {}
     workdir = Path(tempfile.mkdtemp(prefix="email-service-bench-search-"))
-    databases = ["sqlite"] + ([] if args.no_postgres else ["postgresql"])
+    databases = ([] if args.no_sqlite else ["sqlite"]) + ([] if args.no_postgres else ["postgresql"])
     measured: dict[str, dict[str, dict[str, Any]]] = {}
     for database in databases:
         mailbox = build(workdir / database, database, args.postgres_url, args.count)
