@@ -9,7 +9,8 @@
 * Keyset indexes matching each sort of the message list: ``(folder_id, <sort key>, id)`` for receivedAt, sentAt,
   subject, from and size, ``(folder_id, is_read, <receivedAt key>, id)`` for the unread filter and
   ``(account_id, <receivedAt key>, id)`` for the account-wide list.  The sort keys are the expressions of
-  :mod:`email_service.services.message_list` (NULLs folded to 0 / '').
+  :mod:`email_service.services.message_list` (NULLs folded to 0 / '', except ``received_at``: always set, and
+  a plain column stays an index condition under RLS where a COALESCE does not).
 
 Existing messages are indexed and threaded by the first sync of their account after this migration
 (:func:`email_service.services.search_index.backfill_account`).
@@ -34,13 +35,13 @@ _TENANT = "NULLIF(current_setting('app.current_tenant_id', true), '')::uuid"
 _FTS_COLUMNS = "subject_terms, address_terms, body_terms, attachment_terms"
 #: ``(index name, key expressions)`` of the list's keyset indexes on ``email_messages``.
 _LIST_INDEXES = (
-    ("idx_email_messages_folder_k_received", "folder_id, coalesce(received_at, 0), id"),
+    ("idx_email_messages_folder_k_received", "folder_id, received_at, id"),
     ("idx_email_messages_folder_k_sent", "folder_id, coalesce(sent_at, 0), id"),
     ("idx_email_messages_folder_k_subject", "folder_id, substr(subject, 1, 100), id"),
     ("idx_email_messages_folder_k_from", "folder_id, coalesce(from_address, ''), id"),
     ("idx_email_messages_folder_k_size", "folder_id, size, id"),
-    ("idx_email_messages_folder_k_read", "folder_id, is_read, coalesce(received_at, 0), id"),
-    ("idx_email_messages_account_k_received", "account_id, coalesce(received_at, 0), id"),
+    ("idx_email_messages_folder_k_read", "folder_id, is_read, received_at, id"),
+    ("idx_email_messages_account_k_received", "account_id, received_at, id"),
 )
 
 
