@@ -122,6 +122,17 @@ def measure(mailbox: Mailbox, seconds: int, depth: int) -> dict[str, dict[str, f
         server.wait(timeout=30)
 
 
+def report(measured: dict[str, Any], count: int) -> None:
+    """Print the table of each database: req/s, p50, p99 and p99 as a multiple of /health's."""
+    for database, rows in measured.items():
+        baseline = rows["health (baseline)"]["p99_ms"]
+        print(f"\n{database}: {count} messages in one folder, wrk 4 connections")
+        print(f"{'endpoint':<30}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'p99 x health':>14}")
+        for name, row in rows.items():
+            print(f"{name:<30}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
+                  f"{row['p99_ms'] / baseline:>14.1f}")  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=100_000)
@@ -141,13 +152,7 @@ def main() -> int:
             measured[database] = measure(mailbox, args.seconds, args.count * 9 // 10)
         finally:
             close(mailbox)
-    for database, rows in measured.items():
-        baseline = rows["health (baseline)"]["p99_ms"]
-        print(f"\n{database}: {args.count} messages in one folder, wrk 4 connections")
-        print(f"{'endpoint':<30}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'p99 x health':>14}")
-        for name, row in rows.items():
-            print(f"{name:<30}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
-                  f"{row['p99_ms'] / baseline:>14.1f}")  # fmt: skip
+    report(measured, args.count)
     write_results(args.output, {"count": args.count, "seconds": args.seconds, "databases": measured})
     return 0
 

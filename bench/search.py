@@ -21,6 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import api_latency
 from bench.mailbox100k import Mailbox, build, close
 from bench.sync_throughput import write_results
 
@@ -87,17 +88,25 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "search.json"))
+    parser.add_argument(
+        "--api-latency", type=int, default=0, metavar="SECONDS",
+        help="also run bench/api_latency.py's wrk measurements on the same mailboxes, SECONDS per endpoint",
+    )  # fmt: skip
     args = parser.parse_args()
+    api: dict[str, Any] = {}
     workdir = Path(tempfile.mkdtemp(prefix="email-service-bench-search-"))
-    databases = ["sqlite"] + ([] if args.no_postgres else ["postgresql"])
+    databases = ([] if args.no_sqlite else ["sqlite"]) + ([] if args.no_postgres else ["postgresql"])
     measured: dict[str, dict[str, dict[str, Any]]] = {}
     for database in databases:
         mailbox = build(workdir / database, database, args.postgres_url, args.count)
         try:
             run_queries(mailbox, 2)  # warm the caches
             measured[database] = run_queries(mailbox, args.repeat)
+            if args.api_latency:
+                api[database] = api_latency.measure(mailbox, args.api_latency, args.count * 9 // 10)
             if database == "postgresql":  # the same database again with migration 0007's optional LEAKPROOF
                 _leakproof(mailbox)
                 run_queries(mailbox, 2)
@@ -119,6 +128,10 @@ def main() -> int:
         worst = max(measured[database].values(), key=lambda r: r["p95_ms"])
         print(f"{database}: worst p95 {worst['p95_ms']} ms ({worst['query']}); goal < 50 ms")
     write_results(args.output, {"count": args.count, "repeat": args.repeat, "databases": measured})
+    if api:
+        api_latency.report(api, args.count)
+        write_results(str(Path(args.output).with_name("api_latency.json")),
+                      {"count": args.count, "seconds": args.api_latency, "databases": api})  # fmt: skip
     return 0
 
 

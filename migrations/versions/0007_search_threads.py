@@ -9,7 +9,8 @@
 * Keyset indexes matching each sort of the message list: ``(folder_id, <sort key>, id)`` for receivedAt, sentAt,
   subject, from and size, ``(folder_id, is_read, <receivedAt key>, id)`` for the unread filter and
   ``(account_id, <receivedAt key>, id)`` for the account-wide list.  The sort keys are the expressions of
-  :mod:`email_service.services.message_list` (NULLs folded to 0 / '').
+  :mod:`email_service.services.message_list` (NULLs folded to 0 / '', except ``received_at``: always set, and
+  a plain column stays an index condition under RLS where a COALESCE does not).
 
 Existing messages are indexed and threaded by the first sync of their account after this migration
 (:func:`email_service.services.search_index.backfill_account`).
@@ -34,13 +35,13 @@ _TENANT = "NULLIF(current_setting('app.current_tenant_id', true), '')::uuid"
 _FTS_COLUMNS = "subject_terms, address_terms, body_terms, attachment_terms"
 #: ``(index name, key expressions)`` of the list's keyset indexes on ``email_messages``.
 _LIST_INDEXES = (
-    ("idx_email_messages_folder_k_received", "folder_id, coalesce(received_at, 0), id"),
+    ("idx_email_messages_folder_k_received", "folder_id, received_at, id"),
     ("idx_email_messages_folder_k_sent", "folder_id, coalesce(sent_at, 0), id"),
     ("idx_email_messages_folder_k_subject", "folder_id, substr(subject, 1, 100), id"),
     ("idx_email_messages_folder_k_from", "folder_id, coalesce(from_address, ''), id"),
     ("idx_email_messages_folder_k_size", "folder_id, size, id"),
-    ("idx_email_messages_folder_k_read", "folder_id, is_read, coalesce(received_at, 0), id"),
-    ("idx_email_messages_account_k_received", "account_id, coalesce(received_at, 0), id"),
+    ("idx_email_messages_folder_k_read", "folder_id, is_read, received_at, id"),
+    ("idx_email_messages_account_k_received", "account_id, received_at, id"),
 )
 
 
@@ -65,12 +66,15 @@ def upgrade() -> None:
         sa.Column("message_id", sa.Uuid(), nullable=False),
         sa.Column("tenant_id", sa.Uuid(), nullable=False),
         sa.Column("account_id", sa.Uuid(), nullable=False),
-        *(sa.Column(name, sa.Text(), nullable=False, server_default="") for name in _FTS_COLUMNS.split(", ")),
+        sa.Column("received_at", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.Column("size", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.Column("has_attachments", sa.Boolean(), nullable=False, server_default=sa.false()),
         *(
             sa.Column(name, sa.Text(), nullable=False, server_default="")
-            for name in ("from_text", "to_text", "cc_text")
+            for name in ("from_text", "to_text", "cc_text", "subject_terms", "address_terms", "attachment_terms")
         ),
         sa.Column("updated_at", sa.BigInteger(), nullable=False),
+        sa.Column("body_terms", sa.Text(), nullable=False, server_default=""),  # last: SQLite reads in order
         sa.ForeignKeyConstraint(
             ["message_id"],
             ["email_messages.id"],
@@ -81,7 +85,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("message_id", name=op.f("uq_email_search_docs_message_id")),
     )
     op.create_index(op.f("ix_email_search_docs_tenant_id"), "email_search_docs", ["tenant_id"])
-    op.create_index("idx_email_search_docs_account", "email_search_docs", ["account_id"])
+    op.create_index("idx_email_search_docs_account", "email_search_docs", ["account_id", "received_at"])
     op.create_table(
         "email_thread_containers",
         sa.Column("account_id", sa.Uuid(), nullable=False),

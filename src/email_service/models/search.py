@@ -33,16 +33,22 @@ class SearchDoc(Base):
     )
     tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False, index=True)
     account_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
-    subject_terms: Mapped[str] = mapped_column(Text, nullable=False, default="")
-    address_terms: Mapped[str] = mapped_column(Text, nullable=False, default="")
-    body_terms: Mapped[str] = mapped_column(Text, nullable=False, default="")
-    attachment_terms: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    #: Copies of the message's columns that never change after it is stored, so that most searches never read the
+    #: (wide) message rows: IMAP INTERNALDATE (epoch ms), RFC822.SIZE (octets), has attachments.
+    received_at: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    has_attachments: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     from_text: Mapped[str] = mapped_column(Text, nullable=False, default="")
     to_text: Mapped[str] = mapped_column(Text, nullable=False, default="")
     cc_text: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    subject_terms: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    address_terms: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    attachment_terms: Mapped[str] = mapped_column(Text, nullable=False, default="")
     updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False, default=now_ms, onupdate=now_ms)
+    #: Last: SQLite reads a row's columns in order, and this one is long.
+    body_terms: Mapped[str] = mapped_column(Text, nullable=False, default="")
 
-    __table_args__ = (Index("idx_email_search_docs_account", "account_id"),)
+    __table_args__ = (Index("idx_email_search_docs_account", "account_id", "received_at"),)
 
 
 class ThreadContainer(TenantScoped, Base):

@@ -45,11 +45,18 @@ SORT_ORDERS = ("asc", "desc")
 
 
 def sort_key(sort_by: str) -> ColumnElement[Any]:
-    """The SQL key of a sort (``SORT_FIELDS``), exactly the expression its migration-0007 index is built on."""
+    """The SQL key of a sort (``SORT_FIELDS``), exactly the expression its migration-0007 index is built on.
+
+    Under PostgreSQL's row-level security only the plain-column keys (``receivedAt``, ``size``) are index range
+    conditions for a cursor; the others (COALESCE, substr) are used for the order only, so a deep cursor page on
+    them reads the rows before it.
+    """
     zero: ColumnElement[Any] = literal_column("0")
     empty: ColumnElement[Any] = literal_column("''")
     keys: dict[str, ColumnElement[Any]] = {
-        "receivedAt": func.coalesce(EmailMessage.received_at, zero),
+        # The plain column (always set by the store: INTERNALDATE, else Date, else now): PostgreSQL does not take a
+        # COALESCE as an index condition under row-level security (not known leakproof), only for the order.
+        "receivedAt": EmailMessage.__table__.c.received_at,
         "sentAt": func.coalesce(EmailMessage.sent_at, zero),
         "subject": func.substr(EmailMessage.subject, literal_column("1"), literal_column("100")),
         "from": func.coalesce(EmailMessage.from_address, empty),

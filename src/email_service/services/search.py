@@ -35,7 +35,6 @@ from sqlalchemy import (
     select,
     table,
     text,
-    true,
 )
 from sqlalchemy.orm import Session
 
@@ -65,7 +64,7 @@ SORTS = ("relevance", "date")
 _WORD = re.compile(r"[^\W_]+")
 _SPACES = re.compile(r"\s+")
 _FLAG_COLUMNS = {
-    "attachment": (EmailMessage.has_attachments, True),
+    "attachment": (SearchDoc.has_attachments, True),
     "unread": (EmailMessage.is_read, False),
     "read": (EmailMessage.is_read, True),
     "flagged": (EmailMessage.is_flagged, True),
@@ -123,10 +122,10 @@ class _Compiler:
             )
         assert isinstance(node, Bound)
         if node.kind == "before":
-            return EmailMessage.received_at < node.value
+            return SearchDoc.received_at < node.value
         if node.kind == "after":
-            return EmailMessage.received_at >= node.value
-        return EmailMessage.size > node.value if node.kind == "larger" else EmailMessage.size < node.value
+            return SearchDoc.received_at >= node.value
+        return SearchDoc.size > node.value if node.kind == "larger" else SearchDoc.size < node.value
 
     def words(self, node: Words) -> ColumnElement[bool]:
         if self.dialect == "postgresql":
@@ -149,10 +148,15 @@ def fts_match(node: Words) -> str:
 _FTS = table("email_search_fts", column("rowid"), column("email_search_fts"))
 
 
-def _driver(tree: Node) -> Words | None:
-    """A word term every hit must match (the tree, or a top-level AND item): SQLite starts from its FTS5 hits."""
-    items = tree.items if isinstance(tree, And) else (tree,)
-    return next((item for item in items if isinstance(item, Words)), None)
+def _driver(tree: Node) -> str | None:
+    """The FTS5 MATCH of a word term (or an OR of word terms) every hit must match -- the tree itself or a top-level
+    AND item -- from whose hits SQLite starts; ``None`` when there is none."""
+    for item in tree.items if isinstance(tree, And) else (tree,):
+        if isinstance(item, Words):
+            return fts_match(item)
+        if isinstance(item, Or) and all(isinstance(choice, Words) for choice in item.items):
+            return " OR ".join(f"({fts_match(choice)})" for choice in item.items if isinstance(choice, Words))
+    return None
 
 
 def _escape_like(value: str) -> str:
@@ -199,26 +203,52 @@ def search_messages(
         _check_folder(session, account_id, folder_id)
         compiler = _Compiler(session.get_bind().dialect.name, account_id)
         conditions = [
-            EmailMessage.tenant_id == principal.tenant_id,
-            EmailMessage.account_id == account_id,
-            EmailMessage.folder_id == folder_id if folder_id is not None else true(),
+            SearchDoc.tenant_id == principal.tenant_id,
+            SearchDoc.account_id == account_id,
             compiler.condition(tree),
         ]
-        driver = _driver(tree) if compiler.dialect == "sqlite" else None
-        if driver is not None:
-            joined = _FTS.join(SearchDoc, SearchDoc.doc_id == _FTS.c.rowid).join(
-                EmailMessage, EmailMessage.id == SearchDoc.message_id
-            )
-            conditions.append(_FTS.c.email_search_fts.op("MATCH")(fts_match(driver)))
-        else:
-            joined = EmailMessage.__table__.join(SearchDoc, SearchDoc.message_id == EmailMessage.id)
-        base = select(EmailMessage).select_from(joined).where(*conditions)
+        joined = _joined(compiler.dialect, tree, folder_id is not None, conditions)
+        if folder_id is not None:
+            conditions.append(EmailMessage.folder_id == folder_id)
         total = session.execute(select(func.count()).select_from(joined).where(*conditions)).scalar_one()
-        newest = (EmailMessage.received_at.desc(), EmailMessage.id.desc())
+        newest = (SearchDoc.received_at.desc(), SearchDoc.message_id.desc())
         ordering = (_score(words).desc(), *newest) if sort == "relevance" and words else newest
-        rows = list(session.execute(base.order_by(*ordering).limit(limit).offset(offset)).scalars())
-        hits = [SearchHit(row, snippet(row, words)) for row in rows]
+        ids = list(
+            session.execute(
+                select(SearchDoc.message_id)
+                .select_from(joined)
+                .where(*conditions)
+                .order_by(*ordering)
+                .limit(limit)
+                .offset(offset)
+            ).scalars()
+        )
+        found = {m.id: m for m in session.execute(select(EmailMessage).where(EmailMessage.id.in_(ids))).scalars()}
+        hits = [SearchHit(found[i], snippet(found[i], words)) for i in ids if i in found]
     return SearchPage(hits, int(total), limit, offset)
+
+
+def _joined(dialect: str, tree: Node, by_folder: bool, conditions: list[ColumnElement[bool]]) -> Any:
+    """What a search reads: the doc rows -- on SQLite starting from the FTS5 hits of a word every hit must match
+    (adding that MATCH to ``conditions``) -- and the message rows only when the query needs their mutable columns
+    (flags, folder)."""
+    joined: Any = SearchDoc.__table__
+    driver = _driver(tree) if dialect == "sqlite" else None
+    if driver is not None:
+        joined = _FTS.join(SearchDoc, SearchDoc.doc_id == _FTS.c.rowid)
+        conditions.append(_FTS.c.email_search_fts.op("MATCH")(driver))
+    if by_folder or _reads_message(tree):
+        joined = joined.join(EmailMessage, EmailMessage.id == SearchDoc.message_id)
+    return joined
+
+
+def _reads_message(node: Node) -> bool:
+    """Whether a condition of the tree is on ``email_messages`` (flags other than attachments, folders)."""
+    if isinstance(node, And | Or):
+        return any(_reads_message(item) for item in node.items)
+    if isinstance(node, Not):
+        return _reads_message(node.item)
+    return isinstance(node, Folder) or (isinstance(node, Flag) and node.name != "attachment")
 
 
 def _check_folder(session: Session, account_id: uuid.UUID, folder_id: uuid.UUID | None) -> None:

@@ -57,6 +57,9 @@ def doc_row(message: Mapping[str, Any], attachment_names: Iterable[str]) -> dict
         "message_id": message["id"],
         "tenant_id": message["tenant_id"],
         "account_id": message["account_id"],
+        "received_at": message.get("received_at") or 0,
+        "size": message.get("size") or 0,
+        "has_attachments": bool(message.get("has_attachments")),
         "subject_terms": terms(message.get("subject") or ""),
         "address_terms": terms(f"{sender} {to} {cc}"),
         "body_terms": terms(body_text(message), limit=MAX_BODY_WORDS),
@@ -94,7 +97,8 @@ def write_docs(
 
 _DOC_COLUMNS = (
     "id", "tenant_id", "account_id", "subject", "from_name", "from_address", "to_addresses", "cc_addresses",
-    "text_body", "html_body", "message_id", "in_reply_to", "references", "received_at", "thread_id",
+    "text_body", "html_body", "message_id", "in_reply_to", "references", "received_at", "thread_id", "size",
+    "has_attachments",
 )  # fmt: skip
 
 

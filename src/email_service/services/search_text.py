@@ -26,6 +26,8 @@ _STEMMER = Stemmer.Stemmer("english")
 
 def fold(text: str) -> str:
     """``text`` without diacritics, casefolded (``"Ärger"`` -> ``"arger"``)."""
+    if text.isascii():  # the common case, without a Python loop over the characters
+        return text.casefold()
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
