@@ -323,6 +323,7 @@ def test_a_push_process_hands_the_syncs_it_triggers_to_the_celery_workers(
         return "pushed through celery" in {m["subject"] for m in body["messages"]}
 
     wait_until(listed, 60, "the pushed message listed by the API")
-    assert sum(state == "succeeded" for _at, state, _t in pushed_runs()) >= 2  # the catch-up and the new mail
+    # the catch-up and the new mail (the message is listed once its rows commit, a moment before its run's outcome)
+    wait_until(lambda: sum(state == "succeeded" for _at, state, _t in pushed_runs()) >= 2, 30, "the push run to end")
     worked = scrape(worker.metrics_url)
     assert sample(worked, "email_service_jobs_finished_total", kind="sync_account", outcome="succeeded") >= 2
