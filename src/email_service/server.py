@@ -38,25 +38,53 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve_waitress(app: WsgiApp, sock: socket.socket, *, threads: int, max_request_body_size: int) -> None:
-    """Serve ``app`` on ``sock`` in this process until interrupted (embedded default); waitress answers 413 to a
-    body over ``max_request_body_size`` bytes before buffering it."""
-    from waitress.server import create_server
+#: Bytes waitress reads from a file per send attempt (see :func:`serve_waitress`).
+WAITRESS_SEND_CHUNK = 256 * 1024
 
-    server = create_server(
-        app,
-        sockets=[sock],
-        threads=threads,
-        ident="email_service",
-        max_request_body_size=max_request_body_size,
-        connection_limit=100 + threads,
-    )
+
+def serve_waitress(app: WsgiApp, sock: socket.socket, *, threads: int, max_request_body_size: int) -> None:
+    """Serve ``app`` on ``sock`` in this process until interrupted (embedded default): :func:`waitress_server`."""
+    server = waitress_server(app, sock, threads=threads, max_request_body_size=max_request_body_size)
     try:
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
         server.close()
+
+
+def waitress_server(app: WsgiApp, sock: socket.socket, *, threads: int, max_request_body_size: int) -> Any:
+    """A waitress server of ``app`` on the listening ``sock`` (call its ``run()``); it answers 413 to a body over
+    ``max_request_body_size`` bytes before buffering it.
+
+    A file body (``wsgi.file_wrapper``: downloads) is sent by waitress's channel, which reads as many bytes of the
+    file per send attempt as the socket's ``SO_SNDBUF`` at accept time (~3.9 MB on Linux loopback, where the kernel
+    auto-tunes it), then reads them again to skip what was sent.  Ten parallel 25 MB downloads held ~65 MB of
+    short-lived reads that way and ran at a third of the speed they reach with reads capped at
+    :data:`WAITRESS_SEND_CHUNK` (``bench/attachments.py``).  The channel here caps them; the socket's buffer (and
+    TCP auto-tuning) stays as it is.
+    """
+    from waitress.adjustments import Adjustments
+    from waitress.channel import HTTPChannel
+    from waitress.server import TcpWSGIServer
+
+    class _Channel(HTTPChannel):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.sendbuf_len = min(self.sendbuf_len, WAITRESS_SEND_CHUNK)
+
+    class _Server(TcpWSGIServer):
+        channel_class = _Channel
+
+    adj = Adjustments(
+        sockets=[sock],
+        threads=threads,
+        ident="email_service",
+        max_request_body_size=max_request_body_size,
+        connection_limit=100 + threads,
+    )
+    sockinfo = (sock.family, sock.type, sock.proto, sock.getsockname())
+    return _Server(app, None, True, sock, adj=adj, bind_socket=False, sockinfo=sockinfo)
 
 
 def serve_gunicorn(settings: Settings, load_app: Callable[[], WsgiApp], sock: socket.socket, *, threads: int) -> int:
