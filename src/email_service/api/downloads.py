@@ -10,16 +10,19 @@ and the headers that keep a browser from running what it receives.
   date: we send no ``Last-Modified``) gets the whole file.
 * ``Content-Disposition`` (RFC 6266) ``attachment`` unless ``inline`` was asked for a type safe to render
   (:data:`INLINE_TYPES`: raster images, PDF, plain text); HTML, SVG, XML, scripts and everything else download.
-* The body: a file-backed store's open file goes to the WSGI server's ``wsgi.file_wrapper`` (PEP 3333; waitress
-  sends it from the file) when the response runs to the end of the file; otherwise the store's chunks.
+* The body: with a file-backed store, the served bytes -- the whole file or the one range -- go to the WSGI server's
+  ``wsgi.file_wrapper`` (PEP 3333) as a file of their own (:class:`FileSpan`): gunicorn sends them with
+  ``sendfile(2)``, waitress reads them in pieces of ``server.WAITRESS_SEND_CHUNK``.  Other stores: their chunks.
 * ``X-Content-Type-Options: nosniff``, ``Cache-Control: private``, and ``Content-Security-Policy: default-src
   'none'; sandbox`` in case a file is opened directly.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable
+from typing import BinaryIO, cast
 
 from flask import Response, request
 from werkzeug.wsgi import wrap_file
@@ -89,9 +92,53 @@ def download_response(blobs: BlobStore, download: Download, *, inline: bool) -> 
 
 
 def _body(blobs: BlobStore, content: Content, start: int, stop: int) -> Iterable[bytes]:
-    if stop == content.size:
-        handle = blobs.open_file(content.namespace, content.sha256)
-        if handle is not None:
-            handle.seek(start)
-            return wrap_file(request.environ, handle, buffer_size=CHUNK_SIZE)
+    handle = blobs.open_file(content.namespace, content.sha256)
+    if handle is not None:
+        span = cast(BinaryIO, FileSpan(handle, start, stop))  # a file object; typeshed types RawIOBase apart
+        return wrap_file(request.environ, span, buffer_size=CHUNK_SIZE)
     return blobs.iter_chunks(content.namespace, content.sha256, start=start, stop=stop)
+
+
+class FileSpan(io.RawIOBase):
+    """Bytes ``start`` (inclusive) to ``stop`` (exclusive) of an open file, as a readable, seekable file of their own
+    whose ``fileno()`` is the file's: a WSGI server that iterates the file wrapper reads no byte past ``stop``, one
+    that seeks to the end to learn the length (waitress) finds ``stop - start``, and one that sends with
+    ``sendfile(2)`` from the descriptor's position (gunicorn) starts at ``start`` and sends ``Content-Length``
+    bytes.  Closing it closes the file."""
+
+    def __init__(self, handle: BinaryIO, start: int, stop: int) -> None:
+        super().__init__()
+        self._handle, self._start, self._stop = handle, start, stop
+        handle.seek(start)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._handle.fileno()
+
+    def tell(self) -> int:
+        return self._handle.tell() - self._start
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: self._start, io.SEEK_CUR: self._handle.tell(), io.SEEK_END: self._stop}[whence]
+        position = min(max(base + offset, self._start), self._stop)
+        self._handle.seek(position)
+        return position - self._start
+
+    def read(self, size: int | None = -1) -> bytes:
+        left = max(self._stop - self._handle.tell(), 0)
+        return self._handle.read(left if size is None or size < 0 else min(size, left))
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._handle.close()
+        super().close()
