@@ -9,7 +9,8 @@ embedded settings, SQLite and filesystem blobs, so only the HTTP server differs)
 
 * uploads a ``--size-mb`` file to a draft (multipart, streamed from memory by http.client): seconds and MB/s;
 * downloads it ``--rounds`` times through the API, interleaved with two references read by the same client code
-  (256 KiB ``readinto``): the same blob file read from disk (page cache warm: a memory copy), and the same file sent
+  (256 KiB ``readinto``): the same blob file read from disk (page cache warm: a memory copy), the same file read
+  with ``O_DIRECT`` (from the device, past the page cache; 1 MiB pieces), and the same file sent
   by the kernel (``socket.sendfile``) from a bare TCP server in another process with a minimal HTTP header (the
   loopback transport's ceiling, no application): MB/s of each and the API's ratio to both (goal: API >= 0.5 x disk);
 * runs ``--parallel`` downloads at once while sampling the resident memory (``VmRSS``) of the server's process
@@ -30,6 +31,7 @@ import base64
 import hashlib
 import http.client
 import json
+import mmap
 import os
 import secrets
 import shutil
@@ -173,6 +175,20 @@ def _read_file(path: Path) -> int:
     return total
 
 
+def _read_device(path: Path) -> int:
+    """Read ``path`` with ``O_DIRECT`` (from the device, past the page cache) in 1 MiB aligned pieces."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    buffer = mmap.mmap(-1, 1024 * 1024)  # page-aligned, as O_DIRECT needs
+    total = 0
+    try:
+        while count := os.readv(descriptor, [buffer]):
+            total += count
+    finally:
+        os.close(descriptor)
+        buffer.close()
+    return total
+
+
 def _median_rate(size: int, seconds: list[float]) -> float:
     return size / MB / sorted(seconds)[len(seconds) // 2]
 
@@ -265,11 +281,12 @@ def api_part(kind: str, size_mb: int, rounds: int, parallel: int) -> dict[str, A
         reference = subprocess.Popen([sys.executable, "-c", _SENDFILE, str(blob)], stdout=subprocess.PIPE, text=True)
         assert reference.stdout is not None
         reference_port = int(reference.stdout.readline())
-        times: dict[str, list[float]] = {"api": [], "disk": [], "sendfile": []}
-        for _ in range(rounds):  # interleaved, so all three see the same machine load
+        times: dict[str, list[float]] = {"api": [], "disk": [], "sendfile": [], "device": []}
+        for _ in range(rounds):  # interleaved, so all see the same machine load
             times["api"].append(_timed(server.download, created["url"], headers))
             times["disk"].append(_timed(_read_file, blob))
             times["sendfile"].append(_timed(_download, reference_port, "/", {}))
+            times["device"].append(_timed(_read_device, blob))
         rates = {name: _median_rate(len(payload), seconds) for name, seconds in times.items()}
         baseline, peak, parallel_seconds = _peak_rss(server, parallel, created["url"], headers)
         ctx.db.dispose()
@@ -280,8 +297,10 @@ def api_part(kind: str, size_mb: int, rounds: int, parallel: int) -> dict[str, A
             "upload_mb_s": round(len(payload) / MB / upload_seconds, 1),
             "download_api_mb_s": round(rates["api"], 1),
             "read_disk_mb_s": round(rates["disk"], 1),
+            "read_device_mb_s": round(rates["device"], 1),
             "bare_sendfile_mb_s": round(rates["sendfile"], 1),
             "api_over_disk": round(rates["api"] / rates["disk"], 3),
+            "api_over_device": round(rates["api"] / rates["device"], 3),
             "api_over_bare_sendfile": round(rates["api"] / rates["sendfile"], 3),
             "bare_sendfile_over_disk": round(rates["sendfile"] / rates["disk"], 3),
             "parallel_downloads": parallel,
