@@ -1,16 +1,19 @@
-"""Search of an account's mirrored mail (issue 11): the query tree of :mod:`.search_query` as SQL, relevance, snippets.
+"""Search of an account's mirrored mail (issue 11): the query tree of :mod:`.search_query`, run by
+:mod:`.search_sql`, paged and ranked with bounded work; snippets.
 
-Word and phrase terms match the stemmed lexemes of ``email_search_docs`` (:mod:`.search_index`): on PostgreSQL
-``tsv @@ to_tsquery('simple', ...)`` (phrases with ``<->``, ``subject:`` restricted to weight A, ``filename:`` to
-weight D), on SQLite ``doc_id IN (SELECT rowid FROM email_search_fts WHERE email_search_fts MATCH ...)`` (phrases in
-quotes, ``subject:`` / ``filename:`` as FTS5 column filters).  Both see the same lexemes (stemmed in Python), so
-both find the same messages.  Address terms (``from:`` ...) are ``LIKE '%part%'`` on the folded address texts
-(pg_trgm GIN on PostgreSQL); flags, folders, dates and sizes are the message row's columns, read at query time.
+Bounded work per request (so that a word in half of a 100,000-message mailbox costs what a rare word costs):
 
-``sort=relevance`` ranks by a score computed the same way on both databases -- per query word: 4 if it is in the
-subject, 2 if in an address, 1 if in an attachment name -- then newest first; ``sort=date`` is newest first.
+* ``total`` is counted exactly up to :data:`COUNT_CAP` hits; beyond, the page says ``total_exact=False`` and
+  ``total`` is a lower bound (``COUNT_CAP``, or more when the page itself reaches further) -- as Gmail's
+  ``resultSizeEstimate`` or JMAP's optional ``total``.
+* ``sort=relevance`` ranks the newest :data:`RANK_WINDOW` hits by a score -- per query word 4 if it is in the
+  subject, 2 if in an address, 1 if in an attachment name -- then newest first among equal scores; the hits after
+  that window follow newest first (offsets at or beyond ``RANK_WINDOW`` page through them by date).  A query
+  without words, and ``sort=date``, is newest first throughout.  Ties in date are broken by the doc's id (the
+  order it was indexed), the same on both databases.
+
 Each hit has a ``snippet``: about :data:`SNIPPET_WORDS` words of the body (else the subject) around the first
-matched word, HTML-escaped, matched words in ``<mark>``.
+matched word, HTML-escaped, matched words in ``<mark>``; only the page's hits are loaded and snipped.
 """
 
 from __future__ import annotations
@@ -21,59 +24,29 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    and_,
-    bindparam,
-    case,
-    column,
-    func,
-    literal,
-    literal_column,
-    not_,
-    or_,
-    select,
-    table,
-    text,
-)
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from email_service.errors import InvalidInput, NotFound
-from email_service.models import EmailFolder, EmailMessage, SearchDoc
+from email_service.models import EmailFolder, EmailMessage
 from email_service.security.tokens import Principal
 from email_service.services.accounts import load_account
 from email_service.services.context import ServiceContext
 from email_service.services.search_index import body_text
-from email_service.services.search_query import (
-    Address,
-    And,
-    Bound,
-    Flag,
-    Folder,
-    Node,
-    Not,
-    Or,
-    Words,
-    parse_query,
-    positive_lexemes,
-)
+from email_service.services.search_query import parse_query, positive_lexemes
+from email_service.services.search_sql import SearchSql
 from email_service.services.search_text import MAX_BODY_WORDS, fold, stem
+
+__all__ = ["COUNT_CAP", "RANK_WINDOW", "SORTS", "SearchHit", "SearchPage", "search_messages", "snippet"]
 
 SNIPPET_WORDS = 30
 SORTS = ("relevance", "date")
+#: Hits counted exactly; beyond, ``total`` is a lower bound.
+COUNT_CAP = 1000
+#: ``sort=relevance`` ranks the newest this many hits; the rest follow by date.
+RANK_WINDOW = 200
 _WORD = re.compile(r"[^\W_]+")
 _SPACES = re.compile(r"\s+")
-_FLAG_COLUMNS = {
-    "attachment": (SearchDoc.has_attachments, True),
-    "unread": (EmailMessage.is_read, False),
-    "read": (EmailMessage.is_read, True),
-    "flagged": (EmailMessage.is_flagged, True),
-    "unflagged": (EmailMessage.is_flagged, False),
-    "answered": (EmailMessage.is_answered, True),
-    "draft": (EmailMessage.is_draft, True),
-}
-_FTS_COLUMN = {None: "", "subject": "subject_terms : ", "filename": "attachment_terms : "}
-_WEIGHT = {None: "", "subject": ":A", "filename": ":D"}
 
 
 @dataclass(frozen=True)
@@ -86,95 +59,21 @@ class SearchHit:
 
 @dataclass(frozen=True)
 class SearchPage:
+    """A page of hits; ``total`` is exact when ``total_exact``, else a lower bound (see the module docstring)."""
+
     items: list[SearchHit]
     total: int
     limit: int
     offset: int
+    total_exact: bool = True
 
 
-class _Compiler:
-    """Turns a query tree into a SQL condition for one database dialect and one account."""
-
-    def __init__(self, dialect: str, account_id: uuid.UUID) -> None:
-        self.dialect, self.account_id = dialect, account_id
-
-    def condition(self, node: Node) -> ColumnElement[bool]:
-        if isinstance(node, And):
-            return and_(*(self.condition(item) for item in node.items))
-        if isinstance(node, Or):
-            return or_(*(self.condition(item) for item in node.items))
-        if isinstance(node, Not):
-            return not_(self.condition(node.item))
-        if isinstance(node, Words):
-            return self.words(node)
-        if isinstance(node, Address):
-            texts = {"from": SearchDoc.from_text, "to": SearchDoc.to_text, "cc": SearchDoc.cc_text}
-            return texts[node.field].like("%" + _escape_like(node.text) + "%", escape="\\")
-        if isinstance(node, Flag):
-            flag, value = _FLAG_COLUMNS[node.name]
-            return flag.is_(value)
-        if isinstance(node, Folder):
-            return EmailMessage.folder_id.in_(
-                select(EmailFolder.id).where(
-                    EmailFolder.account_id == self.account_id,
-                    or_(func.lower(EmailFolder.name) == node.name.lower(), EmailFolder.type == node.name.lower()),
-                )
-            )
-        assert isinstance(node, Bound)
-        if node.kind == "before":
-            return SearchDoc.received_at < node.value
-        if node.kind == "after":
-            return SearchDoc.received_at >= node.value
-        return SearchDoc.size > node.value if node.kind == "larger" else SearchDoc.size < node.value
-
-    def words(self, node: Words) -> ColumnElement[bool]:
-        if self.dialect == "postgresql":
-            weight = _WEIGHT[node.field]
-            query = " <-> ".join(f"'{lexeme}'{weight}" for lexeme in node.lexemes)
-            return literal_column("email_search_docs.tsv").bool_op("@@")(func.to_tsquery("simple", query))
-        hits = text("SELECT rowid FROM email_search_fts WHERE email_search_fts MATCH :match").bindparams(
-            bindparam("match", fts_match(node), unique=True)  # one per term: a query has several
-        )
-        # ``+doc_id``: a membership test, not an index constraint (SQLite would otherwise probe the docs' index
-        # once per message and per hit).
-        return literal_column("+email_search_docs.doc_id").in_(hits.columns(rowid=SearchDoc.doc_id.type))
-
-
-def fts_match(node: Words) -> str:
-    """The FTS5 MATCH expression of a word or phrase term (a column filter for ``subject:`` / ``filename:``)."""
-    return _FTS_COLUMN[node.field] + '"' + " ".join(node.lexemes) + '"'
-
-
-_FTS = table("email_search_fts", column("rowid"), column("email_search_fts"))
-
-
-def _driver(tree: Node) -> str | None:
-    """The FTS5 MATCH of a word term (or an OR of word terms) every hit must match -- the tree itself or a top-level
-    AND item -- from whose hits SQLite starts; ``None`` when there is none."""
-    for item in tree.items if isinstance(tree, And) else (tree,):
-        if isinstance(item, Words):
-            return fts_match(item)
-        if isinstance(item, Or) and all(isinstance(choice, Words) for choice in item.items):
-            return " OR ".join(f"({fts_match(choice)})" for choice in item.items if isinstance(choice, Words))
-    return None
-
-
-def _escape_like(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _score(words: set[str]) -> ColumnElement[Any]:
-    """Relevance, the same on both databases: per query word 4 (subject) + 2 (address) + 1 (attachment name)."""
-    score: ColumnElement[Any] = literal(0)
-    for lexeme in sorted(words)[:8]:
-        for terms, weight in (
-            (SearchDoc.subject_terms, 4),
-            (SearchDoc.address_terms, 2),
-            (SearchDoc.attachment_terms, 1),
-        ):
-            padded = literal(" ") + terms + literal(" ")
-            score = score + case((padded.like(f"% {lexeme} %"), weight), else_=0)
-    return score
+def score(words: set[str], hit: Any) -> int:
+    """Relevance of a hit (a row of :data:`.search_sql.HIT_COLUMNS`): per query word (at most 8, in sorted order)
+    4 if in the subject, 2 if in an address, 1 if in an attachment name."""
+    fields = [(set(hit.subject_terms.split()), 4), (set(hit.address_terms.split()), 2),
+              (set(hit.attachment_terms.split()), 1)]  # fmt: skip
+    return sum(weight for lexeme in sorted(words)[:8] for terms, weight in fields if lexeme in terms)
 
 
 def search_messages(
@@ -188,7 +87,8 @@ def search_messages(
     limit: int = 50,
     offset: int = 0,
 ) -> SearchPage:
-    """Messages of an account (or one of its folders) matching ``query``, ``sort`` ``relevance`` or ``date``.
+    """Messages of an account (or one of its folders) matching ``query``, ``sort`` ``relevance`` or ``date``,
+    ``limit`` hits from ``offset``; ``total`` exact up to :data:`COUNT_CAP` (see the module docstring).
 
     Raises:
         InvalidInput: the query is malformed (the message says what is wrong) or ``sort`` is unknown.
@@ -201,54 +101,35 @@ def search_messages(
     with ctx.db.tenant_session(principal.tenant_id) as session:
         load_account(session, principal, account_id)
         _check_folder(session, account_id, folder_id)
-        compiler = _Compiler(session.get_bind().dialect.name, account_id)
-        conditions = [
-            SearchDoc.tenant_id == principal.tenant_id,
-            SearchDoc.account_id == account_id,
-            compiler.condition(tree),
-        ]
-        joined = _joined(compiler.dialect, tree, folder_id is not None, conditions)
-        if folder_id is not None:
-            conditions.append(EmailMessage.folder_id == folder_id)
-        total = session.execute(select(func.count()).select_from(joined).where(*conditions)).scalar_one()
-        newest = (SearchDoc.received_at.desc(), SearchDoc.message_id.desc())
-        ordering = (_score(words).desc(), *newest) if sort == "relevance" and words else newest
-        ids = list(
-            session.execute(
-                select(SearchDoc.message_id)
-                .select_from(joined)
-                .where(*conditions)
-                .order_by(*ordering)
-                .limit(limit)
-                .offset(offset)
-            ).scalars()
-        )
+        sql = SearchSql(session, account_id, tree, folder_id)
+        if sort == "relevance" and words:
+            rows, known = _ranked_page(sql, words, limit, offset)
+        else:
+            rows = sql.newest(limit, offset=offset)
+            known = offset + len(rows) if len(rows) < limit and (rows or offset == 0) else None
+        if known is None:
+            counted = sql.count(COUNT_CAP + 1)
+            total, exact = (counted, True) if counted <= COUNT_CAP else (max(COUNT_CAP, offset + len(rows)), False)
+        else:
+            total, exact = known, True
+        ids = [row.message_id for row in rows]
         found = {m.id: m for m in session.execute(select(EmailMessage).where(EmailMessage.id.in_(ids))).scalars()}
         hits = [SearchHit(found[i], snippet(found[i], words)) for i in ids if i in found]
-    return SearchPage(hits, int(total), limit, offset)
+    return SearchPage(hits, total, limit, offset, exact)
 
 
-def _joined(dialect: str, tree: Node, by_folder: bool, conditions: list[ColumnElement[bool]]) -> Any:
-    """What a search reads: the doc rows -- on SQLite starting from the FTS5 hits of a word every hit must match
-    (adding that MATCH to ``conditions``) -- and the message rows only when the query needs their mutable columns
-    (flags, folder)."""
-    joined: Any = SearchDoc.__table__
-    driver = _driver(tree) if dialect == "sqlite" else None
-    if driver is not None:
-        joined = _FTS.join(SearchDoc, SearchDoc.doc_id == _FTS.c.rowid)
-        conditions.append(_FTS.c.email_search_fts.op("MATCH")(driver))
-    if by_folder or _reads_message(tree):
-        joined = joined.join(EmailMessage, EmailMessage.id == SearchDoc.message_id)
-    return joined
-
-
-def _reads_message(node: Node) -> bool:
-    """Whether a condition of the tree is on ``email_messages`` (flags other than attachments, folders)."""
-    if isinstance(node, And | Or):
-        return any(_reads_message(item) for item in node.items)
-    if isinstance(node, Not):
-        return _reads_message(node.item)
-    return isinstance(node, Folder) or (isinstance(node, Flag) and node.name != "attachment")
+def _ranked_page(sql: SearchSql, words: set[str], limit: int, offset: int) -> tuple[list[Any], int | None]:
+    """The rows of a relevance page and the total when the window tells it (fewer hits than the window)."""
+    window = sql.newest(RANK_WINDOW)
+    ranked = sorted(window, key=lambda hit: (-score(words, hit), -hit.received_at, -hit.doc_id))
+    rows = ranked[offset : offset + limit]
+    if len(window) < RANK_WINDOW:
+        return rows, len(window)
+    if offset + limit > RANK_WINDOW:  # the page reaches past the window: the hits after it, by date
+        last = window[-1]
+        skip = max(0, offset - RANK_WINDOW)
+        rows += sql.newest(limit - len(rows), offset=skip, before=(last.received_at, last.doc_id))
+    return rows, None
 
 
 def _check_folder(session: Session, account_id: uuid.UUID, folder_id: uuid.UUID | None) -> None:
