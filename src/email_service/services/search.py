@@ -22,6 +22,7 @@ import html
 import re
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select
@@ -40,6 +41,7 @@ from email_service.services.search_text import MAX_BODY_WORDS, fold, stem
 __all__ = ["COUNT_CAP", "RANK_WINDOW", "SORTS", "SearchHit", "SearchPage", "search_messages", "snippet"]
 
 SNIPPET_WORDS = 30
+_SNIPPET_SOURCE = 200_000  # characters of a body a snippet looks at
 SORTS = ("relevance", "date")
 #: Hits counted exactly; beyond, ``total`` is a lower bound.
 COUNT_CAP = 1000
@@ -145,13 +147,37 @@ def snippet(message: EmailMessage, words: set[str]) -> str:
     subject, else the start of the body), HTML-escaped, matched words wrapped in ``<mark>``."""
     sources = [body_text({"text_body": message.text_body, "html_body": message.html_body}), message.subject or ""]
     for source in sources:
-        spans = [m.span() for m in _WORD.finditer(source[:200_000])][:MAX_BODY_WORDS]
-        hits = [i for i, (a, b) in enumerate(spans) if words and stem(fold(source[a:b])) in words]
-        if hits:
-            return _marked(source, spans, hits[0], words)
+        found = _first_match(source, words)
+        if found is not None:
+            return _marked(source, *found, words)
     source = sources[0] or sources[1]
-    spans = [m.span() for m in _WORD.finditer(source[:20_000])][:SNIPPET_WORDS]
+    spans = [m.span() for m in _WORD.finditer(source[:20_000])][: SNIPPET_WORDS + 1]
     return _marked(source, spans, 0, set()) if spans else ""
+
+
+@lru_cache(maxsize=65_536)
+def _stemmed(word: str) -> str:
+    return stem(fold(word))
+
+
+def _first_match(source: str, words: set[str]) -> tuple[list[tuple[int, int]], int] | None:
+    """The word spans of ``source`` up to one past the snippet window around its first word whose stem is in
+    ``words`` (within its first :data:`MAX_BODY_WORDS` words), and that word's index; ``None`` when none is."""
+    # The distinct words first (in C), stemmed once each: the walk below then only compares strings.
+    matching = {word for word in set(_WORD.findall(source, 0, _SNIPPET_SOURCE)) if _stemmed(word) in words}
+    if not matching:
+        return None
+    spans: list[tuple[int, int]] = []
+    first: int | None = None
+    for match in _WORD.finditer(source, 0, _SNIPPET_SOURCE):
+        if first is None and len(spans) >= MAX_BODY_WORDS:
+            return None
+        spans.append(match.span())
+        if first is None and match.group() in matching:
+            first = len(spans) - 1
+        if first is not None and len(spans) > max(0, first - SNIPPET_WORDS // 4) + SNIPPET_WORDS:
+            break
+    return None if first is None else (spans, first)
 
 
 def _marked(source: str, spans: list[tuple[int, int]], first: int, words: set[str]) -> str:
@@ -162,7 +188,7 @@ def _marked(source: str, spans: list[tuple[int, int]], first: int, words: set[st
     for a, b in window:
         out.append(html.escape(_SPACES.sub(" ", source[cursor:a])))
         word = html.escape(source[a:b])
-        out.append(f"<mark>{word}</mark>" if stem(fold(source[a:b])) in words else word)
+        out.append(f"<mark>{word}</mark>" if _stemmed(source[a:b]) in words else word)
         cursor = b
     if start + SNIPPET_WORDS < len(spans):
         out.append(" …")

@@ -78,6 +78,11 @@ def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _fts_hits(match: str) -> Any:
+    """``SELECT rowid FROM email_search_fts WHERE email_search_fts MATCH :match`` (a bound parameter per term)."""
+    return select(_FTS.c.rowid).where(_FTS.c.email_search_fts.op("MATCH")(bindparam("match", match, unique=True)))
+
+
 def _driver(tree: Node) -> tuple[Node, str] | None:
     """The word term (or OR of word terms) every hit must match -- the tree itself or a top-level AND item -- and
     its FTS5 MATCH; ``None`` when there is none."""
@@ -89,6 +94,15 @@ def _driver(tree: Node) -> tuple[Node, str] | None:
     return None
 
 
+def _cost(node: Node) -> int:
+    """Rough cost of testing ``node`` on one doc: columns of the doc, word membership, LIKE, nested, message rows."""
+    if isinstance(node, Bound) or (isinstance(node, Flag) and node.name == "attachment"):
+        return 0
+    if isinstance(node, Words | Address):
+        return 1 if isinstance(node, Words) else 2
+    return 4 if isinstance(node, Flag | Folder) else 3
+
+
 class SearchSql:
     """The statements of one search: ``tree`` over one account's docs (optionally one folder's), in ``session``'s
     dialect; on SQLite the plan (start from the driver's FTS5 hits or walk by date) is chosen here."""
@@ -97,12 +111,16 @@ class SearchSql:
         self.session, self.account_id = session, account_id
         self.dialect = session.get_bind().dialect.name
         self._skip: Node | None = None
-        self._start: ColumnElement[bool] | None = None
+        account = SearchDoc.account_id == account_id
         driver = _driver(tree) if self.dialect == "sqlite" else None
         if driver is not None and self._fts_hits(driver[1], FEW_HITS) < FEW_HITS:
+            # Start from the driver's hits (rowid lookups); ``+account_id``: not the account's index.
             self._skip = driver[0]
-            self._start = _FTS.c.email_search_fts.op("MATCH")(driver[1])
-        self.where: list[ColumnElement[bool]] = [SearchDoc.account_id == account_id, self.condition(tree)]
+            account = literal_column("+email_search_docs.account_id", SearchDoc.account_id.type) == account_id
+            self.where: list[ColumnElement[bool]] = [SearchDoc.doc_id.in_(_fts_hits(driver[1]))]
+        else:
+            self.where = []
+        self.where += [account, self.condition(tree)]
         if folder_id is not None:
             self.where.append(self._in_folders([folder_id]))
 
@@ -110,14 +128,8 @@ class SearchSql:
         hits = select(_FTS.c.rowid).where(_FTS.c.email_search_fts.op("MATCH")(match)).limit(cap).subquery()
         return int(self.session.execute(select(func.count()).select_from(hits)).scalar_one())
 
-    def _from(self) -> Any:
-        if self._start is None:
-            return SearchDoc.__table__
-        return _FTS.join(SearchDoc, SearchDoc.doc_id == _FTS.c.rowid)
-
     def _select(self, *columns: Any) -> Select[Any]:
-        where = [*self.where] if self._start is None else [self._start, *self.where]
-        return select(*columns).select_from(self._from()).where(*where)
+        return select(*columns).select_from(SearchDoc).where(*self.where)
 
     def newest(self, limit: int, *, offset: int = 0, before: tuple[int, int] | None = None) -> list[Any]:
         """Up to ``limit`` hits (:data:`HIT_COLUMNS`) newest first (``received_at``, then ``doc_id``), skipping
@@ -142,8 +154,8 @@ class SearchSql:
         """``node`` as a condition on a row of ``email_search_docs`` (``true`` for the term the plan starts from)."""
         if node is self._skip:
             return true()
-        if isinstance(node, And):
-            return and_(*(self.condition(item) for item in node.items))
+        if isinstance(node, And):  # cheap tests first: SQLite evaluates them in this order
+            return and_(*(self.condition(item) for item in sorted(node.items, key=_cost)))
         if isinstance(node, Or):
             return or_(*(self.condition(item) for item in node.items))
         if isinstance(node, Not):
@@ -174,9 +186,8 @@ class SearchSql:
             weight = _WEIGHT[node.field]
             query = " <-> ".join(f"'{lexeme}'{weight}" for lexeme in node.lexemes)
             return literal_column("email_search_docs.tsv").bool_op("@@")(func.to_tsquery("simple", query))
-        match: Any = bindparam("match", fts_match(node), unique=True)  # one per term: a query has several
-        fts = _FTS.alias()  # not correlated with the FTS5 table the plan may start from
-        return exists().where(fts.c.email_search_fts.op("MATCH")(match), fts.c.rowid == SearchDoc.doc_id)
+        # ``+doc_id``: a membership test in the term's hits (read once per statement), not an index constraint.
+        return literal_column("+email_search_docs.doc_id", SearchDoc.doc_id.type).in_(_fts_hits(fts_match(node)))
 
     def _flag(self, name: str) -> ColumnElement[bool]:
         if name == "attachment":
@@ -199,11 +210,11 @@ class SearchSql:
         """SQLite: the doc's message is in one of ``folders`` (and matches ``extra``), found through an index keyed
         ``(folder_id, [is_read,] received_at, id)`` -- the doc's ``received_at`` is the message's (0 when the
         message has none: then the message row itself is read)."""
-        probe = exists().where(
+        probe = exists().where(  # ``+id``: not the primary key's index (which leads to the row itself)
             EmailMessage.folder_id.in_(folders),
             *extra,
             EmailMessage.received_at == SearchDoc.received_at,
-            EmailMessage.id == SearchDoc.message_id,
+            literal_column("+email_messages.id", EmailMessage.id.type) == SearchDoc.message_id,
         )
         unset = exists().where(
             EmailMessage.id == SearchDoc.message_id,
