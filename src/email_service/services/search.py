@@ -152,7 +152,7 @@ def snippet(message: EmailMessage, words: set[str]) -> str:
             return _marked(source, *found, words)
     source = sources[0] or sources[1]
     spans = [m.span() for m in _WORD.finditer(source[:20_000])][: SNIPPET_WORDS + 1]
-    return _marked(source, spans, 0, set()) if spans else ""
+    return _marked(source, spans, False, set()) if spans else ""
 
 
 @lru_cache(maxsize=65_536)
@@ -160,36 +160,46 @@ def _stemmed(word: str) -> str:
     return stem(fold(word))
 
 
-def _first_match(source: str, words: set[str]) -> tuple[list[tuple[int, int]], int] | None:
-    """The word spans of ``source`` up to one past the snippet window around its first word whose stem is in
-    ``words`` (within its first :data:`MAX_BODY_WORDS` words), and that word's index; ``None`` when none is."""
-    # The distinct words first (in C), stemmed once each: the walk below then only compares strings.
+def _first_match(source: str, words: set[str]) -> tuple[list[tuple[int, int]], bool] | None:
+    """The word spans of ``source`` around its first word whose stem is in ``words`` (within its first
+    :data:`MAX_BODY_WORDS` words) -- from :data:`SNIPPET_WORDS` // 4 words before it (or the first word) to one past
+    the snippet window -- and whether words precede them; ``None`` when there is no such word."""
+    # The distinct words first (in C), stemmed once each; then the first of the matching ones by a regex (in C).
     matching = {word for word in set(_WORD.findall(source, 0, _SNIPPET_SOURCE)) if _stemmed(word) in words}
     if not matching:
         return None
+    alternatives = "|".join(re.escape(word) for word in sorted(matching, key=len, reverse=True))
+    found = re.search(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])", source[:_SNIPPET_SOURCE])
+    if found is None:  # pragma: no cover - every matching word occurs
+        return None
+    before = _WORD.findall(source, 0, found.start())
+    if len(before) >= MAX_BODY_WORDS:
+        return None
+    lead = min(len(before), SNIPPET_WORDS // 4)
     spans: list[tuple[int, int]] = []
-    first: int | None = None
-    for match in _WORD.finditer(source, 0, _SNIPPET_SOURCE):
-        if first is None and len(spans) >= MAX_BODY_WORDS:
-            return None
+    if lead:  # the ``lead`` words before the match: found walking back from it
+        back = max(0, found.start() - 64 * (lead + 1))
+        while len(tail := [m.span() for m in _WORD.finditer(source, back, found.start())]) <= lead and back > 0:
+            back = max(0, back - 64 * (lead + 1))
+        spans = tail[-lead:]
+    for match in _WORD.finditer(source, found.start(), _SNIPPET_SOURCE):
         spans.append(match.span())
-        if first is None and match.group() in matching:
-            first = len(spans) - 1
-        if first is not None and len(spans) > max(0, first - SNIPPET_WORDS // 4) + SNIPPET_WORDS:
+        if len(spans) > SNIPPET_WORDS:
             break
-    return None if first is None else (spans, first)
+    return spans, len(before) > lead
 
 
-def _marked(source: str, spans: list[tuple[int, int]], first: int, words: set[str]) -> str:
-    start = max(0, first - SNIPPET_WORDS // 4)
-    window = spans[start : start + SNIPPET_WORDS]
-    out: list[str] = ["… " if start > 0 else ""]
+def _marked(source: str, spans: list[tuple[int, int]], leading: bool, words: set[str]) -> str:
+    """The first :data:`SNIPPET_WORDS` of ``spans`` as HTML, ``…`` before when ``leading`` and after when ``spans``
+    has more; words whose stem is in ``words`` in ``<mark>``."""
+    window = spans[:SNIPPET_WORDS]
+    out: list[str] = ["… " if leading else ""]
     cursor = window[0][0]
     for a, b in window:
         out.append(html.escape(_SPACES.sub(" ", source[cursor:a])))
         word = html.escape(source[a:b])
         out.append(f"<mark>{word}</mark>" if _stemmed(source[a:b]) in words else word)
         cursor = b
-    if start + SNIPPET_WORDS < len(spans):
+    if len(spans) > SNIPPET_WORDS:
         out.append(" …")
     return "".join(out).strip()
