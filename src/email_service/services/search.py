@@ -104,34 +104,33 @@ def search_messages(
         load_account(session, principal, account_id)
         _check_folder(session, account_id, folder_id)
         sql = SearchSql(session, account_id, tree, folder_id)
-        if sort == "relevance" and words:
-            rows, known = _ranked_page(sql, words, limit, offset)
-        else:
-            rows = sql.newest(limit, offset=offset)
-            known = offset + len(rows) if len(rows) < limit and (rows or offset == 0) else None
-        if known is None:
-            counted = sql.count(COUNT_CAP + 1)
-            total, exact = (counted, True) if counted <= COUNT_CAP else (max(COUNT_CAP, offset + len(rows)), False)
-        else:
-            total, exact = known, True
+        newest = sql.newest(COUNT_CAP + 1)  # one read: the count (capped), the ranking window, most pages
+        rows = _page(sql, newest, words if sort == "relevance" else set(), limit, offset)
+        exact = len(newest) <= COUNT_CAP or 0 < len(rows) < limit  # a short page ends the hits
+        total = len(newest) if len(newest) <= COUNT_CAP else max(COUNT_CAP, offset + len(rows))
         ids = [row.message_id for row in rows]
         found = {m.id: m for m in session.execute(select(EmailMessage).where(EmailMessage.id.in_(ids))).scalars()}
         hits = [SearchHit(found[i], snippet(found[i], words)) for i in ids if i in found]
     return SearchPage(hits, total, limit, offset, exact)
 
 
-def _ranked_page(sql: SearchSql, words: set[str], limit: int, offset: int) -> tuple[list[Any], int | None]:
-    """The rows of a relevance page and the total when the window tells it (fewer hits than the window)."""
-    window = sql.newest(RANK_WINDOW)
-    ranked = sorted(window, key=lambda hit: (-score(words, hit), -hit.received_at, -hit.doc_id))
-    rows = ranked[offset : offset + limit]
-    if len(window) < RANK_WINDOW:
-        return rows, len(window)
-    if offset + limit > RANK_WINDOW:  # the page reaches past the window: the hits after it, by date
-        last = window[-1]
-        skip = max(0, offset - RANK_WINDOW)
-        rows += sql.newest(limit - len(rows), offset=skip, before=(last.received_at, last.doc_id))
-    return rows, None
+def _page(sql: SearchSql, newest: list[Any], words: set[str], limit: int, offset: int) -> list[Any]:
+    """The hits at ``offset`` .. ``offset + limit``: by date, except that with ``words`` (relevance) the first
+    :data:`RANK_WINDOW` positions hold the newest that many hits ranked by :func:`score`.  ``newest``: the newest
+    hits (every hit when it is shorter than :data:`COUNT_CAP` + 1)."""
+    rows: list[Any] = []
+    if words and offset < RANK_WINDOW:
+        window = newest[:RANK_WINDOW]
+        ranked = sorted(window, key=lambda hit: (-score(words, hit), -hit.received_at, -hit.doc_id))
+        rows = ranked[offset : offset + limit]
+    start = offset + len(rows)
+    if len(rows) < limit and (start >= RANK_WINDOW or not words):  # by date from ``start`` (position = date rank)
+        end = offset + limit
+        if end <= len(newest) or len(newest) <= COUNT_CAP:
+            rows += newest[start:end]
+        else:
+            rows += sql.newest(end - start, offset=start)
+    return rows
 
 
 def _check_folder(session: Session, account_id: uuid.UUID, folder_id: uuid.UUID | None) -> None:

@@ -1,5 +1,5 @@
 """The SQL of a search (issue 11): a query tree of :mod:`.search_query` as a condition on ``email_search_docs``, and
-the two bounded reads a search makes -- the newest hits and a capped count.
+the bounded read a search makes -- its newest hits, up to a ``LIMIT``.
 
 Word and phrase terms match the stemmed lexemes of the doc rows (:mod:`.search_index`): on PostgreSQL
 ``tsv @@ to_tsquery('simple', ...)`` (phrases with ``<->``, ``subject:`` restricted to weight A, ``filename:`` to
@@ -144,11 +144,6 @@ class SearchSql:
             )
         statement = statement.order_by(SearchDoc.received_at.desc(), SearchDoc.doc_id.desc())
         return list(self.session.execute(statement.limit(limit).offset(offset)).all())
-
-    def count(self, cap: int) -> int:
-        """How many hits there are, counting at most ``cap``."""
-        capped = self._select(literal_column("1")).limit(cap).subquery()
-        return int(self.session.execute(select(func.count()).select_from(capped)).scalar_one())
 
     def condition(self, node: Node) -> ColumnElement[bool]:
         """``node`` as a condition on a row of ``email_search_docs`` (``true`` for the term the plan starts from)."""
