@@ -23,6 +23,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import select
@@ -150,7 +151,7 @@ def snippet(message: EmailMessage, words: set[str]) -> str:
         if found is not None:
             return _marked(source, *found, words)
     source = sources[0] or sources[1]
-    spans = [m.span() for m in _WORD.finditer(source[:20_000])][: SNIPPET_WORDS + 1]
+    spans = [m.span() for m in islice(_WORD.finditer(source, 0, 20_000), SNIPPET_WORDS + 1)]
     return _marked(source, spans, False, set()) if spans else ""
 
 
@@ -163,6 +164,8 @@ def _first_match(source: str, words: set[str]) -> tuple[list[tuple[int, int]], b
     """The word spans of ``source`` around its first word whose stem is in ``words`` (within its first
     :data:`MAX_BODY_WORDS` words) -- from :data:`SNIPPET_WORDS` // 4 words before it (or the first word) to one past
     the snippet window -- and whether words precede them; ``None`` when there is no such word."""
+    if not words:
+        return None
     # The distinct words first (in C), stemmed once each; then the first of the matching ones by a regex (in C).
     matching = {word for word in set(_WORD.findall(source, 0, _SNIPPET_SOURCE)) if _stemmed(word) in words}
     if not matching:
