@@ -191,12 +191,20 @@ class SearchSql:
         if self.dialect == "sqlite" and flag is EmailMessage.is_read:
             # A probe of the covering index (folder_id, is_read, received_at, id), one per folder of the account.
             return self._probe(self._account_folders(), EmailMessage.is_read.is_(value))
-        return exists().where(EmailMessage.id == SearchDoc.message_id, flag.is_(value))
+        return self._message_column(flag).is_(value)
 
     def _in_folders(self, folders: Any) -> ColumnElement[bool]:
         if self.dialect == "sqlite":
             return self._probe(folders)
-        return exists().where(EmailMessage.id == SearchDoc.message_id, EmailMessage.folder_id.in_(folders))
+        return self._message_column(EmailMessage.folder_id).in_(folders)
+
+    @staticmethod
+    def _message_column(column: Any) -> ColumnElement[Any]:
+        """The doc's message's ``column`` as a correlated scalar subquery: PostgreSQL looks it up per doc it walks
+        (by primary key) instead of turning an ``EXISTS`` into a join that it misjudges (a folder holding all of
+        100,000 messages estimated at 1,400: 3.5 s for ``in:inbox client``)."""
+        subquery: ColumnElement[Any] = select(column).where(EmailMessage.id == SearchDoc.message_id).scalar_subquery()
+        return subquery
 
     def _account_folders(self) -> Any:
         return select(EmailFolder.id).where(EmailFolder.account_id == self.account_id)
