@@ -25,7 +25,7 @@ _HIT = {
     "snippet": "… review the <mark>quarterly</mark> numbers before Friday …",
 }
 SEARCH_EXAMPLE: dict[str, Any] = {
-    "messages": [_HIT], "pagination": {"total": 1, "limit": 50, "offset": 0}, "state": "42"
+    "messages": [_HIT], "pagination": {"total": 1, "limit": 50, "offset": 0, "totalExact": True}, "state": "42"
 }  # fmt: skip
 _THREADED = {**examples.MESSAGE_SUMMARY, "threadId": "0b6f4c1e-3d2a-4f5e-9a8b-7c6d5e4f3a2b"}
 _THREAD = {
@@ -58,7 +58,10 @@ bp = guard(
 @bp.doc(
     summary="Search the account's messages (Gmail-style operators)",
     description="Same results on PostgreSQL and SQLite. A malformed query (unbalanced quote or parenthesis, "
-    "unknown operator, bad date or size) is a 400 whose message says what is wrong.",
+    "unknown operator, bad date or size) is a 400 whose message says what is wrong. Work per request is bounded: "
+    f"`pagination.total` is exact up to {search_service.COUNT_CAP} hits; beyond, `pagination.totalExact` is false "
+    f"and `total` a lower bound. `sort=relevance` ranks the newest {search_service.RANK_WINDOW} hits; the hits "
+    "after them follow newest first.",
     operation_id="searchMessages",
     responses=AUTH_ERRORS,
 )
@@ -77,7 +80,12 @@ def search_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[s
     )
     return {
         "messages": [{**message_summary(hit.message), "snippet": hit.snippet} for hit in page.items],
-        "pagination": {"total": page.total, "limit": page.limit, "offset": page.offset},
+        "pagination": {
+            "total": page.total,
+            "limit": page.limit,
+            "offset": page.offset,
+            "totalExact": page.total_exact,
+        },
         "state": state,
     }
 

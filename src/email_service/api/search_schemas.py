@@ -6,7 +6,7 @@ from apiflask import Schema
 from apiflask.fields import UUID, Boolean, Integer, List, Nested, String
 from apiflask.validators import Length, OneOf, Range
 
-from email_service.services.search import SORTS
+from email_service.services.search import COUNT_CAP, RANK_WINDOW, SORTS
 
 from .fields import QuerySchema, Text
 from .mailbox_schemas import AddressOut, MessageSummaryOut
@@ -30,8 +30,9 @@ class SearchQuery(QuerySchema):
     sort = Text(
         load_default="relevance",
         validate=OneOf(SORTS, error="sort must be relevance or date"),
-        metadata={"description": "relevance (subject, then address, then attachment name matches; newest first "
-                  "among equals) or date (newest first)"},
+        metadata={"description": f"relevance: the newest {RANK_WINDOW} hits ranked (a query word in the subject "
+                  "counts 4, in an address 2, in an attachment name 1; newest first among equals), the hits after "
+                  "them newest first; date: newest first"},
     )  # fmt: skip
     limit = Integer(load_default=50, validate=Range(1, 100, error="limit must be between 1 and 100"))
     offset = offset_field()
@@ -45,11 +46,23 @@ class SearchHitOut(MessageSummaryOut):
     )
 
 
+class SearchPaginationOut(PaginationOut):
+    """Page bounds of a search: ``total`` is exact up to :data:`COUNT_CAP` hits, a lower bound beyond."""
+
+    total = Integer(
+        metadata={"description": f"hits, counted exactly up to {COUNT_CAP}; when totalExact is false a lower bound"}
+    )
+    totalExact = Boolean(
+        metadata={"description": f"false when the search has more than {COUNT_CAP} hits: total is then a lower "
+                  "bound (page on with offset while a page comes back full)"}
+    )  # fmt: skip
+
+
 class SearchOut(Schema):
     """``{"messages": [...], "pagination": {...}}``."""
 
     messages = List(Nested(SearchHitOut))
-    pagination = Nested(PaginationOut)
+    pagination = Nested(SearchPaginationOut)
     state = String(
         metadata={"description": "the account's state before this list was read (GET /accounts/{id}/changes?since=)"}
     )

@@ -1,16 +1,19 @@
-"""Search of an account's mirrored mail (issue 11): the query tree of :mod:`.search_query` as SQL, relevance, snippets.
+"""Search of an account's mirrored mail (issue 11): the query tree of :mod:`.search_query`, run by
+:mod:`.search_sql`, paged and ranked with bounded work; snippets.
 
-Word and phrase terms match the stemmed lexemes of ``email_search_docs`` (:mod:`.search_index`): on PostgreSQL
-``tsv @@ to_tsquery('simple', ...)`` (phrases with ``<->``, ``subject:`` restricted to weight A, ``filename:`` to
-weight D), on SQLite ``doc_id IN (SELECT rowid FROM email_search_fts WHERE email_search_fts MATCH ...)`` (phrases in
-quotes, ``subject:`` / ``filename:`` as FTS5 column filters).  Both see the same lexemes (stemmed in Python), so
-both find the same messages.  Address terms (``from:`` ...) are ``LIKE '%part%'`` on the folded address texts
-(pg_trgm GIN on PostgreSQL); flags, folders, dates and sizes are the message row's columns, read at query time.
+Bounded work per request (so that a word in half of a 100,000-message mailbox costs what a rare word costs):
 
-``sort=relevance`` ranks by a score computed the same way on both databases -- per query word: 4 if it is in the
-subject, 2 if in an address, 1 if in an attachment name -- then newest first; ``sort=date`` is newest first.
+* ``total`` is counted exactly up to :data:`COUNT_CAP` hits; beyond, the page says ``total_exact=False`` and
+  ``total`` is a lower bound (``COUNT_CAP``, or more when the page itself reaches further) -- as Gmail's
+  ``resultSizeEstimate`` or JMAP's optional ``total``.
+* ``sort=relevance`` ranks the newest :data:`RANK_WINDOW` hits by a score -- per query word 4 if it is in the
+  subject, 2 if in an address, 1 if in an attachment name -- then newest first among equal scores; the hits after
+  that window follow newest first (offsets at or beyond ``RANK_WINDOW`` page through them by date).  A query
+  without words, and ``sort=date``, is newest first throughout.  Ties in date are broken by the doc's id (the
+  order it was indexed), the same on both databases.
+
 Each hit has a ``snippet``: about :data:`SNIPPET_WORDS` words of the body (else the subject) around the first
-matched word, HTML-escaped, matched words in ``<mark>``.
+matched word, HTML-escaped, matched words in ``<mark>``; only the page's hits are loaded and snipped.
 """
 
 from __future__ import annotations
@@ -19,61 +22,34 @@ import html
 import re
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import islice
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    and_,
-    bindparam,
-    case,
-    column,
-    func,
-    literal,
-    literal_column,
-    not_,
-    or_,
-    select,
-    table,
-    text,
-)
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from email_service.errors import InvalidInput, NotFound
-from email_service.models import EmailFolder, EmailMessage, SearchDoc
+from email_service.models import EmailFolder, EmailMessage
 from email_service.security.tokens import Principal
 from email_service.services.accounts import load_account
 from email_service.services.context import ServiceContext
 from email_service.services.search_index import body_text
-from email_service.services.search_query import (
-    Address,
-    And,
-    Bound,
-    Flag,
-    Folder,
-    Node,
-    Not,
-    Or,
-    Words,
-    parse_query,
-    positive_lexemes,
-)
+from email_service.services.search_query import parse_query, positive_lexemes
+from email_service.services.search_sql import SearchSql
 from email_service.services.search_text import MAX_BODY_WORDS, fold, stem
 
+__all__ = ["COUNT_CAP", "RANK_WINDOW", "SORTS", "SearchHit", "SearchPage", "search_messages", "snippet"]
+
 SNIPPET_WORDS = 30
+_SNIPPET_SOURCE = 200_000  # characters of a body a snippet looks at
 SORTS = ("relevance", "date")
+#: Hits counted exactly; beyond, ``total`` is a lower bound.
+COUNT_CAP = 1000
+#: ``sort=relevance`` ranks the newest this many hits; the rest follow by date.
+RANK_WINDOW = 200
 _WORD = re.compile(r"[^\W_]+")
 _SPACES = re.compile(r"\s+")
-_FLAG_COLUMNS = {
-    "attachment": (SearchDoc.has_attachments, True),
-    "unread": (EmailMessage.is_read, False),
-    "read": (EmailMessage.is_read, True),
-    "flagged": (EmailMessage.is_flagged, True),
-    "unflagged": (EmailMessage.is_flagged, False),
-    "answered": (EmailMessage.is_answered, True),
-    "draft": (EmailMessage.is_draft, True),
-}
-_FTS_COLUMN = {None: "", "subject": "subject_terms : ", "filename": "attachment_terms : "}
-_WEIGHT = {None: "", "subject": ":A", "filename": ":D"}
 
 
 @dataclass(frozen=True)
@@ -86,95 +62,21 @@ class SearchHit:
 
 @dataclass(frozen=True)
 class SearchPage:
+    """A page of hits; ``total`` is exact when ``total_exact``, else a lower bound (see the module docstring)."""
+
     items: list[SearchHit]
     total: int
     limit: int
     offset: int
+    total_exact: bool = True
 
 
-class _Compiler:
-    """Turns a query tree into a SQL condition for one database dialect and one account."""
-
-    def __init__(self, dialect: str, account_id: uuid.UUID) -> None:
-        self.dialect, self.account_id = dialect, account_id
-
-    def condition(self, node: Node) -> ColumnElement[bool]:
-        if isinstance(node, And):
-            return and_(*(self.condition(item) for item in node.items))
-        if isinstance(node, Or):
-            return or_(*(self.condition(item) for item in node.items))
-        if isinstance(node, Not):
-            return not_(self.condition(node.item))
-        if isinstance(node, Words):
-            return self.words(node)
-        if isinstance(node, Address):
-            texts = {"from": SearchDoc.from_text, "to": SearchDoc.to_text, "cc": SearchDoc.cc_text}
-            return texts[node.field].like("%" + _escape_like(node.text) + "%", escape="\\")
-        if isinstance(node, Flag):
-            flag, value = _FLAG_COLUMNS[node.name]
-            return flag.is_(value)
-        if isinstance(node, Folder):
-            return EmailMessage.folder_id.in_(
-                select(EmailFolder.id).where(
-                    EmailFolder.account_id == self.account_id,
-                    or_(func.lower(EmailFolder.name) == node.name.lower(), EmailFolder.type == node.name.lower()),
-                )
-            )
-        assert isinstance(node, Bound)
-        if node.kind == "before":
-            return SearchDoc.received_at < node.value
-        if node.kind == "after":
-            return SearchDoc.received_at >= node.value
-        return SearchDoc.size > node.value if node.kind == "larger" else SearchDoc.size < node.value
-
-    def words(self, node: Words) -> ColumnElement[bool]:
-        if self.dialect == "postgresql":
-            weight = _WEIGHT[node.field]
-            query = " <-> ".join(f"'{lexeme}'{weight}" for lexeme in node.lexemes)
-            return literal_column("email_search_docs.tsv").bool_op("@@")(func.to_tsquery("simple", query))
-        hits = text("SELECT rowid FROM email_search_fts WHERE email_search_fts MATCH :match").bindparams(
-            bindparam("match", fts_match(node), unique=True)  # one per term: a query has several
-        )
-        # ``+doc_id``: a membership test, not an index constraint (SQLite would otherwise probe the docs' index
-        # once per message and per hit).
-        return literal_column("+email_search_docs.doc_id").in_(hits.columns(rowid=SearchDoc.doc_id.type))
-
-
-def fts_match(node: Words) -> str:
-    """The FTS5 MATCH expression of a word or phrase term (a column filter for ``subject:`` / ``filename:``)."""
-    return _FTS_COLUMN[node.field] + '"' + " ".join(node.lexemes) + '"'
-
-
-_FTS = table("email_search_fts", column("rowid"), column("email_search_fts"))
-
-
-def _driver(tree: Node) -> str | None:
-    """The FTS5 MATCH of a word term (or an OR of word terms) every hit must match -- the tree itself or a top-level
-    AND item -- from whose hits SQLite starts; ``None`` when there is none."""
-    for item in tree.items if isinstance(tree, And) else (tree,):
-        if isinstance(item, Words):
-            return fts_match(item)
-        if isinstance(item, Or) and all(isinstance(choice, Words) for choice in item.items):
-            return " OR ".join(f"({fts_match(choice)})" for choice in item.items if isinstance(choice, Words))
-    return None
-
-
-def _escape_like(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _score(words: set[str]) -> ColumnElement[Any]:
-    """Relevance, the same on both databases: per query word 4 (subject) + 2 (address) + 1 (attachment name)."""
-    score: ColumnElement[Any] = literal(0)
-    for lexeme in sorted(words)[:8]:
-        for terms, weight in (
-            (SearchDoc.subject_terms, 4),
-            (SearchDoc.address_terms, 2),
-            (SearchDoc.attachment_terms, 1),
-        ):
-            padded = literal(" ") + terms + literal(" ")
-            score = score + case((padded.like(f"% {lexeme} %"), weight), else_=0)
-    return score
+def score(words: set[str], hit: Any) -> int:
+    """Relevance of a hit (a row of :data:`.search_sql.HIT_COLUMNS`): per query word (at most 8, in sorted order)
+    4 if in the subject, 2 if in an address, 1 if in an attachment name."""
+    fields = [(set(hit.subject_terms.split()), 4), (set(hit.address_terms.split()), 2),
+              (set(hit.attachment_terms.split()), 1)]  # fmt: skip
+    return sum(weight for lexeme in sorted(words)[:8] for terms, weight in fields if lexeme in terms)
 
 
 def search_messages(
@@ -188,7 +90,8 @@ def search_messages(
     limit: int = 50,
     offset: int = 0,
 ) -> SearchPage:
-    """Messages of an account (or one of its folders) matching ``query``, ``sort`` ``relevance`` or ``date``.
+    """Messages of an account (or one of its folders) matching ``query``, ``sort`` ``relevance`` or ``date``,
+    ``limit`` hits from ``offset``; ``total`` exact up to :data:`COUNT_CAP` (see the module docstring).
 
     Raises:
         InvalidInput: the query is malformed (the message says what is wrong) or ``sort`` is unknown.
@@ -201,54 +104,34 @@ def search_messages(
     with ctx.db.tenant_session(principal.tenant_id) as session:
         load_account(session, principal, account_id)
         _check_folder(session, account_id, folder_id)
-        compiler = _Compiler(session.get_bind().dialect.name, account_id)
-        conditions = [
-            SearchDoc.tenant_id == principal.tenant_id,
-            SearchDoc.account_id == account_id,
-            compiler.condition(tree),
-        ]
-        joined = _joined(compiler.dialect, tree, folder_id is not None, conditions)
-        if folder_id is not None:
-            conditions.append(EmailMessage.folder_id == folder_id)
-        total = session.execute(select(func.count()).select_from(joined).where(*conditions)).scalar_one()
-        newest = (SearchDoc.received_at.desc(), SearchDoc.message_id.desc())
-        ordering = (_score(words).desc(), *newest) if sort == "relevance" and words else newest
-        ids = list(
-            session.execute(
-                select(SearchDoc.message_id)
-                .select_from(joined)
-                .where(*conditions)
-                .order_by(*ordering)
-                .limit(limit)
-                .offset(offset)
-            ).scalars()
-        )
+        sql = SearchSql(session, account_id, tree, folder_id)
+        newest = sql.newest(COUNT_CAP + 1)  # one read: the count (capped), the ranking window, most pages
+        rows = _page(sql, newest, words if sort == "relevance" else set(), limit, offset)
+        exact = len(newest) <= COUNT_CAP or 0 < len(rows) < limit  # a short page ends the hits
+        total = len(newest) if len(newest) <= COUNT_CAP else max(COUNT_CAP, offset + len(rows))
+        ids = [row.message_id for row in rows]
         found = {m.id: m for m in session.execute(select(EmailMessage).where(EmailMessage.id.in_(ids))).scalars()}
         hits = [SearchHit(found[i], snippet(found[i], words)) for i in ids if i in found]
-    return SearchPage(hits, int(total), limit, offset)
+    return SearchPage(hits, total, limit, offset, exact)
 
 
-def _joined(dialect: str, tree: Node, by_folder: bool, conditions: list[ColumnElement[bool]]) -> Any:
-    """What a search reads: the doc rows -- on SQLite starting from the FTS5 hits of a word every hit must match
-    (adding that MATCH to ``conditions``) -- and the message rows only when the query needs their mutable columns
-    (flags, folder)."""
-    joined: Any = SearchDoc.__table__
-    driver = _driver(tree) if dialect == "sqlite" else None
-    if driver is not None:
-        joined = _FTS.join(SearchDoc, SearchDoc.doc_id == _FTS.c.rowid)
-        conditions.append(_FTS.c.email_search_fts.op("MATCH")(driver))
-    if by_folder or _reads_message(tree):
-        joined = joined.join(EmailMessage, EmailMessage.id == SearchDoc.message_id)
-    return joined
-
-
-def _reads_message(node: Node) -> bool:
-    """Whether a condition of the tree is on ``email_messages`` (flags other than attachments, folders)."""
-    if isinstance(node, And | Or):
-        return any(_reads_message(item) for item in node.items)
-    if isinstance(node, Not):
-        return _reads_message(node.item)
-    return isinstance(node, Folder) or (isinstance(node, Flag) and node.name != "attachment")
+def _page(sql: SearchSql, newest: list[Any], words: set[str], limit: int, offset: int) -> list[Any]:
+    """The hits at ``offset`` .. ``offset + limit``: by date, except that with ``words`` (relevance) the first
+    :data:`RANK_WINDOW` positions hold the newest that many hits ranked by :func:`score`.  ``newest``: the newest
+    hits (every hit when it is shorter than :data:`COUNT_CAP` + 1)."""
+    rows: list[Any] = []
+    if words and offset < RANK_WINDOW:
+        window = newest[:RANK_WINDOW]
+        ranked = sorted(window, key=lambda hit: (-score(words, hit), -hit.received_at, -hit.doc_id))
+        rows = ranked[offset : offset + limit]
+    start = offset + len(rows)
+    if len(rows) < limit and (start >= RANK_WINDOW or not words):  # by date from ``start`` (position = date rank)
+        end = offset + limit
+        if end <= len(newest) or len(newest) <= COUNT_CAP:
+            rows += newest[start:end]
+        else:
+            rows += sql.newest(end - start, offset=start)
+    return rows
 
 
 def _check_folder(session: Session, account_id: uuid.UUID, folder_id: uuid.UUID | None) -> None:
@@ -264,25 +147,61 @@ def snippet(message: EmailMessage, words: set[str]) -> str:
     subject, else the start of the body), HTML-escaped, matched words wrapped in ``<mark>``."""
     sources = [body_text({"text_body": message.text_body, "html_body": message.html_body}), message.subject or ""]
     for source in sources:
-        spans = [m.span() for m in _WORD.finditer(source[:200_000])][:MAX_BODY_WORDS]
-        hits = [i for i, (a, b) in enumerate(spans) if words and stem(fold(source[a:b])) in words]
-        if hits:
-            return _marked(source, spans, hits[0], words)
+        found = _first_match(source, words)
+        if found is not None:
+            return _marked(source, *found, words)
     source = sources[0] or sources[1]
-    spans = [m.span() for m in _WORD.finditer(source[:20_000])][:SNIPPET_WORDS]
-    return _marked(source, spans, 0, set()) if spans else ""
+    spans = [m.span() for m in islice(_WORD.finditer(source, 0, 20_000), SNIPPET_WORDS + 1)]
+    return _marked(source, spans, False, set()) if spans else ""
 
 
-def _marked(source: str, spans: list[tuple[int, int]], first: int, words: set[str]) -> str:
-    start = max(0, first - SNIPPET_WORDS // 4)
-    window = spans[start : start + SNIPPET_WORDS]
-    out: list[str] = ["… " if start > 0 else ""]
+@lru_cache(maxsize=65_536)
+def _stemmed(word: str) -> str:
+    return stem(fold(word))
+
+
+def _first_match(source: str, words: set[str]) -> tuple[list[tuple[int, int]], bool] | None:
+    """The word spans of ``source`` around its first word whose stem is in ``words`` (within its first
+    :data:`MAX_BODY_WORDS` words) -- from :data:`SNIPPET_WORDS` // 4 words before it (or the first word) to one past
+    the snippet window -- and whether words precede them; ``None`` when there is no such word."""
+    if not words:
+        return None
+    # The distinct words first (in C), stemmed once each; then the first of the matching ones by a regex (in C).
+    matching = {word for word in set(_WORD.findall(source, 0, _SNIPPET_SOURCE)) if _stemmed(word) in words}
+    if not matching:
+        return None
+    alternatives = "|".join(re.escape(word) for word in sorted(matching, key=len, reverse=True))
+    found = re.search(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])", source[:_SNIPPET_SOURCE])
+    if found is None:  # pragma: no cover - every matching word occurs
+        return None
+    before = _WORD.findall(source, 0, found.start())
+    if len(before) >= MAX_BODY_WORDS:
+        return None
+    lead = min(len(before), SNIPPET_WORDS // 4)
+    spans: list[tuple[int, int]] = []
+    if lead:  # the ``lead`` words before the match: found walking back from it
+        back = max(0, found.start() - 64 * (lead + 1))
+        while len(tail := [m.span() for m in _WORD.finditer(source, back, found.start())]) <= lead and back > 0:
+            back = max(0, back - 64 * (lead + 1))
+        spans = tail[-lead:]
+    for match in _WORD.finditer(source, found.start(), _SNIPPET_SOURCE):
+        spans.append(match.span())
+        if len(spans) > SNIPPET_WORDS:
+            break
+    return spans, len(before) > lead
+
+
+def _marked(source: str, spans: list[tuple[int, int]], leading: bool, words: set[str]) -> str:
+    """The first :data:`SNIPPET_WORDS` of ``spans`` as HTML, ``…`` before when ``leading`` and after when ``spans``
+    has more; words whose stem is in ``words`` in ``<mark>``."""
+    window = spans[:SNIPPET_WORDS]
+    out: list[str] = ["… " if leading else ""]
     cursor = window[0][0]
     for a, b in window:
         out.append(html.escape(_SPACES.sub(" ", source[cursor:a])))
         word = html.escape(source[a:b])
-        out.append(f"<mark>{word}</mark>" if stem(fold(source[a:b])) in words else word)
+        out.append(f"<mark>{word}</mark>" if _stemmed(source[a:b]) in words else word)
         cursor = b
-    if start + SNIPPET_WORDS < len(spans):
+    if len(spans) > SNIPPET_WORDS:
         out.append(" …")
     return "".join(out).strip()

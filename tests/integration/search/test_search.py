@@ -15,6 +15,8 @@ from sqlalchemy import delete, func, select, text
 
 from email_service.app import create_app
 from email_service.models import EmailFolder, EmailMessage, SearchDoc
+from email_service.services import search as search_service
+from email_service.services import search_sql
 from email_service.services.context import ServiceContext
 from email_service.sync.store import delete_messages
 from tests.conftest import Caller
@@ -199,9 +201,44 @@ def test_relevance_puts_subject_matches_first_and_date_sort_is_newest_first(clie
 def test_pages_of_a_search(client: FlaskClient, mailbox: Box) -> None:
     first = search(client, mailbox, "in:inbox", sort="date", limit=4).get_json()
     second = search(client, mailbox, "in:inbox", sort="date", limit=4, offset=4).get_json()
-    assert first["pagination"] == {"total": len(INBOX), "limit": 4, "offset": 0}
+    assert first["pagination"] == {"total": len(INBOX), "limit": 4, "offset": 0, "totalExact": True}
     seen = labels(mailbox, first) + labels(mailbox, second)
     assert len(seen) == len(set(seen)) == 8
+
+
+@pytest.mark.parametrize(("query", "expected"), QUERIES, ids=[q for q, _ in QUERIES])
+def test_walking_by_date_finds_what_starting_from_the_word_hits_finds(
+    client: FlaskClient, mailbox: Box, monkeypatch: pytest.MonkeyPatch, query: str, expected: set[str]
+) -> None:
+    """SQLite's other plan (walk the docs newest first, an FTS5 lookup per word term), taken for common words, finds
+    the same messages (on PostgreSQL the table runs twice)."""
+    monkeypatch.setattr(search_sql, "FEW_HITS", 0)
+    body = search(client, mailbox, query).get_json()
+    assert set(labels(mailbox, body)) == expected
+    assert body["pagination"]["total"] == len(expected)
+
+
+def test_the_total_is_exact_up_to_the_cap_then_a_lower_bound(
+    client: FlaskClient, mailbox: Box, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(search_service, "COUNT_CAP", 3)
+    capped = search(client, mailbox, "in:inbox", sort="date", limit=2).get_json()["pagination"]
+    assert capped == {"total": 3, "limit": 2, "offset": 0, "totalExact": False}
+    deep = search(client, mailbox, "in:inbox", sort="date", limit=2, offset=4).get_json()["pagination"]
+    assert (deep["total"], deep["totalExact"]) == (6, False)  # at least the hits up to this page
+    whole = search(client, mailbox, "in:inbox", sort="date").get_json()["pagination"]
+    assert (whole["total"], whole["totalExact"]) == (len(INBOX), True)  # the page itself holds every hit
+    assert search(client, mailbox, "lunch", limit=1).get_json()["pagination"]["totalExact"] is True
+
+
+def test_relevance_ranks_the_newest_hits_and_the_rest_follow_by_date(
+    client: FlaskClient, mailbox: Box, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(search_service, "RANK_WINDOW", 2)
+    # newest two hits (m08 body-only, m02 subject) ranked, then m01 (a subject match, but older) by date
+    assert labels(mailbox, search(client, mailbox, "budget").get_json()) == ["m02", "m08", "m01"]
+    pages = [labels(mailbox, search(client, mailbox, "budget", limit=1, offset=i).get_json()) for i in range(4)]
+    assert pages == [["m02"], ["m08"], ["m01"], []]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,225 @@
+"""The SQL of a search (issue 11): a query tree of :mod:`.search_query` as a condition on ``email_search_docs``, and
+the bounded read a search makes -- its newest hits, up to a ``LIMIT``.
+
+Word and phrase terms match the stemmed lexemes of the doc rows (:mod:`.search_index`): on PostgreSQL
+``tsv @@ to_tsquery('simple', ...)`` (phrases with ``<->``, ``subject:`` restricted to weight A, ``filename:`` to
+weight D), on SQLite a lookup of the doc in ``email_search_fts`` (phrases in quotes, ``subject:`` / ``filename:`` as
+FTS5 column filters).  Both see the same lexemes (stemmed in Python), so both find the same messages.  Address terms
+(``from:`` ...) are ``LIKE '%part%'`` on the folded address texts (pg_trgm GIN on PostgreSQL); flags other than
+``has:attachment`` and folders are the message row's columns, read at query time through ``EXISTS``.
+
+Plans (measured at 100,000 messages, ``bench/search.py``; the reads are bounded by their ``LIMIT``):
+
+* SQLite, a word term every hit must match (the *driver*) with few FTS5 hits (fewer than :data:`FEW_HITS`, a count
+  capped there): start from those hits and sort them.  Otherwise walk the docs newest first on
+  ``(account_id, received_at)`` and test each one (an FTS5 lookup by rowid per word term), stopping at the
+  ``LIMIT``.  ``is:read``/``is:unread`` and ``in:`` probe the list's covering indexes of ``email_messages`` with the
+  doc's ``(received_at, message_id)`` instead of reading the (wide) message row.
+* PostgreSQL: one statement; the planner picks the GIN / trigram indexes or the ``(account_id, received_at)`` walk.
+  Under ``FORCE ROW LEVEL SECURITY`` it may use the GIN and trigram indexes only when ``@@`` and ``LIKE`` are
+  ``LEAKPROOF`` (migration 0011, see the README).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    column,
+    exists,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    table,
+    true,
+)
+from sqlalchemy.orm import Session
+
+from email_service.models import EmailFolder, EmailMessage, SearchDoc
+from email_service.services.search_query import Address, And, Bound, Flag, Folder, Node, Not, Or, Words
+
+#: SQLite starts from the driver term's FTS5 hits when it has fewer than this many (else walks the docs by date).
+FEW_HITS = 3000
+_FTS_COLUMN = {None: "", "subject": "subject_terms : ", "filename": "attachment_terms : "}
+_WEIGHT = {None: "", "subject": ":A", "filename": ":D"}
+_MESSAGE_FLAGS = {
+    "unread": (EmailMessage.is_read, False),
+    "read": (EmailMessage.is_read, True),
+    "flagged": (EmailMessage.is_flagged, True),
+    "unflagged": (EmailMessage.is_flagged, False),
+    "answered": (EmailMessage.is_answered, True),
+    "draft": (EmailMessage.is_draft, True),
+}
+_FTS = table("email_search_fts", column("rowid"), column("email_search_fts"))
+#: The columns a search reads of each hit: what it pages and ranks by.
+HIT_COLUMNS = (
+    SearchDoc.message_id,
+    SearchDoc.received_at,
+    SearchDoc.doc_id,
+    SearchDoc.subject_terms,
+    SearchDoc.address_terms,
+    SearchDoc.attachment_terms,
+)
+
+
+def fts_match(node: Words) -> str:
+    """The FTS5 MATCH expression of a word or phrase term (a column filter for ``subject:`` / ``filename:``)."""
+    return _FTS_COLUMN[node.field] + '"' + " ".join(node.lexemes) + '"'
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _fts_hits(match: str) -> Any:
+    """``SELECT rowid FROM email_search_fts WHERE email_search_fts MATCH :match`` (a bound parameter per term)."""
+    return select(_FTS.c.rowid).where(_FTS.c.email_search_fts.op("MATCH")(bindparam("match", match, unique=True)))
+
+
+def _driver(tree: Node) -> tuple[Node, str] | None:
+    """The word term (or OR of word terms) every hit must match -- the tree itself or a top-level AND item -- and
+    its FTS5 MATCH; ``None`` when there is none."""
+    for item in tree.items if isinstance(tree, And) else (tree,):
+        if isinstance(item, Words):
+            return item, fts_match(item)
+        if isinstance(item, Or) and all(isinstance(choice, Words) for choice in item.items):
+            return item, " OR ".join(f"({fts_match(choice)})" for choice in item.items if isinstance(choice, Words))
+    return None
+
+
+def _cost(node: Node) -> int:
+    """Rough cost of testing ``node`` on one doc: columns of the doc, word membership, LIKE, nested, message rows."""
+    if isinstance(node, Bound) or (isinstance(node, Flag) and node.name == "attachment"):
+        return 0
+    if isinstance(node, Words | Address):
+        return 1 if isinstance(node, Words) else 2
+    return 4 if isinstance(node, Flag | Folder) else 3
+
+
+class SearchSql:
+    """The statements of one search: ``tree`` over one account's docs (optionally one folder's), in ``session``'s
+    dialect; on SQLite the plan (start from the driver's FTS5 hits or walk by date) is chosen here."""
+
+    def __init__(self, session: Session, account_id: uuid.UUID, tree: Node, folder_id: uuid.UUID | None = None) -> None:
+        self.session, self.account_id = session, account_id
+        self.dialect = session.get_bind().dialect.name
+        self._skip: Node | None = None
+        account = SearchDoc.account_id == account_id
+        driver = _driver(tree) if self.dialect == "sqlite" else None
+        if driver is not None and self._fts_hits(driver[1], FEW_HITS) < FEW_HITS:
+            # Start from the driver's hits (rowid lookups); ``+account_id``: not the account's index.
+            self._skip = driver[0]
+            account = literal_column("+email_search_docs.account_id", SearchDoc.account_id.type) == account_id
+            self.where: list[ColumnElement[bool]] = [SearchDoc.doc_id.in_(_fts_hits(driver[1]))]
+        else:
+            self.where = []
+        self.where += [account, self.condition(tree)]
+        if folder_id is not None:
+            self.where.append(self._in_folders([folder_id]))
+
+    def _fts_hits(self, match: str, cap: int) -> int:
+        hits = select(_FTS.c.rowid).where(_FTS.c.email_search_fts.op("MATCH")(match)).limit(cap).subquery()
+        return int(self.session.execute(select(func.count()).select_from(hits)).scalar_one())
+
+    def _select(self, *columns: Any) -> Select[Any]:
+        return select(*columns).select_from(SearchDoc).where(*self.where)
+
+    def newest(self, limit: int, *, offset: int = 0, before: tuple[int, int] | None = None) -> list[Any]:
+        """Up to ``limit`` hits (:data:`HIT_COLUMNS`) newest first (``received_at``, then ``doc_id``), skipping
+        ``offset``, only those older than ``before`` (``(received_at, doc_id)``) when given."""
+        statement = self._select(*HIT_COLUMNS)
+        if before is not None:
+            statement = statement.where(
+                or_(
+                    SearchDoc.received_at < before[0],
+                    and_(SearchDoc.received_at == before[0], SearchDoc.doc_id < before[1]),
+                )
+            )
+        statement = statement.order_by(SearchDoc.received_at.desc(), SearchDoc.doc_id.desc())
+        return list(self.session.execute(statement.limit(limit).offset(offset)).all())
+
+    def condition(self, node: Node) -> ColumnElement[bool]:
+        """``node`` as a condition on a row of ``email_search_docs`` (``true`` for the term the plan starts from)."""
+        if node is self._skip:
+            return true()
+        if isinstance(node, And):  # cheap tests first: SQLite evaluates them in this order
+            return and_(*(self.condition(item) for item in sorted(node.items, key=_cost)))
+        if isinstance(node, Or):
+            return or_(*(self.condition(item) for item in node.items))
+        if isinstance(node, Not):
+            return not_(self.condition(node.item))
+        if isinstance(node, Words):
+            return self._words(node)
+        if isinstance(node, Address):
+            texts = {"from": SearchDoc.from_text, "to": SearchDoc.to_text, "cc": SearchDoc.cc_text}
+            return texts[node.field].like("%" + _escape_like(node.text) + "%", escape="\\")
+        if isinstance(node, Flag):
+            return self._flag(node.name)
+        if isinstance(node, Folder):  # the folder ids first: PostgreSQL's estimates then use their statistics
+            named = select(EmailFolder.id).where(
+                EmailFolder.account_id == self.account_id,
+                or_(func.lower(EmailFolder.name) == node.name.lower(), EmailFolder.type == node.name.lower()),
+            )
+            return self._in_folders(list(self.session.execute(named).scalars()))
+        assert isinstance(node, Bound)
+        if node.kind == "before":
+            return SearchDoc.received_at < node.value
+        if node.kind == "after":
+            return SearchDoc.received_at >= node.value
+        return SearchDoc.size > node.value if node.kind == "larger" else SearchDoc.size < node.value
+
+    def _words(self, node: Words) -> ColumnElement[bool]:
+        if self.dialect == "postgresql":
+            weight = _WEIGHT[node.field]
+            query = " <-> ".join(f"'{lexeme}'{weight}" for lexeme in node.lexemes)
+            return literal_column("email_search_docs.tsv").bool_op("@@")(func.to_tsquery("simple", query))
+        # ``+doc_id``: a membership test in the term's hits (read once per statement), not an index constraint.
+        return literal_column("+email_search_docs.doc_id", SearchDoc.doc_id.type).in_(_fts_hits(fts_match(node)))
+
+    def _flag(self, name: str) -> ColumnElement[bool]:
+        if name == "attachment":
+            return SearchDoc.has_attachments.is_(True)
+        flag, value = _MESSAGE_FLAGS[name]
+        if self.dialect == "sqlite" and flag is EmailMessage.is_read:
+            # A probe of the covering index (folder_id, is_read, received_at, id), one per folder of the account.
+            return self._probe(self._account_folders(), EmailMessage.is_read.is_(value))
+        if self.dialect == "sqlite":
+            return exists().where(EmailMessage.id == SearchDoc.message_id, flag.is_(value))
+        # PostgreSQL: a semi-join on the messages with that flag (its statistics estimate how many), not a lookup the
+        # planner would guess selective (a folder of 100,000 estimated at 1,400: 3.5 s for ``in:inbox client``).
+        return SearchDoc.message_id.in_(
+            select(EmailMessage.id).where(EmailMessage.account_id == self.account_id, flag.is_(value))
+        )
+
+    def _in_folders(self, folders: Any) -> ColumnElement[bool]:
+        if self.dialect == "sqlite":
+            return self._probe(folders)
+        return SearchDoc.message_id.in_(select(EmailMessage.id).where(EmailMessage.folder_id.in_(folders)))
+
+    def _account_folders(self) -> Any:
+        return select(EmailFolder.id).where(EmailFolder.account_id == self.account_id)
+
+    def _probe(self, folders: Any, *extra: ColumnElement[bool]) -> ColumnElement[bool]:
+        """SQLite: the doc's message is in one of ``folders`` (and matches ``extra``), found through an index keyed
+        ``(folder_id, [is_read,] received_at, id)`` -- the doc's ``received_at`` is the message's (0 when the
+        message has none: then the message row itself is read)."""
+        probe = exists().where(  # ``+id``: not the primary key's index (which leads to the row itself)
+            EmailMessage.folder_id.in_(folders),
+            *extra,
+            EmailMessage.received_at == SearchDoc.received_at,
+            literal_column("+email_messages.id", EmailMessage.id.type) == SearchDoc.message_id,
+        )
+        unset = exists().where(
+            EmailMessage.id == SearchDoc.message_id,
+            EmailMessage.received_at.is_(None),
+            EmailMessage.folder_id.in_(folders),
+            *extra,
+        )
+        return or_(probe, and_(SearchDoc.received_at == 0, unset))
