@@ -9,6 +9,9 @@ still works (and still costs the rows it skips).  The account-wide list (no ``fo
 Totals: no filter -> the folder's ``total_count`` (account-wide: the sum over its folders); only ``isRead`` -> the
 folder's ``unread_count`` (or ``total - unread``); any other filter -> ``None`` (not counted: a count would read
 every matching row on each request).
+
+A page reads only the summary columns (:data:`SUMMARY_COLUMNS`) as plain rows, never whole ORM entities: building
+50 entities with their JSON columns cost several times the SQL itself (issue 11, ``bench/README.md``).
 """
 
 from __future__ import annotations
@@ -21,11 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal_column, or_, select
-from sqlalchemy.orm import Session, defer
+from sqlalchemy import ColumnElement, Row, Select, and_, func, literal_column, or_, select
+from sqlalchemy.orm import Session
 
 from email_service.errors import InvalidInput, NotFound
-from email_service.models import EmailFolder, EmailMessage, SearchDoc
+from email_service.models import EmailFolder, EmailMessage, PendingAction, SearchDoc
 from email_service.security.tokens import Principal
 from email_service.services.accounts import load_account
 from email_service.services.actions import pending_message_ids
@@ -33,13 +36,14 @@ from email_service.services.context import ServiceContext
 from email_service.services.search_text import fold
 
 SORT_FIELDS = ("receivedAt", "sentAt", "subject", "from", "size")
-#: Columns a list item does not show (bodies, rarely used JSON): not read for a page.
-LIST_DEFERRED = tuple(
-    defer(column)
-    for column in (
-        EmailMessage.text_body, EmailMessage.html_body, EmailMessage.bcc_addresses, EmailMessage.reply_to,
-        EmailMessage.references, EmailMessage.defects, EmailMessage.sender, EmailMessage.in_reply_to,
-    )
+#: The columns of a message summary (a list item: headers, flags, preview; no bodies), as a page reads them.  A
+#: row of them has the attribute names of :class:`EmailMessage` (``row.from_address``, ``row.is_read`` ...).
+SUMMARY_COLUMNS = (
+    EmailMessage.id, EmailMessage.account_id, EmailMessage.folder_id, EmailMessage.uid, EmailMessage.message_id,
+    EmailMessage.thread_id, EmailMessage.subject, EmailMessage.from_name, EmailMessage.from_address,
+    EmailMessage.to_addresses, EmailMessage.cc_addresses, EmailMessage.sent_at, EmailMessage.received_at,
+    EmailMessage.preview, EmailMessage.flags, EmailMessage.is_read, EmailMessage.is_flagged, EmailMessage.is_answered,
+    EmailMessage.is_draft, EmailMessage.has_attachments, EmailMessage.size, EmailMessage.last_error,
 )  # fmt: skip
 SORT_ORDERS = ("asc", "desc")
 
@@ -141,15 +145,18 @@ class Cursor:
 
 @dataclass(frozen=True)
 class ListPage:
-    """A page of messages: ``total`` (``None`` when not known, see the module docstring), ``next_cursor``
-    (``None`` on the last page) and the ids among ``items`` with changes not yet written back."""
+    """A page of messages: ``items`` are rows of :data:`SUMMARY_COLUMNS` (attributes named like
+    :class:`EmailMessage`'s), ``total`` (``None`` when not known, see the module docstring), ``next_cursor``
+    (``None`` on the last page), the ids among ``items`` with changes not yet written back, and ``state``: the
+    account's change-log state read in the same transaction before the rows (``GET .../changes?since=``)."""
 
-    items: list[EmailMessage]
+    items: list[Row[Any]]
     total: int | None
     limit: int
     offset: int
     next_cursor: str | None
     pending: frozenset[uuid.UUID] = field(default_factory=frozenset)
+    state: str = ""
 
 
 def list_messages(
@@ -178,18 +185,27 @@ def list_messages(
     if after is not None and offset:
         raise InvalidInput("cursor and offset cannot be combined")
     with ctx.db.tenant_session(principal.tenant_id) as session:
-        load_account(session, principal, account_id)
+        account = load_account(session, principal, account_id)
+        state = str(int(account.change_seq))  # the form of changes.current_state, read before the rows
         folders = _folders(session, principal, account_id, folder_id)
         key = sort_key(sort_by)
         query = _page_query(principal, account_id, folder_id, filters, key, order, after)
         rows = session.execute(query.limit(limit).offset(offset)).all()
-        items = [row[0] for row in rows]
         next_cursor = None
         if len(rows) == limit:
             last = rows[-1]
-            next_cursor = Cursor(sort_by, order, last[1], last[0].id).encode()
-        pending = frozenset(pending_message_ids(session, [m.id for m in items]))
-    return ListPage(items, _total(folders, filters), limit, offset, next_cursor, pending)
+            next_cursor = Cursor(sort_by, order, last[-1], last.id).encode()
+        pending = _pending(session, account_id, rows)
+    return ListPage(list(rows), _total(folders, filters), limit, offset, next_cursor, pending, state)
+
+
+def _pending(session: Session, account_id: uuid.UUID, rows: Sequence[Row[Any]]) -> frozenset[uuid.UUID]:
+    """The ids among ``rows`` with a change not yet written back; one small indexed probe when the account has
+    none (the usual case) instead of an ``IN`` of the page's ids."""
+    waiting = select(PendingAction.id).where(PendingAction.account_id == account_id, PendingAction.state == "pending")
+    if not rows or session.execute(waiting.limit(1)).first() is None:
+        return frozenset()
+    return frozenset(pending_message_ids(session, [row[0] for row in rows]))
 
 
 def _folders(
@@ -230,7 +246,7 @@ def _page_query(
         else:
             conditions += [key >= after.key, or_(key > after.key, EmailMessage.id > after.id)]
     ordering = (key.desc(), EmailMessage.id.desc()) if order == "desc" else (key.asc(), EmailMessage.id.asc())
-    return select(EmailMessage, key).options(*LIST_DEFERRED).where(and_(*conditions)).order_by(*ordering)
+    return select(*SUMMARY_COLUMNS, key.label("sort_key")).where(and_(*conditions)).order_by(*ordering)
 
 
 def _total(folders: Sequence[EmailFolder], filters: ListFilters) -> int | None:
