@@ -89,4 +89,3 @@ def test_every_list_item_equals_the_schema_dump(
     assert listed[str(ids[2])]["to"] == [{"email": "no-name@example.com"}, {"name": "Extra", "email": "e@example.com"}]
     assert listed[str(ids[4])]["from"] is None and listed[str(ids[2])]["subject"] == ""
     assert set(listed[str(ids[0])]["flags"]) == {"\\Seen", "$Important", "Projekt-X"}
-
