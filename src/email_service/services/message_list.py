@@ -20,17 +20,16 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, and_, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, Row, Select, and_, exists, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from email_service.errors import InvalidInput, NotFound
-from email_service.models import EmailFolder, EmailMessage, PendingAction, SearchDoc
+from email_service.models import EmailAccount, EmailFolder, EmailMessage, PendingAction, SearchDoc
 from email_service.security.tokens import Principal
-from email_service.services.accounts import load_account
+from email_service.services.access import verify_resource_access
 from email_service.services.actions import pending_message_ids
 from email_service.services.context import ServiceContext
 from email_service.services.search_text import fold
@@ -185,9 +184,7 @@ def list_messages(
     if after is not None and offset:
         raise InvalidInput("cursor and offset cannot be combined")
     with ctx.db.tenant_session(principal.tenant_id) as session:
-        account = load_account(session, principal, account_id)
-        state = str(int(account.change_seq))  # the form of changes.current_state, read before the rows
-        folders = _folders(session, principal, account_id, folder_id)
+        scope = _scope(session, principal, account_id, folder_id)
         key = sort_key(sort_by)
         query = _page_query(principal, account_id, folder_id, filters, key, order, after)
         rows = session.execute(query.limit(limit).offset(offset)).all()
@@ -195,34 +192,49 @@ def list_messages(
         if len(rows) == limit:
             last = rows[-1]
             next_cursor = Cursor(sort_by, order, last[-1], last.id).encode()
-        pending = _pending(session, account_id, rows)
-    return ListPage(list(rows), _total(folders, filters), limit, offset, next_cursor, pending, state)
+        pending: frozenset[uuid.UUID] = frozenset()
+        if scope.has_pending and rows:  # the usual case has none: no IN of the page's ids
+            pending = frozenset(pending_message_ids(session, [row[0] for row in rows]))
+    return ListPage(list(rows), _total(scope, filters), limit, offset, next_cursor, pending, scope.state)
 
 
-def _pending(session: Session, account_id: uuid.UUID, rows: Sequence[Row[Any]]) -> frozenset[uuid.UUID]:
-    """The ids among ``rows`` with a change not yet written back; one small indexed probe when the account has
-    none (the usual case) instead of an ``IN`` of the page's ids."""
-    waiting = select(PendingAction.id).where(PendingAction.account_id == account_id, PendingAction.state == "pending")
-    if not rows or session.execute(waiting.limit(1)).first() is None:
-        return frozenset()
-    return frozenset(pending_message_ids(session, [row[0] for row in rows]))
+@dataclass(frozen=True)
+class _Scope:
+    """What a page needs besides its rows: the account's state, the kept counts and whether anything waits."""
+
+    state: str
+    total: int
+    unread: int
+    has_pending: bool
 
 
-def _folders(
-    session: Session, principal: Principal, account_id: uuid.UUID, folder_id: uuid.UUID | None
-) -> Sequence[EmailFolder]:
+def _scope(session: Session, principal: Principal, account_id: uuid.UUID, folder_id: uuid.UUID | None) -> _Scope:
+    """The account (checked as :func:`load_account` checks it), its state and whether it has pending actions in
+    one query, then the kept counts of the folder (or of all its folders) in another: plain columns, no entities.
+
+    Raises:
+        NotFound: no such live account in the caller's tenant, or a folder that is not this account's.
+        Forbidden: another user's account and the caller is not an admin.
+    """
+    waiting = exists().where(PendingAction.account_id == account_id, PendingAction.state == "pending")
+    account = session.execute(
+        select(EmailAccount.tenant_id, EmailAccount.user_id, EmailAccount.deleted_at, EmailAccount.change_seq,
+               waiting.label("waiting")).where(EmailAccount.id == account_id)
+    ).first()  # fmt: skip
+    if account is None or account.deleted_at is not None:
+        raise NotFound("Account not found")
+    verify_resource_access(principal, account.tenant_id, account.user_id, what="Account")
+    scope = [EmailFolder.tenant_id == principal.tenant_id, EmailFolder.account_id == account_id]
     if folder_id is not None:
-        folder = session.get(EmailFolder, folder_id)
-        if folder is None or folder.account_id != account_id:
-            raise NotFound("Folder not found")
-        return [folder]
-    return list(
-        session.execute(
-            select(EmailFolder).where(
-                EmailFolder.tenant_id == principal.tenant_id, EmailFolder.account_id == account_id
-            )
-        ).scalars()
-    )
+        scope.append(EmailFolder.id == folder_id)
+    found, total, unread = session.execute(
+        select(func.count(), func.coalesce(func.sum(EmailFolder.total_count), 0),
+               func.coalesce(func.sum(EmailFolder.unread_count), 0)).where(*scope)
+    ).one()  # fmt: skip
+    if folder_id is not None and not found:
+        raise NotFound("Folder not found")
+    # the state string is changes.current_state's form of the account's change_seq, read before the rows
+    return _Scope(str(int(account.change_seq)), int(total), int(unread), bool(account.waiting))
 
 
 def _page_query(
@@ -249,9 +261,8 @@ def _page_query(
     return select(*SUMMARY_COLUMNS, key.label("sort_key")).where(and_(*conditions)).order_by(*ordering)
 
 
-def _total(folders: Sequence[EmailFolder], filters: ListFilters) -> int | None:
-    total = sum(f.total_count for f in folders)
-    unread = sum(f.unread_count for f in folders)
+def _total(scope: _Scope, filters: ListFilters) -> int | None:
+    total, unread = scope.total, scope.unread
     if filters == ListFilters():
         return total
     if filters.only_read_state():
