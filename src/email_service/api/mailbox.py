@@ -140,7 +140,10 @@ def list_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> Response
     # The MessageListOut value, built directly (api/summaries.py: equal to the schema's dump, a fraction of its cost)
     return json_response(
         {
-            "messages": [summary_of_row(row, pending=row[0] in page.pending) for row in page.items],
+            "messages": [
+                summary_of_row(row, pending=bool(page.pending) and message_list.row_uuid(row[0]) in page.pending)
+                for row in page.items
+            ],
             "pagination": {
                 "total": page.total,
                 "limit": page.limit,

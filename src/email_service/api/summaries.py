@@ -31,6 +31,18 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _id(value: Any) -> str | None:
+    """An id as the canonical UUID string: from a ``uuid.UUID``, the canonical text, or 32 hex digits (a page row
+    read on SQLite, see :data:`~email_service.services.message_list.PAGE_COLUMNS`)."""
+    if value is None:
+        return None
+    if type(value) is str:
+        if len(value) == 32:
+            return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
+        return value
+    return str(value)
+
+
 def _int(value: Any) -> int | None:
     return None if value is None else int(value)
 
@@ -67,12 +79,12 @@ def summary_of_row(row: Sequence[Any], *, pending: bool = False) -> dict[str, An
      received_at, preview, flags, is_read, is_flagged, is_answered, is_draft, has_attachments, size,
      last_error) = row[:22]  # fmt: skip
     return {
-        "id": str(ident),
-        "accountId": str(account_id),
-        "folderId": str(folder_id),
+        "id": _id(ident),
+        "accountId": _id(account_id),
+        "folderId": _id(folder_id),
         "uid": _int(uid),
         "messageId": _text(message_id),
-        "threadId": _text(thread_id),
+        "threadId": _id(thread_id),
         "subject": _text(subject),
         "from": {"name": str(from_name or ""), "email": str(from_address or "")} if from_address or from_name else None,
         "to": addresses(to),
