@@ -12,7 +12,7 @@ mailbox, endpoint by endpoint alternating with this one, so that before and afte
 ``--mailboxes DIR`` keeps the built mailboxes in ``DIR`` (and their PostgreSQL database) and reuses them on the next
 run instead of building them again (an hour on a busy 2-core machine).  Run::
 
-    uv run python bench/api_latency.py [--count 100000] [--seconds 10] [--no-postgres] [--compare DIR]
+    uv run python bench/api_latency.py [--count 100000] [--seconds 10] [--no-postgres] [--no-sqlite] [--compare DIR]
                                         [--mailboxes DIR]
 """
 
@@ -207,6 +207,7 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "api_latency.json"))
     parser.add_argument("--compare", type=Path, help="a second checkout to measure side by side (e.g. /work/main)")
@@ -220,7 +221,7 @@ def main() -> int:
     if args.compare:
         sources[str(args.compare)] = args.compare.resolve()
     measured: dict[str, Any] = {}
-    for database in ["sqlite"] + ([] if args.no_postgres else ["postgresql"]):
+    for database in ([] if args.no_sqlite else ["sqlite"]) + ([] if args.no_postgres else ["postgresql"]):
         if args.mailboxes:
             args.mailboxes.mkdir(parents=True, exist_ok=True)
             mailbox = kept_mailbox(args.mailboxes, database, args.postgres_url, args.count)
