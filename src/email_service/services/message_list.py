@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, String, and_, cast, exists, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, Row, Select, String, and_, exists, func, literal_column, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from email_service.errors import InvalidInput, NotFound
@@ -44,18 +44,22 @@ SUMMARY_COLUMNS = (
     EmailMessage.preview, EmailMessage.flags, EmailMessage.is_read, EmailMessage.is_flagged, EmailMessage.is_answered,
     EmailMessage.is_draft, EmailMessage.has_attachments, EmailMessage.size, EmailMessage.last_error,
 )  # fmt: skip
-#: The page's select list: :data:`SUMMARY_COLUMNS` with the four ids read as text (``CAST`` in SQL; SQLite gives
-#: the stored 32 hex digits, PostgreSQL the canonical form), so no ``uuid.UUID`` is made per id per row: that was
-#: the largest single cost of reading a page after the JSON columns.  :func:`row_uuid` turns one back.
+#: The page's select list: :data:`SUMMARY_COLUMNS` with the four ids taken as the driver gives them
+#: (``type_coerce``: the SQL is unchanged, so are the plans).  On SQLite that is the stored text of 32 hex digits,
+#: so no ``uuid.UUID`` is made per id per row (the largest single cost of reading a page after the JSON columns);
+#: psycopg gives ``uuid.UUID`` as before.  (A ``CAST`` in SQL made PostgreSQL price the OFFSET page as a parallel
+#: sequential scan and sort.)  :func:`row_uuid` turns one into a ``uuid.UUID``.
 PAGE_COLUMNS = tuple(
-    cast(column, String).label(column.key) if column.key in ("id", "account_id", "folder_id", "thread_id") else column
+    type_coerce(column, String).label(column.key)
+    if column.key in ("id", "account_id", "folder_id", "thread_id")
+    else column
     for column in SUMMARY_COLUMNS
 )
 
 
-def row_uuid(value: str) -> uuid.UUID:
-    """The id of a page row's id column (32 hex digits or the canonical form)."""
-    return uuid.UUID(value)
+def row_uuid(value: str | uuid.UUID) -> uuid.UUID:
+    """The ``uuid.UUID`` of a page row's id column (a ``uuid.UUID``, or its 32 hex digits / canonical text)."""
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
 
 
 SORT_ORDERS = ("asc", "desc")
