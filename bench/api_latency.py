@@ -5,14 +5,21 @@ lifted), and runs ``wrk`` (Debian package ``wrk``; 4 connections, 2 threads, ``-
 ``/health`` (the baseline), the folder list, one message, the first list page, a filtered page (``isRead=false``),
 the page at offset 90,000 (90 % of ``--count``) and the same depth by cursor.  Prints requests/s, p50 and p99
 (ms) and each p99's ratio to the baseline's, and writes JSON (default ``bench/results/api_latency.json``).
-Goal (issue 11): p99 under 30 ms for the first page, a cursor page at any depth and a filtered page.  Run::
+Goal (issue 11): p99 under 30 ms for the first page, a cursor page at any depth and a filtered page.
 
-    uv run python bench/api_latency.py [--count 100000] [--seconds 10] [--no-postgres]
+``--compare /work/main`` measures a second checkout of the service (its ``src`` first on ``PYTHONPATH``) on the same
+mailbox, endpoint by endpoint alternating with this one, so that before and after share the machine's load;
+``--mailboxes DIR`` keeps the built mailboxes in ``DIR`` (and their PostgreSQL database) and reuses them on the next
+run instead of building them again (an hour on a busy 2-core machine).  Run::
+
+    uv run python bench/api_latency.py [--count 100000] [--seconds 10] [--no-postgres] [--no-sqlite] [--compare DIR]
+                                        [--mailboxes DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -22,6 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +39,10 @@ from bench.mailbox100k import Mailbox, build, close
 from bench.sync_throughput import write_results
 from sqlalchemy import select
 
+from email_service.config import Settings
 from email_service.models import EmailMessage
-from email_service.security.tokens import create_jwt_token
+from email_service.security.tokens import Principal, create_jwt_token
+from email_service.services.context import build_context
 from email_service.services.message_list import Cursor, sort_key
 
 
@@ -81,56 +91,115 @@ def _wrk(url: str, token: str, seconds: int) -> dict[str, float]:
     return {"rps": float(rate.group(1)), "p50_ms": latency("50"), "p99_ms": latency("99")}
 
 
-def measure(mailbox: Mailbox, seconds: int, depth: int) -> dict[str, dict[str, float]]:
-    settings = mailbox.ctx.settings
-    port = _free_port()
-    env = {**os.environ, "EMAIL_SERVICE_DATA_DIR": str(settings.data_dir), "DATABASE_URL": settings.database_url,
-           "DATABASE_MIGRATION_URL": settings.database_migration_url, "JWT_SECRET_KEY": settings.jwt_secret_key,
-           "CREDENTIAL_ENCRYPTION_KEYS": ",".join(settings.credential_keys), "RATE_LIMIT": "100000000 per minute",
-           "AUTO_UPGRADE_DB": "false", "SCHEDULER_ENABLED": "false", "LOG_LEVEL": "WARNING"}  # fmt: skip
-    server = subprocess.Popen(
-        [sys.executable, "-m", "email_service.cli", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
+_ENV_KEYS = ("EMAIL_SERVICE_DATA_DIR", "DATABASE_URL", "DATABASE_MIGRATION_URL", "JWT_SECRET_KEY",
+             "CREDENTIAL_ENCRYPTION_KEYS")  # fmt: skip
+
+
+def _service_env(settings: Settings) -> dict[str, str]:
+    return {"EMAIL_SERVICE_DATA_DIR": str(settings.data_dir), "DATABASE_URL": settings.database_url,
+            "DATABASE_MIGRATION_URL": settings.database_migration_url, "JWT_SECRET_KEY": settings.jwt_secret_key,
+            "CREDENTIAL_ENCRYPTION_KEYS": ",".join(settings.credential_keys)}  # fmt: skip
+
+
+def kept_mailbox(directory: Path, database: str, admin_url: str, count: int) -> Mailbox:
+    """The mailbox kept in ``directory`` for ``database`` (``<database>.json`` names it), built there first when
+    missing.  A kept mailbox is never dropped by this script (``close`` with ``dropped=None``)."""
+    saved = directory / f"{database}.json"
+    if not saved.exists():
+        mailbox = build(directory / database, database, admin_url, count)
+        info = {"account": str(mailbox.account_id), "folder": str(mailbox.folder_id), "count": count,
+                "tenant": str(mailbox.principal.tenant_id), "user": str(mailbox.principal.user_id),
+                "dropped": mailbox.dropped, **_service_env(mailbox.ctx.settings)}  # fmt: skip
+        saved.write_text(json.dumps(info))
+        mailbox.ctx.db.dispose()
+    info = json.loads(saved.read_text())
+    ctx = build_context(Settings.from_env({key: info[key] for key in _ENV_KEYS}))
+    principal = Principal(uuid.UUID(info["tenant"]), uuid.UUID(info["user"]), "user")
+    return Mailbox(ctx, principal, uuid.UUID(info["account"]), uuid.UUID(info["folder"]), None, admin_url)
+
+
+class Server:
+    """``email-service serve`` of the checkout ``source`` (``None``: this one) on ``mailbox``, rate limit lifted."""
+
+    def __init__(self, mailbox: Mailbox, source: Path | None = None) -> None:
+        env = {**os.environ, **_service_env(mailbox.ctx.settings), "RATE_LIMIT": "100000000 per minute",
+               "AUTO_UPGRADE_DB": "false", "SCHEDULER_ENABLED": "false", "LOG_LEVEL": "WARNING"}  # fmt: skip
+        if source is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(source / "src"), env.get("PYTHONPATH", "")])
+        port = _free_port()
+        self.base = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "email_service.cli", "serve", "--port", str(port)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for _ in range(150):
             try:
-                urllib.request.urlopen(f"{base}/health", timeout=1)  # noqa: S310 (local)
-                break
+                urllib.request.urlopen(f"{self.base}/health", timeout=1)  # noqa: S310 (local)
+                return
             except OSError:
                 time.sleep(0.2)
-        token = create_jwt_token(mailbox.ctx.tokens, tenant_id=mailbox.principal.tenant_id,
-                                 user_id=mailbox.principal.user_id)  # fmt: skip
-        account = f"{base}/api/v1/accounts/{mailbox.account_id}"
-        listing = f"{account}/messages?folderId={mailbox.folder_id}&limit=50"
-        urls = {
-            "health (baseline)": f"{base}/health",
-            "folders": f"{account}/folders",
-            "one message": f"{base}/api/v1/messages/{_one_message(mailbox)}",
-            "first page": listing,
-            "filtered page (isRead=false)": f"{listing}&isRead=false",
-            f"offset {depth}": f"{listing}&offset={depth}",
-            f"cursor at {depth}": f"{listing}&cursor={_cursor_at(mailbox, depth)}",
-        }
-        for url in urls.values():  # each answers 200 before it is measured
-            request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})  # noqa: S310
-            assert urllib.request.urlopen(request, timeout=60).status == 200  # noqa: S310
-        return {name: _wrk(url, token, seconds) for name, url in urls.items()}
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def _urls(base: str, mailbox: Mailbox, depth: int) -> dict[str, str]:
+    account = f"{base}/api/v1/accounts/{mailbox.account_id}"
+    listing = f"{account}/messages?folderId={mailbox.folder_id}&limit=50"
+    return {
+        "health (baseline)": f"{base}/health",
+        "folders": f"{account}/folders",
+        "one message": f"{base}/api/v1/messages/{_one_message(mailbox)}",
+        "first page": listing,
+        "filtered page (isRead=false)": f"{listing}&isRead=false",
+        f"offset {depth}": f"{listing}&offset={depth}",
+        f"cursor at {depth}": f"{listing}&cursor={_cursor_at(mailbox, depth)}",
+    }
+
+
+def measure(
+    mailbox: Mailbox, seconds: int, depth: int, sources: dict[str, Path | None]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``{source name: {endpoint: {rps, p50_ms, p99_ms}}}``: one server per source, each endpoint measured on them
+    one after the other before the next endpoint."""
+    token = create_jwt_token(mailbox.ctx.tokens, tenant_id=mailbox.principal.tenant_id,
+                             user_id=mailbox.principal.user_id)  # fmt: skip
+    servers = {name: Server(mailbox, source) for name, source in sources.items()}
+    try:
+        urls = {name: _urls(server.base, mailbox, depth) for name, server in servers.items()}
+        for by_endpoint in urls.values():
+            for url in by_endpoint.values():  # each answers 200 before it is measured
+                request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})  # noqa: S310
+                assert urllib.request.urlopen(request, timeout=60).status == 200  # noqa: S310
+        results: dict[str, dict[str, dict[str, float]]] = {name: {} for name in servers}
+        for endpoint in urls[next(iter(urls))]:
+            for name in servers:
+                results[name][endpoint] = _wrk(urls[name][endpoint], token, seconds)
+        return results
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        for server in servers.values():
+            server.stop()
 
 
 def report(measured: dict[str, Any], count: int) -> None:
-    """Print the table of each database: req/s, p50, p99 and p99 as a multiple of /health's."""
-    for database, rows in measured.items():
-        baseline = rows["health (baseline)"]["p99_ms"]
-        print(f"\n{database}: {count} messages in one folder, wrk 4 connections")
-        print(f"{'endpoint':<30}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'p99 x health':>14}")
-        for name, row in rows.items():
-            print(f"{name:<30}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
-                  f"{row['p99_ms'] / baseline:>14.1f}")  # fmt: skip
+    """Print the table of each database and checkout: req/s, p50, p99 and p99 as a multiple of /health's; with a
+    second checkout, the p50 and p99 ratios of this one to it."""
+    for database, by_source in measured.items():
+        for source, rows in by_source.items():
+            baseline = rows["health (baseline)"]["p99_ms"]
+            print(f"\n{database}, {source}: {count} messages in one folder, wrk 4 connections")
+            print(f"{'endpoint':<30}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'p99 x health':>14}")
+            for name, row in rows.items():
+                print(f"{name:<30}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
+                      f"{row['p99_ms'] / baseline:>14.1f}")  # fmt: skip
+        if len(by_source) == 2:
+            (this, after), (other, before) = by_source.items()
+            print(f"\n{database}: {this} / {other}")
+            print(f"{'endpoint':<30}{'p50 ratio':>11}{'p99 ratio':>11}")
+            for name in after:
+                print(f"{name:<30}{after[name]['p50_ms'] / before[name]['p50_ms']:>11.2f}"
+                      f"{after[name]['p99_ms'] / before[name]['p99_ms']:>11.2f}")  # fmt: skip
 
 
 def main() -> int:
@@ -138,18 +207,28 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "api_latency.json"))
+    parser.add_argument("--compare", type=Path, help="a second checkout to measure side by side (e.g. /work/main)")
+    parser.add_argument("--mailboxes", type=Path, help="keep the built mailboxes here and reuse them")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install -y wrk)")
         return 1
     workdir = Path(tempfile.mkdtemp(prefix="email-service-bench-api-"))
+    sources: dict[str, Path | None] = {"this checkout": None}
+    if args.compare:
+        sources[str(args.compare)] = args.compare.resolve()
     measured: dict[str, Any] = {}
-    for database in ["sqlite"] + ([] if args.no_postgres else ["postgresql"]):
-        mailbox = build(workdir / database, database, args.postgres_url, args.count)
+    for database in ([] if args.no_sqlite else ["sqlite"]) + ([] if args.no_postgres else ["postgresql"]):
+        if args.mailboxes:
+            args.mailboxes.mkdir(parents=True, exist_ok=True)
+            mailbox = kept_mailbox(args.mailboxes, database, args.postgres_url, args.count)
+        else:
+            mailbox = build(workdir / database, database, args.postgres_url, args.count)
         try:
-            measured[database] = measure(mailbox, args.seconds, args.count * 9 // 10)
+            measured[database] = measure(mailbox, args.seconds, args.count * 9 // 10, sources)
         finally:
             close(mailbox)
     report(measured, args.count)

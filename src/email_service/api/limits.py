@@ -45,8 +45,14 @@ class LockedMemoryStorage(MemoryStorage):
 
     ``MemoryStorage`` restarts its 10 ms expiry timer on every hit with an unguarded check-then-start, so two
     requests arriving together after a quiet moment can both start the same timer thread: ``RuntimeError: threads
-    can only be started once``, a 500.  Registered as ``email-service-memory://``.
+    can only be started once``, a 500.  The timer also waits 1 s instead of 10 ms: its only work is to forget
+    expired counters (a read already treats an expired counter as zero), and starting a thread on nearly every
+    request cost more CPU than the rest of a small request (issue 11, ``bench/README.md``).  Registered as
+    ``email-service-memory://``.
     """
+
+    #: Seconds between the sweeps of expired counters.
+    EXPIRY_SWEEP_SECONDS = 1.0
 
     STORAGE_SCHEME = ["email-service-memory"]
 
@@ -57,7 +63,9 @@ class LockedMemoryStorage(MemoryStorage):
     def _MemoryStorage__schedule_expiry(self) -> None:  # overrides MemoryStorage.__schedule_expiry (name-mangled)
         with self._expiry_lock:
             if not self.timer.is_alive():
-                self.timer = threading.Timer(0.01, getattr(self, "_MemoryStorage__expire_events"))  # noqa: B009 (name-mangled)
+                sweep = getattr(self, "_MemoryStorage__expire_events")  # noqa: B009 (name-mangled)
+                self.timer = threading.Timer(self.EXPIRY_SWEEP_SECONDS, sweep)
+                self.timer.daemon = True  # never holds the process open at exit
                 self.timer.start()
 
 

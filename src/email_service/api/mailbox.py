@@ -22,6 +22,7 @@ from .gate import guard
 from .mailbox_schemas import FolderListOut, MessageListOut, MessageListQuery, MessageOut, MessageQuery
 from .openapi import MESSAGE_LINKS
 from .schemas import PaginationQuery
+from .summaries import json_response, summary_of_row
 
 bp = guard(
     APIBlueprint(
@@ -114,7 +115,7 @@ def list_folders(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str,
     operation_id="listMessages",
     responses=AUTH_ERRORS,
 )
-def list_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str, Any]:
+def list_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> Response:
     filters = message_list.ListFilters(
         is_read=query_data["isRead"],
         is_flagged=query_data["isFlagged"],
@@ -124,11 +125,9 @@ def list_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str
         date_from=query_data["dateFrom"],
         date_to=query_data["dateTo"],
     )
-    ctx, principal = service_context(), current_principal()
-    state = changes_service.account_state(ctx, principal=principal, account_id=account_id)  # read before the rows
     page = message_list.list_messages(
-        ctx,
-        principal=principal,
+        service_context(),
+        principal=current_principal(),
         account_id=account_id,
         folder_id=query_data["folderId"],
         filters=filters,
@@ -138,16 +137,22 @@ def list_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str
         offset=query_data["offset"],
         cursor=query_data["cursor"],
     )
-    return {
-        "messages": [message_summary(m, pending=m.id in page.pending) for m in page.items],
-        "pagination": {
-            "total": page.total,
-            "limit": page.limit,
-            "offset": page.offset,
-            "nextCursor": page.next_cursor,
-        },
-        "state": state,
-    }
+    # The MessageListOut value, built directly (api/summaries.py: equal to the schema's dump, a fraction of its cost)
+    return json_response(
+        {
+            "messages": [
+                summary_of_row(row, pending=bool(page.pending) and message_list.row_uuid(row[0]) in page.pending)
+                for row in page.items
+            ],
+            "pagination": {
+                "total": page.total,
+                "limit": page.limit,
+                "offset": page.offset,
+                "nextCursor": page.next_cursor,
+            },
+            "state": page.state,
+        }
+    )
 
 
 @bp.get("/messages/<uuid:message_id>")

@@ -8,6 +8,7 @@ visited exactly once, and none twice.
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -84,6 +85,21 @@ def test_filters_and_their_totals(client: FlaskClient, box: Box) -> None:
     window = listing(client, box, dateFrom=BASE_MS + DAY_MS, dateTo=BASE_MS + 3 * DAY_MS)
     assert subjects(window) == ["charlie", "bravo"]
     assert listing(client, box)["pagination"]["total"] == 6  # account-wide: the sum of the folders' counts
+
+
+def test_a_folder_of_another_account_is_not_found_and_the_state_is_the_accounts(
+    client: FlaskClient, box: Box, make_box: Callable[..., Box]
+) -> None:
+    other = make_box(owner=box.owner)  # the same user's second account
+    elsewhere = other.folder("INBOX", "inbox")
+    for folder in (elsewhere, uuid.uuid4()):
+        response = client.get(
+            f"/api/v1/accounts/{box.account_id}/messages?folderId={folder}", headers=box.owner.headers
+        )
+        assert response.status_code == 404 and response.get_json()["message"] == "Folder not found"
+    state = get_json(client, box.owner, f"/api/v1/accounts/{box.account_id}/folders")["state"]
+    assert listing(client, box)["state"] == state
+    assert listing(client, other, folderId=elsewhere)["messages"] == []
 
 
 def test_sorts_and_offsets(client: FlaskClient, box: Box) -> None:
