@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from apiflask import APIBlueprint
+from flask import Response
 
 from email_service.services import changes as changes_service
 from email_service.services import search as search_service
@@ -18,6 +19,7 @@ from .context import service_context
 from .gate import guard
 from .mailbox import message_summary
 from .search_schemas import SearchOut, SearchQuery, ThreadListOut, ThreadListQuery, ThreadMessagesOut
+from .summaries import json_response, summary
 
 _HIT = {
     **examples.MESSAGE_SUMMARY,
@@ -65,7 +67,7 @@ bp = guard(
     operation_id="searchMessages",
     responses=AUTH_ERRORS,
 )
-def search_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str, Any]:
+def search_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> Response:
     ctx, principal = service_context(), current_principal()
     state = changes_service.account_state(ctx, principal=principal, account_id=account_id)  # read before the rows
     page = search_service.search_messages(
@@ -78,16 +80,19 @@ def search_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[s
         limit=query_data["limit"],
         offset=query_data["offset"],
     )
-    return {
-        "messages": [{**message_summary(hit.message), "snippet": hit.snippet} for hit in page.items],
-        "pagination": {
-            "total": page.total,
-            "limit": page.limit,
-            "offset": page.offset,
-            "totalExact": page.total_exact,
-        },
-        "state": state,
-    }
+    # The SearchOut value, built directly (api/summaries.py: equal to the schema's dump, a fraction of its cost)
+    return json_response(
+        {
+            "messages": [{**summary(hit.message), "snippet": hit.snippet} for hit in page.items],
+            "pagination": {
+                "total": page.total,
+                "limit": page.limit,
+                "offset": page.offset,
+                "totalExact": page.total_exact,
+            },
+            "state": state,
+        }
+    )
 
 
 @bp.get("/accounts/<uuid:account_id>/threads")

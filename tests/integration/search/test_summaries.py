@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 
 from email_service.api.mailbox import message_summary
 from email_service.api.mailbox_schemas import MessageSummaryOut
+from email_service.api.search_schemas import SearchHitOut
 from email_service.api.summaries import summary
 from email_service.models import EmailMessage, PendingAction, now_ms
 from email_service.services.context import ServiceContext
@@ -89,3 +90,20 @@ def test_every_list_item_equals_the_schema_dump(
     assert listed[str(ids[2])]["to"] == [{"email": "no-name@example.com"}, {"name": "Extra", "email": "e@example.com"}]
     assert listed[str(ids[4])]["from"] is None and listed[str(ids[2])]["subject"] == ""
     assert set(listed[str(ids[0])]["flags"]) == {"\\Seen", "$Important", "Projekt-X"}
+
+
+def test_every_search_hit_equals_the_schema_dump(
+    app: Flask, client: FlaskClient, ctx: ServiceContext, make_box: Callable[..., Box]
+) -> None:
+    box = make_box()
+    ids = _varied(box)
+    _edit(ctx, box, ids)
+    body = get_json(client, box.owner, f"/api/v1/accounts/{box.account_id}/messages/search?q=in%3Ainbox")
+    found = {item["id"]: item for item in body["messages"]}
+    assert set(found) == {str(i) for i in ids}
+    with ctx.db.tenant_session(box.owner.tenant_id) as session, app.test_request_context():
+        for message in session.execute(select(EmailMessage).where(EmailMessage.id.in_(ids))).scalars():
+            hit = found[str(message.id)]
+            expected = SearchHitOut().dump({**message_summary(message), "snippet": hit["snippet"]})
+            assert hit == json.loads(json.dumps(expected)), message.id
+    assert body["pagination"] == {"total": len(ids), "limit": 50, "offset": 0, "totalExact": True}
