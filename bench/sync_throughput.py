@@ -10,6 +10,7 @@ Prints messages/second and each rate's ratio to the raw fetch and to mbsync, and
 (default ``bench/results/sync_throughput.json``).  Run::
 
     uv run python bench/sync_throughput.py [--count 10000] [--size 5000] [--no-postgres] [--compare-indexing]
+        [--pg-drop-index NAME ...]
 """
 
 from __future__ import annotations
@@ -181,6 +182,17 @@ def bench_settings(workdir: Path, database: str, admin_url: str, **env: str) -> 
     return settings, dropped
 
 
+def _drop_indexes(owner_url: str, names: tuple[str, ...]) -> None:
+    """What-if: drop the indexes ``names`` from a fresh bench database (as its owner)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(owner_url)
+    with engine.begin() as connection:
+        for name in names:
+            connection.execute(text(f'DROP INDEX "{name}"'))
+    engine.dispose()
+
+
 class BenchService:
     """The service in-process on a fresh SQLite file or PostgreSQL database, with one IMAP account of ``user``.
 
@@ -188,9 +200,20 @@ class BenchService:
     PostgreSQL database.
     """
 
-    def __init__(self, server: Dovecot, user: str, password: str, workdir: Path, database: str, admin_url: str):
+    def __init__(
+        self,
+        server: Dovecot,
+        user: str,
+        password: str,
+        workdir: Path,
+        database: str,
+        admin_url: str,
+        drop_indexes: tuple[str, ...] = (),
+    ):
         batch = os.environ.get("SYNC_BATCH_SIZE", "500")
         settings, self.dropped = bench_settings(workdir, database, admin_url, SYNC_BATCH_SIZE=batch)
+        if database == "postgresql" and drop_indexes:
+            _drop_indexes(settings.database_migration_url, drop_indexes)
         self.admin_url = admin_url
         self.ctx = build_context(settings)
         self.principal = Principal(uuid.uuid4(), uuid.uuid4(), "user")
@@ -218,15 +241,25 @@ class BenchService:
 
 
 def time_service(
-    server: Dovecot, user: str, password: str, workdir: Path, database: str, admin_url: str, *, indexing: bool = True
+    server: Dovecot,
+    user: str,
+    password: str,
+    workdir: Path,
+    database: str,
+    admin_url: str,
+    *,
+    indexing: bool = True,
+    drop_indexes: tuple[str, ...] = (),
 ) -> tuple[float, int]:
     """One first sync into a fresh database; ``indexing=False`` switches off the threading and search indexing
-    done where rows are stored (issue 11) -- their indexes and triggers stay -- to show what indexing costs."""
-    service = BenchService(server, user, password, workdir, database, admin_url)
+    done where rows are stored (issue 11: the doc rows made on the parsing thread, the threads and doc rows written
+    with the batch, the end-of-sync backfill) -- their indexes and triggers stay -- to show what indexing costs.
+    ``drop_indexes``: PostgreSQL indexes dropped before the sync (a what-if; ``--pg-drop-index``)."""
+    service = BenchService(server, user, password, workdir, database, admin_url, drop_indexes)
     try:
         with contextlib.ExitStack() as stack:
             if not indexing:
-                for name in ("after_insert", "write_docs", "finish_sync"):
+                for name in ("doc_row", "after_insert", "write_docs", "finish_sync"):
                     stack.enter_context(mock.patch.object(search_index, name, lambda *a, **k: None))
             elapsed, run = service.sync()
         return elapsed, run.messages_added
@@ -248,13 +281,15 @@ def _measure_round(
             server, user, password, Path(tempfile.mkdtemp(dir=workdir)), "sqlite", args.postgres_url, indexing=False
         )
     if not args.no_postgres:
+        drop = tuple(args.pg_drop_index)
         measured["service_postgresql"] = time_service(
-            server, user, password, Path(tempfile.mkdtemp(dir=workdir)), "postgresql", args.postgres_url
-        )
+            server, user, password, Path(tempfile.mkdtemp(dir=workdir)), "postgresql", args.postgres_url,
+            drop_indexes=drop,
+        )  # fmt: skip
         if args.compare_indexing:
             measured["service_postgresql_no_index"] = time_service(
                 server, user, password, Path(tempfile.mkdtemp(dir=workdir)), "postgresql", args.postgres_url,
-                indexing=False,
+                indexing=False, drop_indexes=drop,
             )  # fmt: skip
     return measured
 
@@ -268,12 +303,20 @@ def main() -> int:
     parser.add_argument(
         "--compare-indexing", action="store_true", help="also sync with threading and search indexing off"
     )
+    parser.add_argument(
+        "--pg-drop-index",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="what-if: drop this PostgreSQL index before each PostgreSQL sync (repeatable)",
+    )
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "sync_throughput.json"))
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="email-service-bench-"))
     results: dict[str, Any] = {"count": args.count, "approx_size": args.size, "repeat": args.repeat, "runs": {}}
+    results["pg_drop_index"] = args.pg_drop_index
     rounds: list[dict[str, Any]] = []
     with Dovecot.start() as server:
         user, password = server.new_user()
