@@ -9,8 +9,8 @@ Builds a private Dovecot mailbox of ``--count`` messages of about ``--size`` byt
 Prints messages/second and each rate's ratio to the raw fetch and to mbsync, and writes the figures as JSON
 (default ``bench/results/sync_throughput.json``).  Run::
 
-    uv run python bench/sync_throughput.py [--count 10000] [--size 5000] [--no-postgres] [--compare-indexing]
-        [--pg-drop-index NAME ...]
+    uv run python bench/sync_throughput.py [--count 10000] [--size 5000] [--no-postgres] [--no-sqlite]
+        [--compare-indexing] [--pg-drop-index NAME ...]
 """
 
 from __future__ import annotations
@@ -273,13 +273,15 @@ def _measure_round(
     """One interleaved round of every run; each gets fresh target folders / databases."""
     measured: dict[str, tuple[float, int] | None] = {"raw_fetch": time_raw_fetch(server, user, password)}
     measured["mbsync"] = time_mbsync(server, user, password, Path(tempfile.mkdtemp(dir=workdir)))
-    measured["service_sqlite"] = time_service(
-        server, user, password, Path(tempfile.mkdtemp(dir=workdir)), "sqlite", args.postgres_url
-    )
-    if args.compare_indexing:
-        measured["service_sqlite_no_index"] = time_service(
-            server, user, password, Path(tempfile.mkdtemp(dir=workdir)), "sqlite", args.postgres_url, indexing=False
+    if not args.no_sqlite:
+        measured["service_sqlite"] = time_service(
+            server, user, password, Path(tempfile.mkdtemp(dir=workdir)), "sqlite", args.postgres_url
         )
+        if args.compare_indexing:
+            measured["service_sqlite_no_index"] = time_service(
+                server, user, password, Path(tempfile.mkdtemp(dir=workdir)), "sqlite", args.postgres_url,
+                indexing=False,
+            )  # fmt: skip
     if not args.no_postgres:
         drop = tuple(args.pg_drop_index)
         measured["service_postgresql"] = time_service(
@@ -300,6 +302,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=5_000)
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument(
         "--compare-indexing", action="store_true", help="also sync with threading and search indexing off"
     )
