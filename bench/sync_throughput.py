@@ -215,6 +215,7 @@ class BenchService:
         if database == "postgresql" and drop_indexes:
             _drop_indexes(settings.database_migration_url, drop_indexes)
         self.admin_url = admin_url
+        self.cpu_seconds = 0.0
         self.ctx = build_context(settings)
         self.principal = Principal(uuid.uuid4(), uuid.uuid4(), "user")
         fields = {"account_name": "bench", "email_address": "bench@example.com", "protocol": "imap",
@@ -227,9 +228,10 @@ class BenchService:
         tenant_id, account_id = self.principal.tenant_id, self.account.id
         run, _ = sync_runs.enqueue_sync(self.ctx, tenant_id=tenant_id, account_id=account_id, trigger="cli",
                                         principal=None)  # fmt: skip
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         state = sync_account(self.ctx, tenant_id=tenant_id, account_id=account_id, run_id=run.id)
         elapsed = time.perf_counter() - started
+        self.cpu_seconds = time.process_time() - cpu
         done = sync_runs.sync_status(self.ctx, principal=self.principal, account_id=account_id).run
         assert state == "succeeded", done.error if done else state
         return elapsed, done
@@ -250,11 +252,13 @@ def time_service(
     *,
     indexing: bool = True,
     drop_indexes: tuple[str, ...] = (),
-) -> tuple[float, int]:
+) -> tuple[float, int, float]:
     """One first sync into a fresh database; ``indexing=False`` switches off the threading and search indexing
     done where rows are stored (issue 11: the doc rows made on the parsing thread, the threads and doc rows written
     with the batch, the end-of-sync backfill) -- their indexes and triggers stay -- to show what indexing costs.
-    ``drop_indexes``: PostgreSQL indexes dropped before the sync (a what-if; ``--pg-drop-index``)."""
+    ``drop_indexes``: PostgreSQL indexes dropped before the sync (a what-if; ``--pg-drop-index``).  Returns
+    ``(seconds, messages, CPU seconds of this process)`` (all its threads; SQLite's work included, PostgreSQL's
+    not): on a machine shared with other work the CPU per message is steadier than the rate."""
     service = BenchService(server, user, password, workdir, database, admin_url, drop_indexes)
     try:
         with contextlib.ExitStack() as stack:
@@ -262,7 +266,7 @@ def time_service(
                 for name in ("doc_row", "after_insert", "write_docs", "finish_sync"):
                     stack.enter_context(mock.patch.object(search_index, name, lambda *a, **k: None))
             elapsed, run = service.sync()
-        return elapsed, run.messages_added
+        return elapsed, run.messages_added, service.cpu_seconds
     finally:
         service.close()
 
@@ -271,7 +275,7 @@ def _measure_round(
     server: Dovecot, user: str, password: str, workdir: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
     """One interleaved round of every run; each gets fresh target folders / databases."""
-    measured: dict[str, tuple[float, int] | None] = {"raw_fetch": time_raw_fetch(server, user, password)}
+    measured: dict[str, tuple[float, ...] | None] = {"raw_fetch": time_raw_fetch(server, user, password)}
     measured["mbsync"] = time_mbsync(server, user, password, Path(tempfile.mkdtemp(dir=workdir)))
     if not args.no_sqlite:
         measured["service_sqlite"] = time_service(
@@ -331,6 +335,8 @@ def main() -> int:
             rounds.append(_measure_round(server, user, password, workdir, args))
             line = ", ".join(f"{k} {v[1] / v[0]:.0f}" for k, v in rounds[-1].items() if v)
             print(f"  round {number + 1}: {line} msg/s")
+            cpu = ", ".join(f"{k} {v[2] / v[1] * 1000:.2f}" for k, v in rounds[-1].items() if v and len(v) > 2)
+            print(f"  round {number + 1} CPU of this process: {cpu} ms/msg")
     shutil.rmtree(workdir, ignore_errors=True)
 
     names = list(rounds[0])
@@ -351,6 +357,9 @@ def main() -> int:
             "messages": rounds[0][name][1],
             "msgs_per_s_median": round(rate, 1),
             "msgs_per_s_rounds": [round(r[name][1] / r[name][0], 1) for r in rounds],
+            "process_cpu_ms_per_msg_rounds": [
+                round(r[name][2] / r[name][1] * 1000, 3) for r in rounds if len(r[name]) > 2
+            ],
             "ratio_to_raw_fetch": round(rate / raw, 4) if raw else None,
             "ratio_to_mbsync": round(rate / mbsync, 3) if mbsync else None,
         }
