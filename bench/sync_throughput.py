@@ -9,7 +9,8 @@ Builds a private Dovecot mailbox of ``--count`` messages of about ``--size`` byt
 Prints messages/second and each rate's ratio to the raw fetch and to mbsync, and writes the figures as JSON
 (default ``bench/results/sync_throughput.json``).  Run::
 
-    uv run python bench/sync_throughput.py [--count 10000] [--size 5000] [--no-postgres] [--compare-indexing]
+    uv run python bench/sync_throughput.py [--count 10000] [--size 5000] [--no-postgres] [--no-sqlite]
+        [--compare-indexing] [--pg-drop-index NAME ...]
 """
 
 from __future__ import annotations
@@ -181,6 +182,17 @@ def bench_settings(workdir: Path, database: str, admin_url: str, **env: str) -> 
     return settings, dropped
 
 
+def _drop_indexes(owner_url: str, names: tuple[str, ...]) -> None:
+    """What-if: drop the indexes ``names`` from a fresh bench database (as its owner)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(owner_url)
+    with engine.begin() as connection:
+        for name in names:
+            connection.execute(text(f'DROP INDEX "{name}"'))
+    engine.dispose()
+
+
 class BenchService:
     """The service in-process on a fresh SQLite file or PostgreSQL database, with one IMAP account of ``user``.
 
@@ -188,10 +200,22 @@ class BenchService:
     PostgreSQL database.
     """
 
-    def __init__(self, server: Dovecot, user: str, password: str, workdir: Path, database: str, admin_url: str):
+    def __init__(
+        self,
+        server: Dovecot,
+        user: str,
+        password: str,
+        workdir: Path,
+        database: str,
+        admin_url: str,
+        drop_indexes: tuple[str, ...] = (),
+    ):
         batch = os.environ.get("SYNC_BATCH_SIZE", "500")
         settings, self.dropped = bench_settings(workdir, database, admin_url, SYNC_BATCH_SIZE=batch)
+        if database == "postgresql" and drop_indexes:
+            _drop_indexes(settings.database_migration_url, drop_indexes)
         self.admin_url = admin_url
+        self.cpu_seconds = 0.0
         self.ctx = build_context(settings)
         self.principal = Principal(uuid.uuid4(), uuid.uuid4(), "user")
         fields = {"account_name": "bench", "email_address": "bench@example.com", "protocol": "imap",
@@ -204,9 +228,10 @@ class BenchService:
         tenant_id, account_id = self.principal.tenant_id, self.account.id
         run, _ = sync_runs.enqueue_sync(self.ctx, tenant_id=tenant_id, account_id=account_id, trigger="cli",
                                         principal=None)  # fmt: skip
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         state = sync_account(self.ctx, tenant_id=tenant_id, account_id=account_id, run_id=run.id)
         elapsed = time.perf_counter() - started
+        self.cpu_seconds = time.process_time() - cpu
         done = sync_runs.sync_status(self.ctx, principal=self.principal, account_id=account_id).run
         assert state == "succeeded", done.error if done else state
         return elapsed, done
@@ -218,18 +243,30 @@ class BenchService:
 
 
 def time_service(
-    server: Dovecot, user: str, password: str, workdir: Path, database: str, admin_url: str, *, indexing: bool = True
-) -> tuple[float, int]:
+    server: Dovecot,
+    user: str,
+    password: str,
+    workdir: Path,
+    database: str,
+    admin_url: str,
+    *,
+    indexing: bool = True,
+    drop_indexes: tuple[str, ...] = (),
+) -> tuple[float, int, float]:
     """One first sync into a fresh database; ``indexing=False`` switches off the threading and search indexing
-    done where rows are stored (issue 11) -- their indexes and triggers stay -- to show what indexing costs."""
-    service = BenchService(server, user, password, workdir, database, admin_url)
+    done where rows are stored (issue 11: the doc rows made on the parsing thread, the threads and doc rows written
+    with the batch, the end-of-sync backfill) -- their indexes and triggers stay -- to show what indexing costs.
+    ``drop_indexes``: PostgreSQL indexes dropped before the sync (a what-if; ``--pg-drop-index``).  Returns
+    ``(seconds, messages, CPU seconds of this process)`` (all its threads; SQLite's work included, PostgreSQL's
+    not): on a machine shared with other work the CPU per message is steadier than the rate."""
+    service = BenchService(server, user, password, workdir, database, admin_url, drop_indexes)
     try:
         with contextlib.ExitStack() as stack:
             if not indexing:
-                for name in ("after_insert", "write_docs", "finish_sync"):
+                for name in ("doc_row", "after_insert", "write_docs", "finish_sync"):
                     stack.enter_context(mock.patch.object(search_index, name, lambda *a, **k: None))
             elapsed, run = service.sync()
-        return elapsed, run.messages_added
+        return elapsed, run.messages_added, service.cpu_seconds
     finally:
         service.close()
 
@@ -238,23 +275,27 @@ def _measure_round(
     server: Dovecot, user: str, password: str, workdir: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
     """One interleaved round of every run; each gets fresh target folders / databases."""
-    measured: dict[str, tuple[float, int] | None] = {"raw_fetch": time_raw_fetch(server, user, password)}
+    measured: dict[str, tuple[float, ...] | None] = {"raw_fetch": time_raw_fetch(server, user, password)}
     measured["mbsync"] = time_mbsync(server, user, password, Path(tempfile.mkdtemp(dir=workdir)))
-    measured["service_sqlite"] = time_service(
-        server, user, password, Path(tempfile.mkdtemp(dir=workdir)), "sqlite", args.postgres_url
-    )
-    if args.compare_indexing:
-        measured["service_sqlite_no_index"] = time_service(
-            server, user, password, Path(tempfile.mkdtemp(dir=workdir)), "sqlite", args.postgres_url, indexing=False
+    if not args.no_sqlite:
+        measured["service_sqlite"] = time_service(
+            server, user, password, Path(tempfile.mkdtemp(dir=workdir)), "sqlite", args.postgres_url
         )
+        if args.compare_indexing:
+            measured["service_sqlite_no_index"] = time_service(
+                server, user, password, Path(tempfile.mkdtemp(dir=workdir)), "sqlite", args.postgres_url,
+                indexing=False,
+            )  # fmt: skip
     if not args.no_postgres:
+        drop = tuple(args.pg_drop_index)
         measured["service_postgresql"] = time_service(
-            server, user, password, Path(tempfile.mkdtemp(dir=workdir)), "postgresql", args.postgres_url
-        )
+            server, user, password, Path(tempfile.mkdtemp(dir=workdir)), "postgresql", args.postgres_url,
+            drop_indexes=drop,
+        )  # fmt: skip
         if args.compare_indexing:
             measured["service_postgresql_no_index"] = time_service(
                 server, user, password, Path(tempfile.mkdtemp(dir=workdir)), "postgresql", args.postgres_url,
-                indexing=False,
+                indexing=False, drop_indexes=drop,
             )  # fmt: skip
     return measured
 
@@ -265,8 +306,16 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=5_000)
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument(
         "--compare-indexing", action="store_true", help="also sync with threading and search indexing off"
+    )
+    parser.add_argument(
+        "--pg-drop-index",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="what-if: drop this PostgreSQL index before each PostgreSQL sync (repeatable)",
     )
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "sync_throughput.json"))
@@ -274,6 +323,7 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="email-service-bench-"))
     results: dict[str, Any] = {"count": args.count, "approx_size": args.size, "repeat": args.repeat, "runs": {}}
+    results["pg_drop_index"] = args.pg_drop_index
     rounds: list[dict[str, Any]] = []
     with Dovecot.start() as server:
         user, password = server.new_user()
@@ -285,6 +335,8 @@ def main() -> int:
             rounds.append(_measure_round(server, user, password, workdir, args))
             line = ", ".join(f"{k} {v[1] / v[0]:.0f}" for k, v in rounds[-1].items() if v)
             print(f"  round {number + 1}: {line} msg/s")
+            cpu = ", ".join(f"{k} {v[2] / v[1] * 1000:.2f}" for k, v in rounds[-1].items() if v and len(v) > 2)
+            print(f"  round {number + 1} CPU of this process: {cpu} ms/msg")
     shutil.rmtree(workdir, ignore_errors=True)
 
     names = list(rounds[0])
@@ -305,6 +357,9 @@ def main() -> int:
             "messages": rounds[0][name][1],
             "msgs_per_s_median": round(rate, 1),
             "msgs_per_s_rounds": [round(r[name][1] / r[name][0], 1) for r in rounds],
+            "process_cpu_ms_per_msg_rounds": [
+                round(r[name][2] / r[name][1] * 1000, 3) for r in rounds if len(r[name]) > 2
+            ],
             "ratio_to_raw_fetch": round(rate / raw, 4) if raw else None,
             "ratio_to_mbsync": round(rate / mbsync, 3) if mbsync else None,
         }

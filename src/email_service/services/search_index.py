@@ -83,16 +83,23 @@ def after_insert(
 
 
 def write_docs(
-    session: Session, messages: Sequence[Mapping[str, Any]], attachments: Sequence[Mapping[str, Any]]
+    session: Session,
+    messages: Sequence[Mapping[str, Any]],
+    attachments: Sequence[Mapping[str, Any]],
+    docs: Mapping[Any, Mapping[str, Any]] | None = None,
 ) -> None:
-    """Insert the doc rows of inserted ``messages`` (row dicts) with their ``attachments`` (row dicts)."""
+    """Insert the doc rows of inserted ``messages`` (row dicts) with their ``attachments`` (row dicts).
+
+    ``docs`` maps message ids to doc rows already made by :func:`doc_row` (the sync makes them on its parsing
+    thread, see :mod:`email_service.sync.writer`); the other messages' doc rows are made here."""
     names: dict[Any, list[str]] = {}
     for attachment in attachments:
         if attachment.get("filename"):
             names.setdefault(attachment["message_id"], []).append(str(attachment["filename"]))
-    docs = [doc_row(message, names.get(message["id"], ())) for message in messages]
-    if docs:
-        session.execute(insert(SearchDoc), docs)
+    made = docs or {}
+    rows = [made.get(m["id"]) or doc_row(m, names.get(m["id"], ())) for m in messages]
+    if rows:
+        session.execute(insert(SearchDoc), rows)
 
 
 _DOC_COLUMNS = (

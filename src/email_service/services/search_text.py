@@ -21,6 +21,8 @@ MAX_BODY_WORDS = 10_000
 #: Longest indexed word (PostgreSQL refuses lexemes over 2,047 bytes; FTS5 has no limit).
 MAX_WORD = 100
 _WORD = re.compile(r"[^\W_]+")
+#: ASCII bytes -> themselves lower-cased if a letter or digit, else a space (the ASCII tokenizer of :func:`words`).
+_ASCII_WORDS = bytes(c if chr(c).isalnum() else 32 for c in range(128)).lower() + b" " * 128
 _STEMMER = Stemmer.Stemmer("english")
 
 
@@ -33,14 +35,18 @@ def fold(text: str) -> str:
 
 
 def words(text: str, *, limit: int | None = None) -> list[str]:
-    """The folded words of ``text`` (runs of letters and digits, at most ``limit`` of them)."""
-    found: list[str] = []
-    for match in _WORD.finditer(fold(text)):
-        word = match.group()
-        if len(word) <= MAX_WORD:
-            found.append(word)
-            if limit is not None and len(found) >= limit:
-                break
+    """The folded words of ``text`` (runs of letters and digits of at most :data:`MAX_WORD` characters; the first
+    ``limit`` of them)."""
+    if text.isascii():
+        # The same words as the regex below for ASCII (letters and digits are [A-Za-z0-9], casefold is lower),
+        # cut by one C-level translate and split instead of a regex match object per word: ~4x faster.
+        found = text.encode("ascii").translate(_ASCII_WORDS).decode("ascii").split()
+    else:
+        found = _WORD.findall(fold(text))
+    if found and max(map(len, found)) > MAX_WORD:
+        found = [word for word in found if len(word) <= MAX_WORD]
+    if limit is not None:
+        del found[limit:]
     return found
 
 
@@ -52,8 +58,14 @@ def stem(word: str) -> str:
 
 
 def lexemes(text: str, *, limit: int | None = None) -> list[str]:
-    """Stems of the words of ``text`` in order (:func:`words` then :func:`stem`)."""
-    return [stem(word) for word in words(text, limit=limit)]
+    """Stems of the words of ``text`` in order (:func:`words` then :func:`stem`).
+
+    Each distinct word is stemmed once (a 5 KB body repeats most of its words) and the stems mapped back in
+    order, instead of a Python call per word.
+    """
+    found = words(text, limit=limit)
+    stems = {word: stem(word) for word in set(found)}
+    return list(map(stems.__getitem__, found))
 
 
 def terms(text: str, *, limit: int | None = None) -> str:

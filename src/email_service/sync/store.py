@@ -162,16 +162,21 @@ def _attachment_rows(parsed: ParsedMessage, message: Mapping[str, Any], scan_sta
     ]
 
 
-def insert_rows(session: Session, messages: list[dict[str, Any]], attachments: list[dict[str, Any]]) -> None:
+def insert_rows(
+    session: Session,
+    messages: list[dict[str, Any]],
+    attachments: list[dict[str, Any]],
+    docs: Mapping[uuid.UUID, Mapping[str, Any]] | None = None,
+) -> None:
     """Bulk insert (executemany / insertmanyvalues) one batch of message rows and their attachment rows, threaded
     (sets each row's ``thread_id``) and indexed for search in the same transaction
-    (:mod:`email_service.services.search_index`)."""
+    (:mod:`email_service.services.search_index`; ``docs``: doc rows already made, by message id)."""
     search_index.after_insert(session, messages, attachments)
     if messages:
         session.execute(insert(EmailMessage), messages)
     if attachments:
         session.execute(insert(EmailAttachment), attachments)
-    search_index.write_docs(session, messages, attachments)
+    search_index.write_docs(session, messages, attachments, docs)
 
 
 def add_messages(
@@ -182,13 +187,16 @@ def add_messages(
     folder_id: uuid.UUID,
     messages: list[dict[str, Any]],
     attachments: list[dict[str, Any]],
+    docs: Mapping[uuid.UUID, Mapping[str, Any]] | None = None,
 ) -> list[uuid.UUID]:
     """The one path that adds message rows to a folder, used by the sync, drafts and the Sent copy of a send: the
     rows with their attachment rows, threaded and indexed (:func:`insert_rows`), the folder's counts, and the
     change log (the messages created, the folder updated), in the caller's transaction under the account's lock
-    (taken first: the lock order of :mod:`email_service.services.changes`).  Returns the new messages' ids."""
+    (taken first: the lock order of :mod:`email_service.services.changes`).  ``docs``: the messages' search doc
+    rows when the caller made them already (:func:`email_service.services.search_index.doc_row`, by message id).
+    Returns the new messages' ids."""
     lock_account(session, account_id)
-    insert_rows(session, messages, attachments)
+    insert_rows(session, messages, attachments, docs)
     ids = [message["id"] for message in messages]
     if ids:
         unread = sum(1 for message in messages if not message["is_read"])

@@ -1,12 +1,14 @@
 """Storing the new messages of one folder, batch by batch (shared by the IMAP and POP3 mirrors).
 
-Parsing and the raw-blob writes run on the caller's thread; the row insert, which mostly waits on the database,
-runs on one writer thread while the caller fetches and parses the next batch (one batch in flight).  (Blob writes on
-one or four extra threads measured 5-10 % slower on 2 cores, each short syscall waiting for the GIL held by the
-parser; parsing in worker processes gained nothing.)  Each batch is one short transaction that inserts the rows,
-moves the folder's counts and records the run's progress, submitted only after its blobs are on disk: an
-interruption loses at most the uncommitted batches, and a committed row always has its raw bytes.  The same
-transaction logs the new messages as created and the folder (its counts) as updated (the change log).
+Parsing, the raw-blob writes and the search doc rows (the stemmed words, pure CPU) run on the caller's thread; the
+row insert, which mostly waits on the database, runs on one writer thread while the caller fetches and parses the
+next batch (one batch in flight).  (Blob writes on one or four extra threads measured 5-10 % slower on 2 cores, each
+short syscall waiting for the GIL held by the parser; parsing in worker processes gained nothing.  For the same
+reason the doc rows are made here, not on the writer thread: stemming there held the GIL while this thread's blob
+syscalls queued for it.)  Each batch is one short transaction that inserts the rows, moves the folder's counts and
+records the run's progress, submitted only after its blobs are on disk: an interruption loses at most the
+uncommitted batches, and a committed row always has its raw bytes.  The same transaction logs the new messages as
+created and the folder (its counts) as updated (the change log).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Self
 
+from email_service.services import search_index
 from email_service.services.context import ServiceContext
 from email_service.sync.progress import RunProgress
 from email_service.sync.store import add_messages, message_rows
@@ -44,6 +47,7 @@ class MessageWriter:
         self.added = 0
         self._messages: list[dict[str, Any]] = []
         self._attachments: list[dict[str, Any]] = []
+        self._docs: dict[uuid.UUID, dict[str, Any]] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="email-sync-writer")
         self._pending: Future[int] | None = None
 
@@ -71,8 +75,8 @@ class MessageWriter:
         modseq: int | None = None,
     ) -> None:
         """Parse one message (see :func:`message_rows` for the arguments), put its raw bytes in the tenant's blob
-        namespace and buffer its rows for the current batch.  Its attachments await a virus scan (``pending``)
-        when scanning is on."""
+        namespace and buffer its rows and its search doc row for the current batch.  Its attachments await a
+        virus scan (``pending``) when scanning is on."""
         row, parts = message_rows(
             raw,
             identity=identity,
@@ -88,22 +92,26 @@ class MessageWriter:
         self.ctx.blobs.put(str(self.tenant_id), raw, sha256=row["raw_sha256"])
         self._messages.append(row)
         self._attachments.extend(parts)
+        names = [str(part["filename"]) for part in parts if part.get("filename")]
+        self._docs[row["id"]] = search_index.doc_row(row, names)
 
     def end_batch(self) -> None:
         """Hand the buffered messages to the writer thread (after the previous batch is stored)."""
         if not self._messages:
             return
-        messages, attachments = self._messages, self._attachments
-        self._messages, self._attachments = [], []
+        messages, attachments, docs = self._messages, self._attachments, self._docs
+        self._messages, self._attachments, self._docs = [], [], {}
         self._wait()
-        self._pending = self._pool.submit(self._store, messages, attachments)
+        self._pending = self._pool.submit(self._store, messages, attachments, docs)
 
     def _wait(self) -> None:
         pending, self._pending = self._pending, None
         if pending is not None:
             self.added += pending.result()
 
-    def _store(self, messages: list[dict[str, Any]], attachments: list[dict[str, Any]]) -> int:
+    def _store(
+        self, messages: list[dict[str, Any]], attachments: list[dict[str, Any]], docs: dict[uuid.UUID, dict[str, Any]]
+    ) -> int:
         with self.ctx.db.tenant_session(self.tenant_id) as session:
             add_messages(
                 session,
@@ -112,6 +120,7 @@ class MessageWriter:
                 folder_id=self.folder_id,
                 messages=messages,
                 attachments=attachments,
+                docs=docs,
             )
             self.progress.stored(len(messages))
             session.execute(self.progress.run_update())
