@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +21,20 @@ from email_service.security.tokens import Principal
 from email_service.services.access import owner_filter_user, verify_resource_access
 from email_service.services.context import ServiceContext
 from email_service.services.hosts import check_mail_host
+
+
+class _AccountLike(Protocol):
+    """What the visibility rule reads of an account: an entity or a row of these columns."""
+
+    @property
+    def tenant_id(self) -> uuid.UUID: ...
+    @property
+    def user_id(self) -> uuid.UUID: ...
+    @property
+    def deleted_at(self) -> int | None: ...
+
+
+_AccountT = TypeVar("_AccountT", bound=_AccountLike)
 
 #: Account attributes that may be set on create and changed on update (API camelCase is mapped by the API).
 ACCOUNT_FIELDS = (
@@ -157,7 +171,17 @@ def load_account(session: Session, principal: Principal, account_id: uuid.UUID) 
         NotFound: no such live account in the caller's tenant.
         Forbidden: another user's account and the caller is not an admin.
     """
-    account = session.get(EmailAccount, account_id)
+    return require_visible_account(principal, session.get(EmailAccount, account_id))
+
+
+def require_visible_account(principal: Principal, account: _AccountT | None) -> _AccountT:
+    """``account`` after the rule of :func:`load_account`, for an account read any way (an entity, or a row with
+    ``tenant_id``, ``user_id`` and ``deleted_at``; ``None`` when there is no such row).
+
+    Raises:
+        NotFound: no such row, or the account is deleted.
+        Forbidden: another user's account and the caller is not an admin.
+    """
     if account is None or account.deleted_at is not None:
         raise NotFound("Account not found")
     verify_resource_access(principal, account.tenant_id, account.user_id, what="Account")

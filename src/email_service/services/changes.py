@@ -140,10 +140,15 @@ def install_commit_hook(sessions: sessionmaker[Session], notify: Notify) -> None
     event.listen(sessions, "after_soft_rollback", lambda session, _previous: _after_rollback(session))
 
 
+def state_string(change_seq: int) -> str:
+    """The state string of an account whose ``change_seq`` is ``change_seq`` (the opaque form of its modseq)."""
+    return str(int(change_seq))
+
+
 def current_state(session: Session, account_id: uuid.UUID) -> str:
-    """The account's state string (the opaque form of its modseq), read in ``session``."""
+    """The account's state string (:func:`state_string`), read in ``session``."""
     seq = session.execute(select(EmailAccount.change_seq).where(EmailAccount.id == account_id)).scalar_one()
-    return str(int(seq))
+    return state_string(seq)
 
 
 def account_state(ctx: ServiceContext, *, principal: Principal, account_id: uuid.UUID) -> str:

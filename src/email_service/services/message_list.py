@@ -29,8 +29,9 @@ from sqlalchemy.orm import Session
 from email_service.errors import InvalidInput, NotFound
 from email_service.models import EmailAccount, EmailFolder, EmailMessage, PendingAction, SearchDoc
 from email_service.security.tokens import Principal
-from email_service.services.access import verify_resource_access
+from email_service.services.accounts import require_visible_account
 from email_service.services.actions import pending_message_ids
+from email_service.services.changes import state_string
 from email_service.services.context import ServiceContext
 from email_service.services.search_text import fold
 
@@ -238,13 +239,11 @@ def _scope(session: Session, principal: Principal, account_id: uuid.UUID, folder
         Forbidden: another user's account and the caller is not an admin.
     """
     waiting = exists().where(PendingAction.account_id == account_id, PendingAction.state == "pending")
-    account = session.execute(
+    row = session.execute(
         select(EmailAccount.tenant_id, EmailAccount.user_id, EmailAccount.deleted_at, EmailAccount.change_seq,
                waiting.label("waiting")).where(EmailAccount.id == account_id)
     ).first()  # fmt: skip
-    if account is None or account.deleted_at is not None:
-        raise NotFound("Account not found")
-    verify_resource_access(principal, account.tenant_id, account.user_id, what="Account")
+    account = require_visible_account(principal, row)
     scope = [EmailFolder.tenant_id == principal.tenant_id, EmailFolder.account_id == account_id]
     if folder_id is not None:
         scope.append(EmailFolder.id == folder_id)
@@ -254,8 +253,8 @@ def _scope(session: Session, principal: Principal, account_id: uuid.UUID, folder
     ).one()  # fmt: skip
     if folder_id is not None and not found:
         raise NotFound("Folder not found")
-    # the state string is changes.current_state's form of the account's change_seq, read before the rows
-    return _Scope(str(int(account.change_seq)), int(total), int(unread), bool(account.waiting))
+    # the account's state, read before the rows
+    return _Scope(state_string(account.change_seq), int(total), int(unread), bool(account.waiting))
 
 
 def _page_query(
