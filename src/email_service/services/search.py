@@ -12,51 +12,53 @@ Bounded work per request (so that a word in half of a 100,000-message mailbox co
   without words, and ``sort=date``, is newest first throughout.  Ties in date are broken by the doc's id (the
   order it was indexed), the same on both databases.
 
-Each hit has a ``snippet``: about :data:`SNIPPET_WORDS` words of the body (else the subject) around the first
-matched word, HTML-escaped, matched words in ``<mark>``; only the page's hits are loaded and snipped.
+Each hit has a ``snippet`` (:mod:`.search_snippet`): about :data:`SNIPPET_WORDS` words of the body (else the
+subject) around the first matched word, HTML-escaped, matched words in ``<mark>``; only the page's hits are loaded
+(their summary columns, bodies and terms: no ORM entities) and snipped.
 """
 
 from __future__ import annotations
 
-import html
-import re
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from itertools import islice
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from email_service.errors import InvalidInput, NotFound
-from email_service.models import EmailFolder, EmailMessage
+from email_service.models import EmailFolder, EmailMessage, SearchDoc
 from email_service.security.tokens import Principal
 from email_service.services.accounts import load_account
 from email_service.services.context import ServiceContext
-from email_service.services.search_index import body_text
+from email_service.services.message_list import PAGE_COLUMNS
 from email_service.services.search_query import parse_query, positive_lexemes
+from email_service.services.search_snippet import SNIPPET_WORDS, snippet
 from email_service.services.search_sql import SearchSql
-from email_service.services.search_text import MAX_BODY_WORDS, fold, stem
 
-__all__ = ["COUNT_CAP", "RANK_WINDOW", "SORTS", "SearchHit", "SearchPage", "search_messages", "snippet"]
+__all__ = [
+    "COUNT_CAP", "RANK_WINDOW", "SNIPPET_WORDS", "SORTS", "SearchHit", "SearchPage", "search_messages", "snippet"
+]  # fmt: skip
 
-SNIPPET_WORDS = 30
-_SNIPPET_SOURCE = 200_000  # characters of a body a snippet looks at
 SORTS = ("relevance", "date")
 #: Hits counted exactly; beyond, ``total`` is a lower bound.
 COUNT_CAP = 1000
 #: ``sort=relevance`` ranks the newest this many hits; the rest follow by date.
 RANK_WINDOW = 200
-_WORD = re.compile(r"[^\W_]+")
-_SPACES = re.compile(r"\s+")
+#: What a hit's row holds: the summary columns (ids as the driver gives them, see ``message_list.PAGE_COLUMNS``),
+#: the bodies and the doc's terms for the snippet.
+_HIT_COLUMNS = (*PAGE_COLUMNS, EmailMessage.text_body, EmailMessage.html_body, SearchDoc.doc_id,
+                SearchDoc.body_terms, SearchDoc.subject_terms)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class SearchHit:
-    """A found message and its snippet (HTML: escaped text, matched words in ``<mark>``)."""
+    """A found message and its snippet (HTML: escaped text, matched words in ``<mark>``).  ``message``: a row with
+    the attributes of ``message_list.SUMMARY_COLUMNS`` (what ``api.summaries.summary`` reads; ids as text on
+    SQLite, ``message_list.row_uuid``) and the bodies."""
 
-    message: EmailMessage
+    message: Row[Any]
     snippet: str
 
 
@@ -71,11 +73,12 @@ class SearchPage:
     total_exact: bool = True
 
 
-def score(words: set[str], hit: Any) -> int:
-    """Relevance of a hit (a row of :data:`.search_sql.HIT_COLUMNS`): per query word (at most 8, in sorted order)
-    4 if in the subject, 2 if in an address, 1 if in an attachment name."""
-    fields = [(set(hit.subject_terms.split()), 4), (set(hit.address_terms.split()), 2),
-              (set(hit.attachment_terms.split()), 1)]  # fmt: skip
+def score(words: set[str], terms: Any) -> int:
+    """Relevance of a hit from its doc's terms (a row with ``subject_terms``, ``address_terms``,
+    ``attachment_terms``): per query word (at most 8, in sorted order) 4 if in the subject, 2 if in an address, 1
+    if in an attachment name."""
+    fields = [(set(terms.subject_terms.split()), 4), (set(terms.address_terms.split()), 2),
+              (set(terms.attachment_terms.split()), 1)]  # fmt: skip
     return sum(weight for lexeme in sorted(words)[:8] for terms, weight in fields if lexeme in terms)
 
 
@@ -106,32 +109,39 @@ def search_messages(
         _check_folder(session, account_id, folder_id)
         sql = SearchSql(session, account_id, tree, folder_id)
         newest = sql.newest(COUNT_CAP + 1)  # one read: the count (capped), the ranking window, most pages
-        rows = _page(sql, newest, words if sort == "relevance" else set(), limit, offset)
-        exact = len(newest) <= COUNT_CAP or 0 < len(rows) < limit  # a short page ends the hits
-        total = len(newest) if len(newest) <= COUNT_CAP else max(COUNT_CAP, offset + len(rows))
-        ids = [row.message_id for row in rows]
-        found = {m.id: m for m in session.execute(select(EmailMessage).where(EmailMessage.id.in_(ids))).scalars()}
-        hits = [SearchHit(found[i], snippet(found[i], words)) for i in ids if i in found]
+        keys = _page(sql, newest, words if sort == "relevance" else set(), limit, offset)
+        exact = len(newest) <= COUNT_CAP or 0 < len(keys) < limit  # a short page ends the hits
+        total = len(newest) if len(newest) <= COUNT_CAP else max(COUNT_CAP, offset + len(keys))
+        rows = _rows(session, [key.doc_id for key in keys])
+        hits = [SearchHit(row, snippet(row, words, (row.body_terms, row.subject_terms))) for row in rows]
     return SearchPage(hits, total, limit, offset, exact)
 
 
+def _rows(session: Session, doc_ids: Sequence[int]) -> list[Row[Any]]:
+    """The rows (:data:`_HIT_COLUMNS`) of the docs ``doc_ids``, in that order."""
+    statement = select(*_HIT_COLUMNS).join(SearchDoc, SearchDoc.message_id == EmailMessage.id)
+    found = {row.doc_id: row for row in session.execute(statement.where(SearchDoc.doc_id.in_(doc_ids)))}
+    return [found[doc_id] for doc_id in doc_ids if doc_id in found]
+
+
 def _page(sql: SearchSql, newest: list[Any], words: set[str], limit: int, offset: int) -> list[Any]:
-    """The hits at ``offset`` .. ``offset + limit``: by date, except that with ``words`` (relevance) the first
-    :data:`RANK_WINDOW` positions hold the newest that many hits ranked by :func:`score`.  ``newest``: the newest
-    hits (every hit when it is shorter than :data:`COUNT_CAP` + 1)."""
-    rows: list[Any] = []
+    """The hits' keys (``received_at``, ``doc_id``) at ``offset`` .. ``offset + limit``: by date, except that with
+    ``words`` (relevance) the first :data:`RANK_WINDOW` positions hold the newest that many hits ranked by
+    :func:`score`.  ``newest``: the newest hits' keys (every hit when it is shorter than :data:`COUNT_CAP` + 1)."""
+    keys: list[Any] = []
     if words and offset < RANK_WINDOW:
         window = newest[:RANK_WINDOW]
-        ranked = sorted(window, key=lambda hit: (-score(words, hit), -hit.received_at, -hit.doc_id))
-        rows = ranked[offset : offset + limit]
-    start = offset + len(rows)
-    if len(rows) < limit and (start >= RANK_WINDOW or not words):  # by date from ``start`` (position = date rank)
+        terms: Mapping[int, Any] = sql.terms([key.doc_id for key in window])
+        ranked = sorted(window, key=lambda key: (-score(words, terms[key.doc_id]), -key.received_at, -key.doc_id))
+        keys = ranked[offset : offset + limit]
+    start = offset + len(keys)
+    if len(keys) < limit and (start >= RANK_WINDOW or not words):  # by date from ``start`` (position = date rank)
         end = offset + limit
         if end <= len(newest) or len(newest) <= COUNT_CAP:
-            rows += newest[start:end]
+            keys += newest[start:end]
         else:
-            rows += sql.newest(end - start, offset=start)
-    return rows
+            keys += sql.newest(end - start, offset=start)
+    return keys
 
 
 def _check_folder(session: Session, account_id: uuid.UUID, folder_id: uuid.UUID | None) -> None:
@@ -140,68 +150,3 @@ def _check_folder(session: Session, account_id: uuid.UUID, folder_id: uuid.UUID 
     folder = session.get(EmailFolder, folder_id)
     if folder is None or folder.account_id != account_id:
         raise NotFound("Folder not found")
-
-
-def snippet(message: EmailMessage, words: set[str]) -> str:
-    """About :data:`SNIPPET_WORDS` words of the body around its first word whose stem is in ``words`` (else of the
-    subject, else the start of the body), HTML-escaped, matched words wrapped in ``<mark>``."""
-    sources = [body_text({"text_body": message.text_body, "html_body": message.html_body}), message.subject or ""]
-    for source in sources:
-        found = _first_match(source, words)
-        if found is not None:
-            return _marked(source, *found, words)
-    source = sources[0] or sources[1]
-    spans = [m.span() for m in islice(_WORD.finditer(source, 0, 20_000), SNIPPET_WORDS + 1)]
-    return _marked(source, spans, False, set()) if spans else ""
-
-
-@lru_cache(maxsize=65_536)
-def _stemmed(word: str) -> str:
-    return stem(fold(word))
-
-
-def _first_match(source: str, words: set[str]) -> tuple[list[tuple[int, int]], bool] | None:
-    """The word spans of ``source`` around its first word whose stem is in ``words`` (within its first
-    :data:`MAX_BODY_WORDS` words) -- from :data:`SNIPPET_WORDS` // 4 words before it (or the first word) to one past
-    the snippet window -- and whether words precede them; ``None`` when there is no such word."""
-    if not words:
-        return None
-    # The distinct words first (in C), stemmed once each; then the first of the matching ones by a regex (in C).
-    matching = {word for word in set(_WORD.findall(source, 0, _SNIPPET_SOURCE)) if _stemmed(word) in words}
-    if not matching:
-        return None
-    alternatives = "|".join(re.escape(word) for word in sorted(matching, key=len, reverse=True))
-    found = re.search(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])", source[:_SNIPPET_SOURCE])
-    if found is None:  # pragma: no cover - every matching word occurs
-        return None
-    before = _WORD.findall(source, 0, found.start())
-    if len(before) >= MAX_BODY_WORDS:
-        return None
-    lead = min(len(before), SNIPPET_WORDS // 4)
-    spans: list[tuple[int, int]] = []
-    if lead:  # the ``lead`` words before the match: found walking back from it
-        back = max(0, found.start() - 64 * (lead + 1))
-        while len(tail := [m.span() for m in _WORD.finditer(source, back, found.start())]) <= lead and back > 0:
-            back = max(0, back - 64 * (lead + 1))
-        spans = tail[-lead:]
-    for match in _WORD.finditer(source, found.start(), _SNIPPET_SOURCE):
-        spans.append(match.span())
-        if len(spans) > SNIPPET_WORDS:
-            break
-    return spans, len(before) > lead
-
-
-def _marked(source: str, spans: list[tuple[int, int]], leading: bool, words: set[str]) -> str:
-    """The first :data:`SNIPPET_WORDS` of ``spans`` as HTML, ``…`` before when ``leading`` and after when ``spans``
-    has more; words whose stem is in ``words`` in ``<mark>``."""
-    window = spans[:SNIPPET_WORDS]
-    out: list[str] = ["… " if leading else ""]
-    cursor = window[0][0]
-    for a, b in window:
-        out.append(html.escape(_SPACES.sub(" ", source[cursor:a])))
-        word = html.escape(source[a:b])
-        out.append(f"<mark>{word}</mark>" if _stemmed(source[a:b]) in words else word)
-        cursor = b
-    if len(spans) > SNIPPET_WORDS:
-        out.append(" …")
-    return "".join(out).strip()

@@ -58,15 +58,10 @@ _MESSAGE_FLAGS = {
     "draft": (EmailMessage.is_draft, True),
 }
 _FTS = table("email_search_fts", column("rowid"), column("email_search_fts"))
-#: The columns a search reads of each hit: what it pages and ranks by.
-HIT_COLUMNS = (
-    SearchDoc.message_id,
-    SearchDoc.received_at,
-    SearchDoc.doc_id,
-    SearchDoc.subject_terms,
-    SearchDoc.address_terms,
-    SearchDoc.attachment_terms,
-)
+#: The columns a search reads of each hit: what it counts and pages by (on SQLite both are in the walk's index).
+KEY_COLUMNS = (SearchDoc.received_at, SearchDoc.doc_id)
+#: What it ranks by, read for the ranking window only.
+TERM_COLUMNS = (SearchDoc.doc_id, SearchDoc.subject_terms, SearchDoc.address_terms, SearchDoc.attachment_terms)
 
 
 def fts_match(node: Words) -> str:
@@ -132,9 +127,9 @@ class SearchSql:
         return select(*columns).select_from(SearchDoc).where(*self.where)
 
     def newest(self, limit: int, *, offset: int = 0, before: tuple[int, int] | None = None) -> list[Any]:
-        """Up to ``limit`` hits (:data:`HIT_COLUMNS`) newest first (``received_at``, then ``doc_id``), skipping
+        """Up to ``limit`` hits' keys (:data:`KEY_COLUMNS`) newest first (``received_at``, then ``doc_id``), skipping
         ``offset``, only those older than ``before`` (``(received_at, doc_id)``) when given."""
-        statement = self._select(*HIT_COLUMNS)
+        statement = self._select(*KEY_COLUMNS)
         if before is not None:
             statement = statement.where(
                 or_(
@@ -144,6 +139,11 @@ class SearchSql:
             )
         statement = statement.order_by(SearchDoc.received_at.desc(), SearchDoc.doc_id.desc())
         return list(self.session.execute(statement.limit(limit).offset(offset)).all())
+
+    def terms(self, doc_ids: list[int]) -> dict[int, Any]:
+        """The :data:`TERM_COLUMNS` rows of the docs ``doc_ids`` (hits of this search) by doc id."""
+        statement = select(*TERM_COLUMNS).where(SearchDoc.doc_id.in_(doc_ids))
+        return {row.doc_id: row for row in self.session.execute(statement)}
 
     def condition(self, node: Node) -> ColumnElement[bool]:
         """``node`` as a condition on a row of ``email_search_docs`` (``true`` for the term the plan starts from)."""
