@@ -123,14 +123,14 @@ def _by_terms(source: str, words: set[str], lexemes: list[str]) -> Found | Liter
     text's)."""
     present = words.intersection(lexemes)
     if not present:  # unless a word the index skipped (over MAX_WORD letters) would have matched
-        return False if _LONG_ASCII_WORD.search(source) else None
+        return False if _has_long_word(source, len(source)) else None
     at = min(map(lexemes.index, present))
     if at >= MAX_BODY_WORDS:
         return False
     lead = min(at, SNIPPET_WORDS // 4)
     start = _word_start(source, at - lead)
     spans = [] if start is None else [m.span() for m in islice(_WORD.finditer(source, start), SNIPPET_WORDS + 1)]
-    if len(spans) <= lead or _LONG_ASCII_WORD.search(source, 0, spans[-1][1]):
+    if len(spans) <= lead or _has_long_word(source, spans[-1][1]):
         return False  # fewer words than terms, or a word the index skipped: the terms do not line up with the text
     if lexemes[at] != _stemmed(source[slice(*spans[lead])]):
         return False  # another word there: not this text's terms
@@ -140,6 +140,13 @@ def _by_terms(source: str, words: set[str], lexemes: list[str]) -> Found | Liter
         if (lexemes[index] if index < len(lexemes) else _stemmed(source[a:b])) in words
     )
     return spans, at > lead, _marker(matching)
+
+
+def _has_long_word(source: str, end: int) -> bool:
+    """Whether the ASCII ``source[:end]`` has a word over :data:`.search_text.MAX_WORD` letters (one that the index
+    skips); most texts are ruled out by their longest run without white space."""
+    head = source[:end]
+    return max(map(len, head.split()), default=0) > MAX_WORD and _LONG_ASCII_WORD.search(head) is not None
 
 
 def _marked(source: str, spans: list[tuple[int, int]], leading: bool, marker: re.Pattern[str] | None) -> str:

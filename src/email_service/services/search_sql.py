@@ -98,6 +98,32 @@ def _cost(node: Node) -> int:
     return 4 if isinstance(node, Flag | Folder) else 3
 
 
+def _phrase(node: Words) -> str:
+    """The tsquery of a word or phrase term (weight A for ``subject:``, D for ``filename:``)."""
+    return " <-> ".join(f"'{lexeme}'{_WEIGHT[node.field]}" for lexeme in node.lexemes)
+
+
+def _tsquery(node: Node) -> str | None:
+    """PostgreSQL: ``node`` as one tsquery when it is made of word terms only (with AND, OR, NOT), else ``None``."""
+    if isinstance(node, Words):
+        return _phrase(node)
+    if isinstance(node, Not):
+        inner = _tsquery(node.item)
+        return None if inner is None else f"!({inner})"
+    if isinstance(node, And | Or):
+        parts = [_tsquery(item) for item in node.items]
+        if any(part is None for part in parts):
+            return None
+        return (" & " if isinstance(node, And) else " | ").join(f"({part})" for part in parts)
+    return None
+
+
+def _matches(query: str) -> ColumnElement[bool]:
+    """``tsv @@ to_tsquery('simple', query)``: the doc's tsv is read (and its words matched) once for the whole
+    query."""
+    return literal_column("email_search_docs.tsv").bool_op("@@")(func.to_tsquery("simple", query))
+
+
 class SearchSql:
     """The statements of one search: ``tree`` over one account's docs (optionally one folder's), in ``session``'s
     dialect; on SQLite the plan (start from the driver's FTS5 hits or walk by date) is chosen here."""
@@ -149,8 +175,16 @@ class SearchSql:
         """``node`` as a condition on a row of ``email_search_docs`` (``true`` for the term the plan starts from)."""
         if node is self._skip:
             return true()
+        if self.dialect == "postgresql" and (query := _tsquery(node)) is not None:
+            return _matches(query)
         if isinstance(node, And):  # cheap tests first: SQLite evaluates them in this order
-            return and_(*(self.condition(item) for item in sorted(node.items, key=_cost)))
+            items = sorted(node.items, key=_cost)
+            if self.dialect == "postgresql":  # the word terms as one tsquery: one match of the doc's tsv per row
+                queries = [query for item in items if (query := _tsquery(item)) is not None]
+                if len(queries) > 1:
+                    items = [item for item in items if _tsquery(item) is None]
+                    return and_(_matches(" & ".join(f"({q})" for q in queries)), *map(self.condition, items))
+            return and_(*(self.condition(item) for item in items))
         if isinstance(node, Or):
             return or_(*(self.condition(item) for item in node.items))
         if isinstance(node, Not):
@@ -177,9 +211,7 @@ class SearchSql:
 
     def _words(self, node: Words) -> ColumnElement[bool]:
         if self.dialect == "postgresql":
-            weight = _WEIGHT[node.field]
-            query = " <-> ".join(f"'{lexeme}'{weight}" for lexeme in node.lexemes)
-            return literal_column("email_search_docs.tsv").bool_op("@@")(func.to_tsquery("simple", query))
+            return _matches(_phrase(node))
         # ``+doc_id``: a membership test in the term's hits (read once per statement), not an index constraint.
         return literal_column("+email_search_docs.doc_id", SearchDoc.doc_id.type).in_(_fts_hits(fts_match(node)))
 
