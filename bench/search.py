@@ -14,11 +14,12 @@ than ``search.COUNT_CAP``, a lower bound).  On PostgreSQL the database is migrat
 skipped).  ``--compare SRC`` runs the same queries with the search code of another checkout (``SRC/src``, e.g. the
 landed code in ``/work/main``) on the same mailbox: two worker processes, one per checkout, each repetition of a
 query alternating between them (which goes first alternates too), so that before and after share the machine's
-load; it prints both and the ratio of their p95s.  ``cpu`` is the worker's process CPU time (SQLite's work
+load (``--before-mailboxes DIR``: ``SRC`` searches the mailboxes kept there instead, e.g. copies of the same
+mailboxes not migrated to this checkout's head).  ``cpu`` is the worker's process CPU time (SQLite's work
 included, PostgreSQL's server not).  Run::
 
     uv run python bench/search.py [--count 100000] [--repeat 20] [--no-postgres] [--no-sqlite]
-                                  [--mailboxes DIR] [--compare SRC]
+                                  [--mailboxes DIR] [--compare SRC [--before-mailboxes DIR]]
 """
 
 from __future__ import annotations
@@ -143,11 +144,14 @@ def _serve(directory: str, database: str, admin_url: str) -> int:
     return 0
 
 
-def compare(directory: Path, database: str, admin_url: str, source: Path, repeat: int) -> dict[str, Any]:
-    """``{"after": {label: summary}, "before": {...}}``: this checkout and ``source`` on the kept mailbox, each
-    repetition alternating between them (the first of each pair alternating too); two warm-up runs each."""
+def compare(
+    directory: Path, database: str, admin_url: str, source: Path, repeat: int, before: Path | None = None
+) -> dict[str, Any]:
+    """``{"after": {label: summary}, "before": {...}}``: this checkout and ``source`` on the kept mailbox (``source``
+    on the one kept in ``before`` when given: the same mailbox before this checkout's migrations), each repetition
+    alternating between them (the first of each pair alternating too); two warm-up runs each."""
     workers = {"after": Worker(directory, database, admin_url, None),
-               "before": Worker(directory, database, admin_url, source)}  # fmt: skip
+               "before": Worker(before or directory, database, admin_url, source)}  # fmt: skip
     print(f"  {database}: after = {workers['after'].code}, before = {workers['before'].code}")
     results: dict[str, Any] = {"after": {}, "before": {}}
     try:
@@ -207,7 +211,8 @@ def _measure(args: argparse.Namespace, database: str, workdir: Path, api: dict[s
     if args.compare:
         args.mailboxes.mkdir(parents=True, exist_ok=True)
         api_latency.kept_mailbox(args.mailboxes, database, args.postgres_url, args.count).ctx.db.dispose()
-        both = compare(args.mailboxes, database, args.postgres_url, args.compare.resolve(), args.repeat)
+        both = compare(args.mailboxes, database, args.postgres_url, args.compare.resolve(), args.repeat,
+                       args.before_mailboxes)  # fmt: skip
         return {f"{database} before": both["before"], f"{database} after": both["after"]}
     if args.mailboxes:
         args.mailboxes.mkdir(parents=True, exist_ok=True)
@@ -242,6 +247,7 @@ def main() -> int:
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "search.json"))
     parser.add_argument("--mailboxes", type=Path, help="use (or build and keep) the mailboxes kept in this directory")
     parser.add_argument("--compare", type=Path, help="a second checkout to measure side by side (needs --mailboxes)")
+    parser.add_argument("--before-mailboxes", type=Path, help="with --compare: the mailboxes that checkout searches")
     parser.add_argument(
         "--api-latency", type=int, default=0, metavar="SECONDS",
         help="also run bench/api_latency.py's wrk measurements on the same mailboxes, SECONDS per endpoint",
@@ -254,7 +260,11 @@ def main() -> int:
     api: dict[str, Any] = {}
     for database in ([] if args.no_sqlite else ["sqlite"]) + ([] if args.no_postgres else ["postgresql"]):
         measured.update(_measure(args, database, workdir, api))
-    _print_table(measured)
+    if args.compare:  # one table per database: before, after, and after/before
+        for database in dict.fromkeys(name.split()[0] for name in measured):
+            _print_table({name: rows for name, rows in measured.items() if name.split()[0] == database})
+    else:
+        _print_table(measured)
     write_results(args.output, {"count": args.count, "repeat": args.repeat, "databases": measured})
     if api:
         api_latency.report(api, args.count)
