@@ -23,7 +23,8 @@ Plans (measured at 100,000 messages, ``bench/search.py``; the reads are bounded 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -79,10 +80,50 @@ def _fts_hits(match: str) -> Any:
     return select(_FTS.c.rowid).where(_FTS.c.email_search_fts.op("MATCH")(bindparam("match", match, unique=True)))
 
 
-def _driver(tree: Node) -> tuple[Node, str] | None:
-    """The word term (or OR of word terms) every hit must match -- the tree itself or a top-level AND item -- and
-    its FTS5 MATCH; ``None`` when there is none."""
+@dataclass(frozen=True)
+class Match:
+    """SQLite: word terms combined into one FTS5 query (:func:`merged`): one hit list per search, not one per term."""
+
+    expression: str
+
+
+def _fts(node: Node) -> str | None:
+    """``node`` as one FTS5 query when it is made of word terms (AND, OR, and NOT after a positive term), else
+    ``None``."""
+    if isinstance(node, Words):
+        return fts_match(node)
+    if isinstance(node, Or):
+        parts = [_fts(item) for item in node.items]
+        return None if None in parts else " OR ".join(f"({part})" for part in parts)
+    if isinstance(node, And):
+        positive = [_fts(item) for item in node.items if not isinstance(item, Not)]
+        negative = [_fts(item.item) for item in node.items if isinstance(item, Not)]
+        if not positive or None in positive or None in negative:
+            return None
+        both = " AND ".join(f"({part})" for part in positive)
+        return f"({both}) NOT ({' OR '.join(f'({part})' for part in negative)})" if negative else both
+    return None
+
+
+def merged(tree: Node) -> Node | Match:
+    """SQLite: ``tree`` with its word terms -- the whole tree, or the word items (and negated word items) of a
+    top-level AND with at least one positive one -- as one :class:`Match`."""
+    if (expression := _fts(tree)) is not None:
+        return Match(expression)
+    if isinstance(tree, And):
+        words = [item for item in tree.items if _fts(item.item if isinstance(item, Not) else item) is not None]
+        if len(words) > 1 and (expression := _fts(And(tuple(words)))) is not None:
+            rest = tuple(item for item in tree.items if item not in words)
+            return And(cast(tuple[Node, ...], (Match(expression), *rest)))  # a Match among the items: SQL only
+    return tree
+
+
+def _driver(tree: Node | Match) -> tuple[Node | Match, str] | None:
+    """The word term (or OR of word terms, or :class:`Match`) every hit must match -- the tree itself or a top-level
+    AND item -- and its FTS5 MATCH; ``None`` when there is none."""
     for item in tree.items if isinstance(tree, And) else (tree,):
+        if isinstance(item, Match):
+            return item, item.expression
         if isinstance(item, Words):
             return item, fts_match(item)
         if isinstance(item, Or) and all(isinstance(choice, Words) for choice in item.items):
@@ -90,10 +131,12 @@ def _driver(tree: Node) -> tuple[Node, str] | None:
     return None
 
 
-def _cost(node: Node) -> int:
+def _cost(node: Node | Match) -> int:
     """Rough cost of testing ``node`` on one doc: columns of the doc, word membership, LIKE, nested, message rows."""
     if isinstance(node, Bound) or (isinstance(node, Flag) and node.name == "attachment"):
         return 0
+    if isinstance(node, Match):  # after a LIKE on the walk's index (a membership test in a list of ~40,000)
+        return 3
     if isinstance(node, Words | Address):
         return 1 if isinstance(node, Words) else 2
     return 4 if isinstance(node, Flag | Folder) else 3
@@ -138,9 +181,10 @@ class SearchSql:
             # ``subject:invoice`` 82 ms planned for its value, 235-600 ms on the generic plan).  For this
             # transaction only.
             session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-        self._skip: Node | None = None
+        self._skip: Node | Match | None = None
         account = SearchDoc.account_id == account_id
-        driver = _driver(tree) if self.dialect == "sqlite" else None
+        terms = merged(tree) if self.dialect == "sqlite" else tree  # SQLite: one FTS5 query for the word terms
+        driver = _driver(terms) if self.dialect == "sqlite" else None
         if driver is not None and self._fts_hits(driver[1], FEW_HITS) < FEW_HITS:
             # Start from the driver's hits (rowid lookups); ``+account_id``: not the account's index.
             self._skip = driver[0]
@@ -148,7 +192,7 @@ class SearchSql:
             self.where: list[ColumnElement[bool]] = [SearchDoc.doc_id.in_(_fts_hits(driver[1]))]
         else:
             self.where = []
-        self.where += [account, self.condition(tree)]
+        self.where += [account, self.condition(terms)]
         if folder_id is not None:
             self.where.append(self._in_folders([folder_id]))
 
@@ -178,10 +222,12 @@ class SearchSql:
         statement = select(*TERM_COLUMNS).where(SearchDoc.doc_id.in_(doc_ids))
         return {row.doc_id: row for row in self.session.execute(statement)}
 
-    def condition(self, node: Node) -> ColumnElement[bool]:
+    def condition(self, node: Node | Match) -> ColumnElement[bool]:
         """``node`` as a condition on a row of ``email_search_docs`` (``true`` for the term the plan starts from)."""
         if node is self._skip:
             return true()
+        if isinstance(node, Match):  # SQLite only
+            return literal_column("+email_search_docs.doc_id", SearchDoc.doc_id.type).in_(_fts_hits(node.expression))
         if self.dialect == "postgresql" and (query := _tsquery(node)) is not None:
             return _matches(query)
         if isinstance(node, And):  # cheap tests first: SQLite evaluates them in this order
