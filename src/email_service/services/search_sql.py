@@ -182,6 +182,7 @@ class SearchSql:
             # transaction only.
             session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         self._skip: Node | Match | None = None
+        self._terms: dict[int, Any] = {}
         account = SearchDoc.account_id == account_id
         terms = merged(tree) if self.dialect == "sqlite" else tree  # SQLite: one FTS5 query for the word terms
         driver = _driver(terms) if self.dialect == "sqlite" else None
@@ -203,24 +204,24 @@ class SearchSql:
     def _select(self, *columns: Any) -> Select[Any]:
         return select(*columns).select_from(SearchDoc).where(*self.where)
 
-    def newest(self, limit: int, *, offset: int = 0, before: tuple[int, int] | None = None) -> list[Any]:
+    def newest(self, limit: int, *, offset: int = 0) -> list[Any]:
         """Up to ``limit`` hits' keys (:data:`KEY_COLUMNS`) newest first (``received_at``, then ``doc_id``), skipping
-        ``offset``, only those older than ``before`` (``(received_at, doc_id)``) when given."""
-        statement = self._select(*KEY_COLUMNS)
-        if before is not None:
-            statement = statement.where(
-                or_(
-                    SearchDoc.received_at < before[0],
-                    and_(SearchDoc.received_at == before[0], SearchDoc.doc_id < before[1]),
-                )
-            )
-        statement = statement.order_by(SearchDoc.received_at.desc(), SearchDoc.doc_id.desc())
-        return list(self.session.execute(statement.limit(limit).offset(offset)).all())
+        ``offset``.  On PostgreSQL the rows hold the :data:`TERM_COLUMNS` too (the statement reads each hit's row
+        anyway): :meth:`terms` then needs no statement of its own."""
+        columns = (*KEY_COLUMNS, *TERM_COLUMNS[1:]) if self.dialect == "postgresql" else KEY_COLUMNS
+        statement = self._select(*columns).order_by(SearchDoc.received_at.desc(), SearchDoc.doc_id.desc())
+        rows = list(self.session.execute(statement.limit(limit).offset(offset)).all())
+        if self.dialect == "postgresql":
+            self._terms.update((row.doc_id, row) for row in rows)
+        return rows
 
     def terms(self, doc_ids: list[int]) -> dict[int, Any]:
         """The :data:`TERM_COLUMNS` rows of the docs ``doc_ids`` (hits of this search) by doc id."""
-        statement = select(*TERM_COLUMNS).where(SearchDoc.doc_id.in_(doc_ids))
-        return {row.doc_id: row for row in self.session.execute(statement)}
+        missing = [doc_id for doc_id in doc_ids if doc_id not in self._terms]
+        if missing:
+            statement = select(*TERM_COLUMNS).where(SearchDoc.doc_id.in_(missing))
+            self._terms.update((row.doc_id, row) for row in self.session.execute(statement))
+        return {doc_id: self._terms[doc_id] for doc_id in doc_ids if doc_id in self._terms}
 
     def condition(self, node: Node | Match) -> ColumnElement[bool]:
         """``node`` as a condition on a row of ``email_search_docs`` (``true`` for the term the plan starts from)."""
