@@ -320,3 +320,39 @@ def test_deleted_messages_leave_the_index(client: FlaskClient, make_box: Callabl
 
 def labels_of(response: Any) -> list[str]:
     return [m["subject"] for m in response.get_json()["messages"]]
+
+
+#: Word terms combined with AND, OR and NOT (one FTS5 query on SQLite, one tsquery on PostgreSQL) and what they
+#: must equal: the set algebra of their parts, each searched alone.
+COMBINED: list[tuple[str, Callable[[Callable[[str], set[str]]], set[str]]]] = [
+    ("budget -meeting", lambda f: f("budget") - f("meeting")),
+    ("budget quarterly", lambda f: f("budget") & f("quarterly")),
+    ("(lunch OR budget) -invoice", lambda f: (f("lunch") | f("budget")) - f("invoice")),
+    ("(lunch OR budget) -quarterly -draft", lambda f: (f("lunch") | f("budget")) - f("quarterly") - f("draft")),
+    ('"quarterly budget" -running', lambda f: f('"quarterly budget"') - f("running")),
+    ("subject:budget -fine", lambda f: f("subject:budget") - f("fine")),
+    ("fox -lazy from:eve", lambda f: (f("fox") - f("lazy")) & f("from:eve")),
+    ("(fox OR lunch) (quick OR team) -dog", lambda f: (f("fox") | f("lunch")) & (f("quick") | f("team")) - f("dog")),
+    ("-budget -lunch in:inbox", lambda f: f("in:inbox") - f("budget") - f("lunch")),
+    ("budget -meeting is:unread", lambda f: (f("budget") - f("meeting")) & f("is:unread")),
+]
+
+
+@pytest.mark.parametrize("few_hits", [None, 0], ids=["start-from-hits", "walk"])
+@pytest.mark.parametrize(("query", "expected"), COMBINED, ids=[q for q, _ in COMBINED])
+def test_combined_word_terms_equal_the_set_algebra_of_their_parts(
+    client: FlaskClient,
+    mailbox: Box,
+    monkeypatch: pytest.MonkeyPatch,
+    query: str,
+    expected: Callable[[Callable[[str], set[str]]], set[str]],
+    few_hits: int | None,
+) -> None:
+    def found(q: str) -> set[str]:
+        return set(labels(mailbox, search(client, mailbox, q).get_json()))
+
+    want = expected(found)
+    if few_hits is not None:
+        monkeypatch.setattr(search_sql, "FEW_HITS", few_hits)
+    assert want, "a query of this table finds something"
+    assert found(query) == want
