@@ -15,9 +15,12 @@ Plans (measured at 100,000 messages, ``bench/search.py``; the reads are bounded 
   ``(account_id, received_at)`` and test each one (an FTS5 lookup by rowid per word term), stopping at the
   ``LIMIT``.  ``is:read``/``is:unread`` and ``in:`` probe the list's covering indexes of ``email_messages`` with the
   doc's ``(received_at, message_id)`` instead of reading the (wide) message row.
+* SQLite: the word terms (AND, OR, NOT after a positive term) are one FTS5 query (:class:`Match`): one hit list.
 * PostgreSQL: one statement; the planner picks the GIN / trigram indexes or the ``(account_id, received_at)`` walk.
   Under ``FORCE ROW LEVEL SECURITY`` it may use the GIN and trigram indexes only when ``@@`` and ``LIKE`` are
-  ``LEAKPROOF`` (migration 0011, see the README).
+  ``LEAKPROOF`` (migration 0011, see the README).  The word terms of an AND/OR/NOT are one tsquery (the doc's
+  ``tsv`` matched once per row; migration 0013 keeps it in the row), and plans are made for the values of each
+  search (``plan_cache_mode``), never a generic one.
 """
 
 from __future__ import annotations
