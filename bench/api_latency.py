@@ -195,6 +195,8 @@ def measure(
             for url in by_endpoint.values():  # each answers 200 before it is measured
                 request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})  # noqa: S310
                 assert urllib.request.urlopen(request, timeout=60).status == 200  # noqa: S310
+        for by_endpoint in urls.values():  # every worker process up and warm before anything is measured
+            _wrk(by_endpoint["first page"], token, 3)
         results: dict[str, dict[str, dict[str, dict[str, float]]]] = {kind: {} for kind in servers}
         for endpoint in urls[next(iter(urls))]:
             for kind, name in running:
