@@ -183,7 +183,8 @@ def measure(
     redis_url: str | None = None,
 ) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
     """``{server kind: {source name: {endpoint: {rps, p50_ms, p99_ms}}}}``: one server per kind and source, each
-    endpoint measured on all of them one after the other before the next endpoint."""
+    endpoint measured on all of them one after the other (in reverse order every other endpoint) before the next
+    endpoint."""
     sources = sources or {"this checkout": None}
     token = create_jwt_token(mailbox.ctx.tokens, tenant_id=mailbox.principal.tenant_id,
                              user_id=mailbox.principal.user_id)  # fmt: skip
@@ -198,9 +199,11 @@ def measure(
         for by_endpoint in urls.values():  # every worker process up and warm before anything is measured
             _wrk(by_endpoint["first page"], token, 3)
         results: dict[str, dict[str, dict[str, dict[str, float]]]] = {kind: {} for kind in servers}
+        order = list(running)
         for endpoint in urls[next(iter(urls))]:
-            for kind, name in running:
+            for kind, name in order:
                 results[kind].setdefault(name, {})[endpoint] = _wrk(urls[kind, name][endpoint], token, seconds)
+            order.reverse()  # no server always measured first (or right after the heaviest endpoint)
         return results
     finally:
         for server in running.values():
