@@ -7,13 +7,19 @@ the page at offset 90,000 (90 % of ``--count``) and the same depth by cursor.  P
 (ms) and each p99's ratio to the baseline's, and writes JSON (default ``bench/results/api_latency.json``).
 Goal (issue 11): p99 under 30 ms for the first page, a cursor page at any depth and a filtered page.
 
+``--server`` picks the process model: ``waitress`` (the embedded default: one process, ``WEB_THREADS`` threads),
+``gunicorn`` (production as ``deploy/`` and ``compose.yaml`` run it: ``EMAIL_SERVICE_ENV=production``,
+``WEB_CONCURRENCY`` gthread worker processes, default 2, of ``WEB_THREADS`` threads; jobs in-process since no
+Celery worker runs here) or ``both`` (the default), measured endpoint by endpoint alternating.  ``--redis-url``
+gives the rate limiter its Redis storage as production has it (else each process counts in memory).
+
 ``--compare /work/main`` measures a second checkout of the service (its ``src`` first on ``PYTHONPATH``) on the same
 mailbox, endpoint by endpoint alternating with this one, so that before and after share the machine's load;
 ``--mailboxes DIR`` keeps the built mailboxes in ``DIR`` (and their PostgreSQL database) and reuses them on the next
 run instead of building them again (an hour on a busy 2-core machine).  Run::
 
     uv run python bench/api_latency.py [--count 100000] [--seconds 10] [--no-postgres] [--no-sqlite] [--compare DIR]
-                                        [--mailboxes DIR]
+                                        [--mailboxes DIR] [--server waitress|gunicorn|both] [--redis-url URL]
 """
 
 from __future__ import annotations
@@ -118,12 +124,22 @@ def kept_mailbox(directory: Path, database: str, admin_url: str, count: int) -> 
     return Mailbox(ctx, principal, uuid.UUID(info["account"]), uuid.UUID(info["folder"]), None, admin_url)
 
 
-class Server:
-    """``email-service serve`` of the checkout ``source`` (``None``: this one) on ``mailbox``, rate limit lifted."""
+SERVERS = ("waitress", "gunicorn")
 
-    def __init__(self, mailbox: Mailbox, source: Path | None = None) -> None:
+
+class Server:
+    """``email-service serve`` of the checkout ``source`` (``None``: this one) on ``mailbox``, rate limit lifted:
+    ``kind`` ``waitress`` (embedded default) or ``gunicorn`` (production mode, ``WEB_CONCURRENCY`` processes)."""
+
+    def __init__(
+        self, mailbox: Mailbox, source: Path | None = None, kind: str = "waitress", redis_url: str | None = None
+    ) -> None:
         env = {**os.environ, **_service_env(mailbox.ctx.settings), "RATE_LIMIT": "100000000 per minute",
                "AUTO_UPGRADE_DB": "false", "SCHEDULER_ENABLED": "false", "LOG_LEVEL": "WARNING"}  # fmt: skip
+        if kind == "gunicorn":  # production mode, as compose.yaml runs the API, but jobs stay in-process
+            env.update(EMAIL_SERVICE_ENV="production", JOB_RUNNER="inprocess", CORS_ORIGINS="http://localhost:3000")
+        if redis_url:
+            env["REDIS_URL"] = redis_url
         if source is not None:
             env["PYTHONPATH"] = os.pathsep.join([str(source / "src"), env.get("PYTHONPATH", "")])
         port = _free_port()
@@ -159,47 +175,60 @@ def _urls(base: str, mailbox: Mailbox, depth: int) -> dict[str, str]:
 
 
 def measure(
-    mailbox: Mailbox, seconds: int, depth: int, sources: dict[str, Path | None]
-) -> dict[str, dict[str, dict[str, float]]]:
-    """``{source name: {endpoint: {rps, p50_ms, p99_ms}}}``: one server per source, each endpoint measured on them
-    one after the other before the next endpoint."""
+    mailbox: Mailbox,
+    seconds: int,
+    depth: int,
+    sources: dict[str, Path | None] | None = None,
+    servers: tuple[str, ...] = ("waitress",),
+    redis_url: str | None = None,
+) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """``{server kind: {source name: {endpoint: {rps, p50_ms, p99_ms}}}}``: one server per kind and source, each
+    endpoint measured on all of them one after the other (in reverse order every other endpoint) before the next
+    endpoint."""
+    sources = sources or {"this checkout": None}
     token = create_jwt_token(mailbox.ctx.tokens, tenant_id=mailbox.principal.tenant_id,
                              user_id=mailbox.principal.user_id)  # fmt: skip
-    servers = {name: Server(mailbox, source) for name, source in sources.items()}
+    running = {(kind, name): Server(mailbox, source, kind, redis_url) for kind in servers
+               for name, source in sources.items()}  # fmt: skip
     try:
-        urls = {name: _urls(server.base, mailbox, depth) for name, server in servers.items()}
+        urls = {key: _urls(server.base, mailbox, depth) for key, server in running.items()}
         for by_endpoint in urls.values():
             for url in by_endpoint.values():  # each answers 200 before it is measured
                 request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})  # noqa: S310
                 assert urllib.request.urlopen(request, timeout=60).status == 200  # noqa: S310
-        results: dict[str, dict[str, dict[str, float]]] = {name: {} for name in servers}
+        for by_endpoint in urls.values():  # every worker process up and warm before anything is measured
+            _wrk(by_endpoint["first page"], token, 3)
+        results: dict[str, dict[str, dict[str, dict[str, float]]]] = {kind: {} for kind in servers}
+        order = list(running)
         for endpoint in urls[next(iter(urls))]:
-            for name in servers:
-                results[name][endpoint] = _wrk(urls[name][endpoint], token, seconds)
+            for kind, name in order:
+                results[kind].setdefault(name, {})[endpoint] = _wrk(urls[kind, name][endpoint], token, seconds)
+            order.reverse()  # no server always measured first (or right after the heaviest endpoint)
         return results
     finally:
-        for server in servers.values():
+        for server in running.values():
             server.stop()
 
 
 def report(measured: dict[str, Any], count: int) -> None:
-    """Print the table of each database and checkout: req/s, p50, p99 and p99 as a multiple of /health's; with a
-    second checkout, the p50 and p99 ratios of this one to it."""
-    for database, by_source in measured.items():
-        for source, rows in by_source.items():
-            baseline = rows["health (baseline)"]["p99_ms"]
-            print(f"\n{database}, {source}: {count} messages in one folder, wrk 4 connections")
-            print(f"{'endpoint':<30}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'p99 x health':>14}")
-            for name, row in rows.items():
-                print(f"{name:<30}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
-                      f"{row['p99_ms'] / baseline:>14.1f}")  # fmt: skip
-        if len(by_source) == 2:
-            (this, after), (other, before) = by_source.items()
-            print(f"\n{database}: {this} / {other}")
-            print(f"{'endpoint':<30}{'p50 ratio':>11}{'p99 ratio':>11}")
-            for name in after:
-                print(f"{name:<30}{after[name]['p50_ms'] / before[name]['p50_ms']:>11.2f}"
-                      f"{after[name]['p99_ms'] / before[name]['p99_ms']:>11.2f}")  # fmt: skip
+    """Print the table of each database, server kind and checkout: req/s, p50, p99 and p99 as a multiple of
+    /health's; with a second checkout, the p50 and p99 ratios of this one to it."""
+    for database, by_server in measured.items():
+        for kind, by_source in by_server.items():
+            for source, rows in by_source.items():
+                baseline = rows["health (baseline)"]["p99_ms"]
+                print(f"\n{database}, {kind}, {source}: {count} messages in one folder, wrk 4 connections")
+                print(f"{'endpoint':<30}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'p99 x health':>14}")
+                for name, row in rows.items():
+                    print(f"{name:<30}{row['rps']:>9.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
+                          f"{row['p99_ms'] / baseline:>14.1f}")  # fmt: skip
+            if len(by_source) == 2:
+                (this, after), (other, before) = by_source.items()
+                print(f"\n{database}, {kind}: {this} / {other}")
+                print(f"{'endpoint':<30}{'p50 ratio':>11}{'p99 ratio':>11}")
+                for name in after:
+                    print(f"{name:<30}{after[name]['p50_ms'] / before[name]['p50_ms']:>11.2f}"
+                          f"{after[name]['p99_ms'] / before[name]['p99_ms']:>11.2f}")  # fmt: skip
 
 
 def main() -> int:
@@ -212,6 +241,8 @@ def main() -> int:
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "api_latency.json"))
     parser.add_argument("--compare", type=Path, help="a second checkout to measure side by side (e.g. /work/main)")
     parser.add_argument("--mailboxes", type=Path, help="keep the built mailboxes here and reuse them")
+    parser.add_argument("--server", choices=[*SERVERS, "both"], default="both", help="process model (default both)")
+    parser.add_argument("--redis-url", help="Redis for the rate limiter's counters, as in production")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install -y wrk)")
@@ -228,7 +259,8 @@ def main() -> int:
         else:
             mailbox = build(workdir / database, database, args.postgres_url, args.count)
         try:
-            measured[database] = measure(mailbox, args.seconds, args.count * 9 // 10, sources)
+            servers = SERVERS if args.server == "both" else (args.server,)
+            measured[database] = measure(mailbox, args.seconds, args.count * 9 // 10, sources, servers, args.redis_url)
         finally:
             close(mailbox)
     report(measured, args.count)

@@ -17,9 +17,8 @@ from .auth import current_principal
 from .common import AUTH_ERRORS
 from .context import service_context
 from .gate import guard
-from .mailbox import message_summary
 from .search_schemas import SearchOut, SearchQuery, ThreadListOut, ThreadListQuery, ThreadMessagesOut
-from .summaries import json_response, summary
+from .summaries import json_response, summary, thread_summary
 
 _HIT = {
     **examples.MESSAGE_SUMMARY,
@@ -105,7 +104,7 @@ def search_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> Respon
     operation_id="listThreads",
     responses=AUTH_ERRORS,
 )
-def list_threads(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str, Any]:
+def list_threads(account_id: uuid.UUID, query_data: dict[str, Any]) -> Response:
     ctx, principal = service_context(), current_principal()
     state = changes_service.account_state(ctx, principal=principal, account_id=account_id)  # read before the rows
     page = thread_list.list_threads(
@@ -116,13 +115,14 @@ def list_threads(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str,
         limit=query_data["limit"],
         offset=query_data["offset"],
     )
-    return {
-        "threads": [
-            {**thread_list.thread_fields(item), "latestMessage": message_summary(item.latest)} for item in page.items
-        ],
-        "pagination": {"total": page.total, "limit": page.limit, "offset": page.offset},
-        "state": state,
-    }
+    # The ThreadListOut value, built directly (api/summaries.py: equal to the schema's dump, a fraction of its cost)
+    return json_response(
+        {
+            "threads": [thread_summary(item) for item in page.items],
+            "pagination": {"total": page.total, "limit": page.limit, "offset": page.offset},
+            "state": state,
+        }
+    )
 
 
 @bp.get("/threads/<uuid:thread_id>")
@@ -133,6 +133,6 @@ def list_threads(account_id: uuid.UUID, query_data: dict[str, Any]) -> dict[str,
     operation_id="getThread",
     responses=AUTH_ERRORS,
 )
-def get_thread(thread_id: uuid.UUID) -> dict[str, Any]:
+def get_thread(thread_id: uuid.UUID) -> Response:
     messages = thread_list.get_thread(service_context(), principal=current_principal(), thread_id=thread_id)
-    return {"threadId": thread_id, "messages": [message_summary(m) for m in messages]}
+    return json_response({"threadId": str(thread_id), "messages": [summary(m) for m in messages]})

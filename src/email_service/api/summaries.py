@@ -6,6 +6,7 @@ keys, ids as strings, integers, booleans, addresses reduced to ``name``/``email`
 compares the two on varied messages so they cannot drift; the schema stays the OpenAPI document's description of
 the answer.  Serialising a page of 50 summaries this way costs a small fraction of marshmallow's per-field
 dispatch, which was most of a list request's CPU (``bench/README.md``, "the message list at 100,000 messages").
+:func:`thread_summary` does the same for a conversation of the thread list (``ThreadOut``).
 
 :func:`json_response` writes a ready body with the application's JSON provider (the same bytes ``jsonify`` makes),
 so a view decorated with ``@bp.output(...)`` for the document can return it as is (APIFlask passes a
@@ -21,6 +22,7 @@ from typing import Any
 from flask import Response, current_app
 
 from email_service.services.message_list import SUMMARY_COLUMNS
+from email_service.services.thread_list import ThreadSummary
 
 #: The attributes a summary reads, in the order of :data:`SUMMARY_COLUMNS` (a page's rows hold them so).
 SUMMARY_FIELDS = tuple(column.key for column in SUMMARY_COLUMNS)
@@ -101,6 +103,21 @@ def summary_of_row(row: Sequence[Any], *, pending: bool = False) -> dict[str, An
         "size": _int(size),
         "pendingChanges": pending,
         "lastError": _text(last_error),
+    }
+
+
+def thread_summary(thread: ThreadSummary) -> dict[str, Any]:
+    """The ``ThreadOut`` JSON value of a conversation (:mod:`email_service.api.search_schemas`): its fields and
+    its latest message as :func:`summary`."""
+    return {
+        "threadId": _id(thread.thread_id),
+        "subject": _text(thread.subject),
+        "participants": addresses(thread.participants),
+        "messageCount": _int(thread.message_count),
+        "unreadCount": _int(thread.unread_count),
+        "hasAttachments": _bool(thread.has_attachments),
+        "lastActivityAt": _int(thread.last_activity_at),
+        "latestMessage": summary(thread.latest),
     }
 
 

@@ -231,30 +231,35 @@ class _Scope:
 
 
 def _scope(session: Session, principal: Principal, account_id: uuid.UUID, folder_id: uuid.UUID | None) -> _Scope:
-    """The account (checked as :func:`load_account` checks it), its state and whether it has pending actions in
-    one query, then the kept counts of the folder (or of all its folders) in another: plain columns, no entities.
+    """The account (checked as :func:`load_account` checks it), its state, whether it has pending actions and the
+    kept counts of the folder (or of all its folders) in one query: plain columns, no entities (one statement
+    instead of two: a statement costs ~0.15 ms of CPU on SQLite and a round trip more on PostgreSQL).
 
     Raises:
         NotFound: no such live account in the caller's tenant, or a folder that is not this account's.
         Forbidden: another user's account and the caller is not an admin.
     """
     waiting = exists().where(PendingAction.account_id == account_id, PendingAction.state == "pending")
-    row = session.execute(
-        select(EmailAccount.tenant_id, EmailAccount.user_id, EmailAccount.deleted_at, EmailAccount.change_seq,
-               waiting.label("waiting")).where(EmailAccount.id == account_id)
-    ).first()  # fmt: skip
-    account = require_visible_account(principal, row)
     scope = [EmailFolder.tenant_id == principal.tenant_id, EmailFolder.account_id == account_id]
     if folder_id is not None:
         scope.append(EmailFolder.id == folder_id)
-    found, total, unread = session.execute(
-        select(func.count(), func.coalesce(func.sum(EmailFolder.total_count), 0),
-               func.coalesce(func.sum(EmailFolder.unread_count), 0)).where(*scope)
-    ).one()  # fmt: skip
-    if folder_id is not None and not found:
+    counts = [
+        select(aggregate).where(*scope).scalar_subquery().label(name)
+        for name, aggregate in (
+            ("found", func.count()),
+            ("total", func.coalesce(func.sum(EmailFolder.total_count), 0)),
+            ("unread", func.coalesce(func.sum(EmailFolder.unread_count), 0)),
+        )
+    ]
+    row = session.execute(
+        select(EmailAccount.tenant_id, EmailAccount.user_id, EmailAccount.deleted_at, EmailAccount.change_seq,
+               waiting.label("waiting"), *counts).where(EmailAccount.id == account_id)
+    ).first()  # fmt: skip
+    account = require_visible_account(principal, row)
+    if folder_id is not None and not account.found:
         raise NotFound("Folder not found")
     # the account's state, read before the rows
-    return _Scope(state_string(account.change_seq), int(total), int(unread), bool(account.waiting))
+    return _Scope(state_string(account.change_seq), int(account.total), int(account.unread), bool(account.waiting))
 
 
 def _page_query(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
@@ -147,16 +146,3 @@ def get_thread(ctx: ServiceContext, *, principal: Principal, thread_id: uuid.UUI
             raise NotFound("Thread not found")
         load_account(session, principal, messages[0].account_id)
         return messages
-
-
-def thread_fields(summary: ThreadSummary) -> dict[str, Any]:
-    """The scalar fields of a summary keyed as the API names them (the latest message is serialised by the API)."""
-    return {
-        "threadId": summary.thread_id,
-        "subject": summary.subject,
-        "participants": summary.participants,
-        "messageCount": summary.message_count,
-        "unreadCount": summary.unread_count,
-        "hasAttachments": summary.has_attachments,
-        "lastActivityAt": summary.last_activity_at,
-    }

@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 
 from email_service.api.mailbox import message_summary
 from email_service.api.mailbox_schemas import MessageSummaryOut
-from email_service.api.search_schemas import SearchHitOut
+from email_service.api.search_schemas import SearchHitOut, ThreadMessagesOut, ThreadOut
 from email_service.api.summaries import summary
 from email_service.models import EmailMessage, PendingAction, now_ms
 from email_service.services.context import ServiceContext
@@ -107,3 +107,45 @@ def test_every_search_hit_equals_the_schema_dump(
             expected = SearchHitOut().dump({**message_summary(message), "snippet": hit["snippet"]})
             assert hit == json.loads(json.dumps(expected)), message.id
     assert body["pagination"] == {"total": len(ids), "limit": 50, "offset": 0, "totalExact": True}
+
+
+def _thread_dump(app: Flask, message_count: int, messages: list[EmailMessage], listed: dict[str, Any]) -> Any:
+    """What the thread list answered before the lean serialiser: ``ThreadOut``'s dump of the old view's dict."""
+    latest = messages[-1]
+    with app.test_request_context():
+        value = {
+            "threadId": latest.thread_id, "subject": messages[0].subject, "participants": listed["participants"],
+            "messageCount": message_count, "unreadCount": sum(not m.is_read for m in messages),
+            "hasAttachments": any(m.has_attachments for m in messages),
+            "lastActivityAt": latest.received_at, "latestMessage": message_summary(latest),
+        }  # fmt: skip
+        return json.loads(json.dumps(ThreadOut().dump(value)))
+
+
+def test_every_thread_and_thread_message_equals_the_schema_dump(
+    app: Flask, client: FlaskClient, ctx: ServiceContext, make_box: Callable[..., Box]
+) -> None:
+    box = make_box()
+    ids = _varied(box)
+    _edit(ctx, box, ids)
+    body = get_json(client, box.owner, f"/api/v1/accounts/{box.account_id}/threads")
+    assert body["pagination"] == {"total": len(body["threads"]), "limit": 50, "offset": 0}
+    with ctx.db.tenant_session(box.owner.tenant_id) as session:
+        by_thread: dict[str, list[EmailMessage]] = {}
+        for message in session.execute(
+            select(EmailMessage).where(EmailMessage.id.in_(ids)).order_by(EmailMessage.received_at)
+        ).scalars():
+            by_thread.setdefault(str(message.thread_id), []).append(message)
+        assert {item["threadId"] for item in body["threads"]} == set(by_thread)
+        for item in body["threads"]:
+            messages = by_thread[item["threadId"]]
+            assert item == _thread_dump(app, len(messages), messages, item), item["threadId"]
+            one = get_json(client, box.owner, f"/api/v1/threads/{item['threadId']}")
+            with app.test_request_context():
+                dumped = ThreadMessagesOut().dump({"threadId": messages[0].thread_id,
+                                                   "messages": [message_summary(m) for m in messages]})  # fmt: skip
+            assert one == json.loads(json.dumps(dumped))
+    # the cases the set was made for are really in it: a thread of two with an attachment, unicode senders
+    pair = next(item for item in body["threads"] if item["messageCount"] == 2)
+    assert pair["hasAttachments"] is True and pair["latestMessage"]["id"] == str(ids[1])
+    assert pair["participants"][0] == {"name": "Zoë Ørsted", "email": "zoe@example.com"}
