@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from email_service.models import EmailAttachment, EmailMessage, SearchDoc, ThreadContainer
 from email_service.protocols.mime.parse import html_to_text
 from email_service.services.context import ServiceContext
-from email_service.services.search_text import MAX_BODY_WORDS, fold, terms
+from email_service.services.search_text import MAX_BODY_WORDS, fold, lexemes
 from email_service.services.search_tsvector import tsvector_literal
 from email_service.services.threads import assign_threads
 
@@ -64,6 +64,12 @@ def doc_row(message: Mapping[str, Any], attachment_names: Iterable[str], *, tsv:
     sender = f"{message.get('from_name') or ''} <{message.get('from_address') or ''}>"
     to = _addresses(message.get("to_addresses"))
     cc = _addresses(message.get("cc_addresses"))
+    fields = (
+        lexemes(message.get("subject") or ""),
+        lexemes(f"{sender} {to} {cc}"),
+        lexemes(body_text(message), limit=MAX_BODY_WORDS),
+        lexemes(" ".join(attachment_names)),
+    )
     row = {
         "message_id": message["id"],
         "tenant_id": message["tenant_id"],
@@ -71,23 +77,24 @@ def doc_row(message: Mapping[str, Any], attachment_names: Iterable[str], *, tsv:
         "received_at": message.get("received_at") or 0,
         "size": message.get("size") or 0,
         "has_attachments": bool(message.get("has_attachments")),
-        "subject_terms": terms(message.get("subject") or ""),
-        "address_terms": terms(f"{sender} {to} {cc}"),
-        "body_terms": terms(body_text(message), limit=MAX_BODY_WORDS),
-        "attachment_terms": terms(" ".join(attachment_names)),
+        "subject_terms": " ".join(fields[0]),
+        "address_terms": " ".join(fields[1]),
+        "body_terms": " ".join(fields[2]),
+        "attachment_terms": " ".join(fields[3]),
         "from_text": fold(sender),
         "to_text": fold(to),
         "cc_text": fold(cc),
     }
     if tsv:
-        row["tsv"] = doc_tsv(row)
+        row["tsv"] = doc_tsv(row, split=fields)
     return row
 
 
-def doc_tsv(row: Mapping[str, Any]) -> str | None:
+def doc_tsv(row: Mapping[str, Any], *, split: Sequence[list[str]] | None = None) -> str | None:
     """The ``tsv`` of a doc row as a ``tsvector`` literal (migration 0007's expression of its terms), or ``None``
-    where only PostgreSQL's parser can make it (non-ASCII terms: the row's trigger computes it, migration 0012)."""
-    return tsvector_literal([(row[column], weight) for column, weight in TSV_FIELDS])
+    where only PostgreSQL's parser can make it (non-ASCII terms: the row's trigger computes it, migration 0012).
+    ``split``: the four term fields' lexemes, if at hand (saves splitting the terms again)."""
+    return tsvector_literal([(row[column], weight) for column, weight in TSV_FIELDS], split=split)
 
 
 def after_insert(

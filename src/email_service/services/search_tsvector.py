@@ -64,17 +64,20 @@ def _tags(weight: int) -> tuple[str, ...]:
     return tuple(f"{position}{_LETTERS[weight]}" for position in range(MAX_POSITION + 1))
 
 
-def tsvector_literal(fields: Sequence[tuple[str, str]]) -> str | None:
+def tsvector_literal(fields: Sequence[tuple[str, str]], *, split: Sequence[list[str]] | None = None) -> str | None:
     """The text of ``setweight(to_tsvector('simple', t1), w1) || setweight(to_tsvector('simple', t2), w2) || ...``
     for ``fields`` ``[(terms, weight letter "A".."D"), ...]`` (terms: stemmed words separated by spaces), lexemes
     in PostgreSQL's order, to be cast to ``tsvector``; ``None`` when some terms are not plain ASCII words (see the
-    module docstring).  About 0.15 ms for a 5 KB message of the benchmark (2-vCPU VM)."""
+    module docstring); ``split``: each field's terms as a list of words, if at hand.  About 0.15 ms for a 5 KB
+    message of the benchmark (2-vCPU VM)."""
     if not all(_plain(terms) for terms, _weight in fields):
         return None
-    split = [(terms.split(), _WEIGHTS[weight]) for terms, weight in fields]
+    weights = [_WEIGHTS[weight] for _terms, weight in fields]
+    found_words = split if split is not None else [terms.split() for terms, _weight in fields]
+    split_fields = list(zip(found_words, weights, strict=True))
     words: list[str] = []
     tags: list[str] = []  # the text of each word's position with its field's weight
-    for found, weight in split:
+    for found, weight in split_fields:
         tags += _tags(weight)[len(words) + 1 : len(words) + 1 + len(found)]
         words += found
     # Each word's tag appended to its lexeme's list, in order, by C-level calls (no Python step per word).
@@ -84,7 +87,7 @@ def tsvector_literal(fields: Sequence[tuple[str, str]]) -> str | None:
     lexemes = sorted(lists)
     positions = list(map(lists.__getitem__, lexemes))
     if len(words) >= MAX_POSITION or max(map(len, positions), default=0) > PARSED_POSITIONS:
-        return _clamped(split)
+        return _clamped(split_fields)
     # The common case: nothing clamped nor dropped, so the n-th word of all the fields has position n, with its
     # field's weight: "lexeme:p1,p2 lexeme2:p3".
     return " ".join(map(add, map(add, lexemes, repeat(":")), map(",".join, positions)))
@@ -125,7 +128,7 @@ def _concat(left: dict[str, list[int]], right: dict[str, list[int]]) -> None:
             found.extend(moved[: MAX_POSITIONS - len(found)])
 
 
-def _clamped(split: list[tuple[list[str], int]]) -> str:
+def _clamped(split: Sequence[tuple[list[str], int]]) -> str:
     """:func:`tsvector_literal` of long or repetitive terms, where positions are clamped or dropped: every rule of
     the module docstring, a Python step per word (~2x slower)."""
     vector: dict[str, list[int]] = {}
