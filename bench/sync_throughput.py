@@ -193,6 +193,25 @@ def _drop_indexes(owner_url: str, names: tuple[str, ...]) -> None:
     engine.dispose()
 
 
+def _backend_cpu_seconds(engine: Any) -> float:
+    """CPU seconds (user + system, from ``/proc``) used so far by the PostgreSQL backends of ``engine``'s pooled
+    connections and any other backend now on its database (an autovacuum worker): the database's share of a sync,
+    which the benchmark process's CPU time does not include.  0 if PostgreSQL is not on this machine."""
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        pids = connection.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        ).scalars()
+        pids = [*pids, connection.execute(text("SELECT pg_backend_pid()")).scalar_one()]
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 class BenchService:
     """The service in-process on a fresh SQLite file or PostgreSQL database, with one IMAP account of ``user``.
 
@@ -216,6 +235,7 @@ class BenchService:
             _drop_indexes(settings.database_migration_url, drop_indexes)
         self.admin_url = admin_url
         self.cpu_seconds = 0.0
+        self.backend_cpu_seconds = 0.0
         self.ctx = build_context(settings)
         self.principal = Principal(uuid.uuid4(), uuid.uuid4(), "user")
         fields = {"account_name": "bench", "email_address": "bench@example.com", "protocol": "imap",
@@ -232,6 +252,7 @@ class BenchService:
         state = sync_account(self.ctx, tenant_id=tenant_id, account_id=account_id, run_id=run.id)
         elapsed = time.perf_counter() - started
         self.cpu_seconds = time.process_time() - cpu
+        self.backend_cpu_seconds = _backend_cpu_seconds(self.ctx.db.engine) if self.ctx.db.is_postgres else 0.0
         done = sync_runs.sync_status(self.ctx, principal=self.principal, account_id=account_id).run
         assert state == "succeeded", done.error if done else state
         return elapsed, done
@@ -252,13 +273,14 @@ def time_service(
     *,
     indexing: bool = True,
     drop_indexes: tuple[str, ...] = (),
-) -> tuple[float, int, float]:
+) -> tuple[float, int, float, float]:
     """One first sync into a fresh database; ``indexing=False`` switches off the threading and search indexing
     done where rows are stored (issue 11: the doc rows made on the parsing thread, the threads and doc rows written
     with the batch, the end-of-sync backfill) -- their indexes and triggers stay -- to show what indexing costs.
     ``drop_indexes``: PostgreSQL indexes dropped before the sync (a what-if; ``--pg-drop-index``).  Returns
-    ``(seconds, messages, CPU seconds of this process)`` (all its threads; SQLite's work included, PostgreSQL's
-    not): on a machine shared with other work the CPU per message is steadier than the rate."""
+    ``(seconds, messages, CPU seconds of this process, CPU seconds of the PostgreSQL backends)`` (this process: all
+    its threads, SQLite's work included; the backends: :func:`_backend_cpu_seconds`, 0 on SQLite): on a machine
+    shared with other work the CPU per message is steadier than the rate."""
     service = BenchService(server, user, password, workdir, database, admin_url, drop_indexes)
     try:
         with contextlib.ExitStack() as stack:
@@ -266,7 +288,7 @@ def time_service(
                 for name in ("doc_row", "after_insert", "write_docs", "finish_sync"):
                     stack.enter_context(mock.patch.object(search_index, name, lambda *a, **k: None))
             elapsed, run = service.sync()
-        return elapsed, run.messages_added, service.cpu_seconds
+        return elapsed, run.messages_added, service.cpu_seconds, service.backend_cpu_seconds
     finally:
         service.close()
 
@@ -298,6 +320,16 @@ def _measure_round(
                 indexing=False, drop_indexes=drop,
             )  # fmt: skip
     return measured
+
+
+def _print_round(number: int, measured: dict[str, Any]) -> None:
+    """A round's rates, the CPU per message of this process and of the PostgreSQL backends."""
+    line = ", ".join(f"{k} {v[1] / v[0]:.0f}" for k, v in measured.items() if v)
+    print(f"  round {number}: {line} msg/s")
+    cpu = ", ".join(f"{k} {v[2] / v[1] * 1000:.2f}" for k, v in measured.items() if v and len(v) > 2)
+    print(f"  round {number} CPU of this process: {cpu} ms/msg")
+    backend = ", ".join(f"{k} {v[3] / v[1] * 1000:.2f}" for k, v in measured.items() if v and len(v) > 3 and v[3])
+    print(f"  round {number} CPU of the PostgreSQL backends: {backend} ms/msg")
 
 
 def main() -> int:
@@ -333,10 +365,7 @@ def main() -> int:
         print(f"mailbox: {written} messages of ~{sizes:.0f} bytes; {args.repeat} interleaved round(s)")
         for number in range(args.repeat):
             rounds.append(_measure_round(server, user, password, workdir, args))
-            line = ", ".join(f"{k} {v[1] / v[0]:.0f}" for k, v in rounds[-1].items() if v)
-            print(f"  round {number + 1}: {line} msg/s")
-            cpu = ", ".join(f"{k} {v[2] / v[1] * 1000:.2f}" for k, v in rounds[-1].items() if v and len(v) > 2)
-            print(f"  round {number + 1} CPU of this process: {cpu} ms/msg")
+            _print_round(number + 1, rounds[-1])
     shutil.rmtree(workdir, ignore_errors=True)
 
     names = list(rounds[0])
@@ -359,6 +388,9 @@ def main() -> int:
             "msgs_per_s_rounds": [round(r[name][1] / r[name][0], 1) for r in rounds],
             "process_cpu_ms_per_msg_rounds": [
                 round(r[name][2] / r[name][1] * 1000, 3) for r in rounds if len(r[name]) > 2
+            ],
+            "backend_cpu_ms_per_msg_rounds": [
+                round(r[name][3] / r[name][1] * 1000, 3) for r in rounds if len(r[name]) > 3
             ],
             "ratio_to_raw_fetch": round(rate / raw, 4) if raw else None,
             "ratio_to_mbsync": round(rate / mbsync, 3) if mbsync else None,

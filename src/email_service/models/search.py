@@ -1,8 +1,9 @@
 """Search index and conversation (thread) tables of the mirrored mailbox (issue 11, migration 0007).
 
 ``email_search_docs`` holds one row per message: its words already stemmed in Python
-(:mod:`email_service.services.search_text`), so PostgreSQL (``to_tsvector('simple', ...)``, a weighted generated
-``tsv`` column with a GIN index) and SQLite (an FTS5 external-content table kept in step by triggers on this table)
+(:mod:`email_service.services.search_text`), so PostgreSQL (a weighted ``tsv`` column with a GIN index: the
+``to_tsvector('simple', ...)`` of the terms, written by the service as a literal since migration 0012; not mapped
+here, SQLite has none) and SQLite (an FTS5 external-content table kept in step by triggers on this table)
 index the very same lexemes and cannot disagree.  ``from_text`` / ``to_text`` / ``cc_text`` are the lower-cased
 addresses for partial matches (``from:ali``; pg_trgm on PostgreSQL).
 

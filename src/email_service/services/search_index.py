@@ -3,10 +3,11 @@
 :func:`after_insert` is called by :func:`email_service.sync.store.insert_rows` -- the one path by which the sync,
 the write-back and sending store message rows -- in the same transaction as the insert: it threads the rows
 (:mod:`email_service.services.threads`; sets their ``thread_id`` before they are inserted) and writes their
-``email_search_docs`` rows (:func:`doc_row`).  Deleting a message deletes its doc row by foreign-key cascade
-(PostgreSQL, SQLite with ``foreign_keys=ON``), and on SQLite the triggers of migration 0007 keep the FTS5 table in
-step with the doc rows.  Flags, moves and folders are columns of ``email_messages``, read at query time, so a flag
-change or a move needs no index update.
+``email_search_docs`` rows (:func:`doc_row`; on PostgreSQL with their ``tsv`` as a ``tsvector`` literal,
+:mod:`email_service.services.search_tsvector`, migration 0012). Deleting a message deletes its doc row by
+foreign-key cascade (PostgreSQL, SQLite with ``foreign_keys=ON``), and on SQLite the triggers of migration 0007 keep
+the FTS5 table in step with the doc rows. Flags, moves and folders are columns of ``email_messages``, read at query
+time, so a flag change or a move needs no index update.
 
 :func:`backfill_account` indexes and threads the messages stored before migration 0007 (or by a path that
 bypassed :func:`after_insert`); the account sync calls it at its end, then :func:`refresh_statistics`.
@@ -19,13 +20,15 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import Column, MetaData, Table, delete, insert, select, text, update
+from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import Session
 
 from email_service.models import EmailAttachment, EmailMessage, SearchDoc, ThreadContainer
 from email_service.protocols.mime.parse import html_to_text
 from email_service.services.context import ServiceContext
-from email_service.services.search_text import MAX_BODY_WORDS, fold, terms
+from email_service.services.search_text import MAX_BODY_WORDS, fold, lexemes
+from email_service.services.search_tsvector import tsvector_literal
 from email_service.services.threads import assign_threads
 
 _BATCH = 500
@@ -33,6 +36,13 @@ _BATCH = 500
 STATISTICS_AFTER = 1000
 #: Tables whose statistics a bulk sync changes (also in migration 0007's PostgreSQL function).
 STATISTICS_TABLES = ("email_messages", "email_attachments", "email_search_docs", "email_thread_containers")
+
+
+#: ``email_search_docs`` on PostgreSQL: with its ``tsv`` column (migration 0012; SQLite has none).
+_POSTGRESQL_DOCS: Table = SearchDoc.__table__.to_metadata(MetaData())  # type: ignore[attr-defined]
+_POSTGRESQL_DOCS.append_column(Column("tsv", TSVECTOR))
+#: The doc row's term columns in the order and with the weights of migration 0007's ``tsv`` expression.
+TSV_FIELDS = (("subject_terms", "A"), ("address_terms", "B"), ("body_terms", "C"), ("attachment_terms", "D"))
 
 
 def _addresses(values: Iterable[Mapping[str, Any]] | None) -> str:
@@ -48,26 +58,43 @@ def body_text(message: Mapping[str, Any]) -> str:
     return ""
 
 
-def doc_row(message: Mapping[str, Any], attachment_names: Iterable[str]) -> dict[str, Any]:
-    """The ``email_search_docs`` row of an ``email_messages`` row dict and its attachments' file names."""
+def doc_row(message: Mapping[str, Any], attachment_names: Iterable[str], *, tsv: bool = False) -> dict[str, Any]:
+    """The ``email_search_docs`` row of an ``email_messages`` row dict and its attachments' file names; with
+    ``tsv`` (PostgreSQL) also its ``tsv`` (:func:`doc_tsv`)."""
     sender = f"{message.get('from_name') or ''} <{message.get('from_address') or ''}>"
     to = _addresses(message.get("to_addresses"))
     cc = _addresses(message.get("cc_addresses"))
-    return {
+    fields = (
+        lexemes(message.get("subject") or ""),
+        lexemes(f"{sender} {to} {cc}"),
+        lexemes(body_text(message), limit=MAX_BODY_WORDS),
+        lexemes(" ".join(attachment_names)),
+    )
+    row = {
         "message_id": message["id"],
         "tenant_id": message["tenant_id"],
         "account_id": message["account_id"],
         "received_at": message.get("received_at") or 0,
         "size": message.get("size") or 0,
         "has_attachments": bool(message.get("has_attachments")),
-        "subject_terms": terms(message.get("subject") or ""),
-        "address_terms": terms(f"{sender} {to} {cc}"),
-        "body_terms": terms(body_text(message), limit=MAX_BODY_WORDS),
-        "attachment_terms": terms(" ".join(attachment_names)),
+        "subject_terms": " ".join(fields[0]),
+        "address_terms": " ".join(fields[1]),
+        "body_terms": " ".join(fields[2]),
+        "attachment_terms": " ".join(fields[3]),
         "from_text": fold(sender),
         "to_text": fold(to),
         "cc_text": fold(cc),
     }
+    if tsv:
+        row["tsv"] = doc_tsv(row, split=fields)
+    return row
+
+
+def doc_tsv(row: Mapping[str, Any], *, split: Sequence[list[str]] | None = None) -> str | None:
+    """The ``tsv`` of a doc row as a ``tsvector`` literal (migration 0007's expression of its terms), or ``None``
+    where only PostgreSQL's parser can make it (non-ASCII terms: the row's trigger computes it, migration 0012).
+    ``split``: the four term fields' lexemes, if at hand (saves splitting the terms again)."""
+    return tsvector_literal([(row[column], weight) for column, weight in TSV_FIELDS], split=split)
 
 
 def after_insert(
@@ -91,15 +118,22 @@ def write_docs(
     """Insert the doc rows of inserted ``messages`` (row dicts) with their ``attachments`` (row dicts).
 
     ``docs`` maps message ids to doc rows already made by :func:`doc_row` (the sync makes them on its parsing
-    thread, see :mod:`email_service.sync.writer`); the other messages' doc rows are made here."""
+    thread, see :mod:`email_service.sync.writer`); the other messages' doc rows are made here.  On PostgreSQL each
+    row carries its ``tsv`` (:func:`doc_tsv`, made here if ``docs`` came without it); SQLite has no ``tsv``."""
     names: dict[Any, list[str]] = {}
     for attachment in attachments:
         if attachment.get("filename"):
             names.setdefault(attachment["message_id"], []).append(str(attachment["filename"]))
+    postgresql = session.get_bind().dialect.name == "postgresql"
     made = docs or {}
-    rows = [made.get(m["id"]) or doc_row(m, names.get(m["id"], ())) for m in messages]
-    if rows:
+    rows = [made.get(m["id"]) or doc_row(m, names.get(m["id"], ()), tsv=postgresql) for m in messages]
+    if not rows:
+        return
+    if not postgresql:
         session.execute(insert(SearchDoc), rows)
+        return
+    rows = [row if "tsv" in row else {**row, "tsv": doc_tsv(row)} for row in rows]
+    session.execute(insert(_POSTGRESQL_DOCS), rows)
 
 
 _DOC_COLUMNS = (

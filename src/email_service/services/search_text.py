@@ -2,8 +2,9 @@
 
 A text is folded (NFKD, combining marks dropped, casefolded), cut into runs of letters and digits, and each word
 is stemmed with the Snowball English stemmer (PyStemmer).  The index stores these lexemes separated by single
-spaces; PostgreSQL parses them with ``to_tsvector('simple', ...)`` and SQLite with FTS5 ``unicode61``, and both
-parsers see the same plain words, so results do not depend on the database.  A body is indexed up to
+spaces; PostgreSQL indexes them as ``to_tsvector('simple', ...)`` would (written as a ``tsvector`` literal,
+:mod:`email_service.services.search_tsvector`) and SQLite with FTS5 ``unicode61``, and both see the same plain
+words, so results do not depend on the database.  A body is indexed up to
 :data:`MAX_BODY_WORDS` words (PostgreSQL keeps word positions only up to 16,383; past that a phrase would match
 on SQLite and not on PostgreSQL).
 """

@@ -2,13 +2,13 @@
 
 Parsing, the raw-blob writes and the search doc rows (the stemmed words, pure CPU) run on the caller's thread; the
 row insert, which mostly waits on the database, runs on one writer thread while the caller fetches and parses the
-next batch (one batch in flight).  (Blob writes on one or four extra threads measured 5-10 % slower on 2 cores, each
-short syscall waiting for the GIL held by the parser; parsing in worker processes gained nothing.  For the same
-reason the doc rows are made here, not on the writer thread: stemming there held the GIL while this thread's blob
-syscalls queued for it.)  Each batch is one short transaction that inserts the rows, moves the folder's counts and
-records the run's progress, submitted only after its blobs are on disk: an interruption loses at most the
-uncommitted batches, and a committed row always has its raw bytes.  The same transaction logs the new messages as
-created and the folder (its counts) as updated (the change log).
+next batch (one batch in flight). (Blob writes on one or four extra threads measured 5-10 % slower on 2 cores, each
+short syscall waiting for the GIL held by the parser; parsing in worker processes gained nothing. For the same
+reason the doc rows -- and on PostgreSQL their ``tsv`` literal -- are made here, not on the writer thread: stemming
+there held the GIL while this thread's blob syscalls queued for it.) Each batch is one short transaction that
+inserts the rows, moves the folder's counts and records the run's progress, submitted only after its blobs are on
+disk: an interruption loses at most the uncommitted batches, and a committed row always has its raw bytes. The same
+transaction logs the new messages as created and the folder (its counts) as updated (the change log).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class MessageWriter:
         self._messages.append(row)
         self._attachments.extend(parts)
         names = [str(part["filename"]) for part in parts if part.get("filename")]
-        self._docs[row["id"]] = search_index.doc_row(row, names)
+        self._docs[row["id"]] = search_index.doc_row(row, names, tsv=self.ctx.db.is_postgres)
 
     def end_batch(self) -> None:
         """Hand the buffered messages to the writer thread (after the previous batch is stored)."""
