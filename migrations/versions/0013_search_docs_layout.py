@@ -24,7 +24,7 @@ statement: a common word 12-17 ms -> 4 ms, ``subject:`` 30 -> 15 ms, a phrase 67
 136 MB + 179 MB TOAST to 249 MB + 102 MB.
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
