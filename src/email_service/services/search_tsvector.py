@@ -22,7 +22,7 @@ digits, except a word that starts like a number in exponent notation and goes on
 the parser cuts in two).  For any other text -- non-ASCII words, whose letters and case depend on the database's
 ``LC_CTYPE`` -- :func:`tsvector_literal` returns ``None`` and the database computes the expression itself (a
 ``BEFORE INSERT`` trigger of migration 0012 fills a ``tsv`` left NULL).  ``tests/integration/search/
-test_tsvector_literal.py`` compares the two on PostgreSQL for many random and awkward texts.
+test_search_tsv_postgresql.py`` compares the two on PostgreSQL for many random and awkward texts.
 """
 
 from __future__ import annotations
