@@ -48,6 +48,16 @@ class SearchDoc(Base):
     updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False, default=now_ms, onupdate=now_ms)
     #: Last: SQLite reads a row's columns in order, and this one is long.
     body_terms: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    #: Copies of the message's mutable state that a search filters on (``is:``, ``in:``; migration 0014): written
+    #: with the doc row, then kept in step by the ``AFTER UPDATE`` trigger on ``email_messages`` (both databases),
+    #: so every writer (sync, CONDSTORE, write-back, moves, drafts) is followed without knowing of it.  After
+    #: ``body_terms`` on SQLite (``ALTER TABLE ... ADD COLUMN``); SQLite's search probes the message list's
+    #: covering indexes instead (``services/search_sql.py``).
+    is_read: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    is_flagged: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    is_answered: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    is_draft: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    folder_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
     __table_args__ = (Index("idx_email_search_docs_account", "account_id", "received_at"),)
 

@@ -6,8 +6,9 @@ the write-back and sending store message rows -- in the same transaction as the 
 ``email_search_docs`` rows (:func:`doc_row`; on PostgreSQL with their ``tsv`` as a ``tsvector`` literal,
 :mod:`email_service.services.search_tsvector`, migration 0012). Deleting a message deletes its doc row by
 foreign-key cascade (PostgreSQL, SQLite with ``foreign_keys=ON``), and on SQLite the triggers of migration 0007 keep
-the FTS5 table in step with the doc rows. Flags, moves and folders are columns of ``email_messages``, read at query
-time, so a flag change or a move needs no index update.
+the FTS5 table in step with the doc rows. A doc row is written with its message's flags and folder
+(:data:`STATE_FLAGS`, ``folder_id``); a flag change or a move of the message updates them through migration 0014's
+trigger on ``email_messages``, whichever writer makes it.
 
 :func:`backfill_account` indexes and threads the messages stored before migration 0007 (or by a path that
 bypassed :func:`after_insert`); the account sync calls it at its end, then :func:`refresh_statistics`.
@@ -41,6 +42,8 @@ STATISTICS_TABLES = ("email_messages", "email_attachments", "email_search_docs",
 #: ``email_search_docs`` on PostgreSQL: with its ``tsv`` column (migration 0012; SQLite has none).
 _POSTGRESQL_DOCS: Table = SearchDoc.__table__.to_metadata(MetaData())  # type: ignore[attr-defined]
 _POSTGRESQL_DOCS.append_column(Column("tsv", TSVECTOR))
+#: The message's flags a doc row holds (with its ``folder_id``; kept in step by migration 0014's trigger).
+STATE_FLAGS = ("is_read", "is_flagged", "is_answered", "is_draft")
 #: The doc row's term columns in the order and with the weights of migration 0007's ``tsv`` expression.
 TSV_FIELDS = (("subject_terms", "A"), ("address_terms", "B"), ("body_terms", "C"), ("attachment_terms", "D"))
 
@@ -77,6 +80,8 @@ def doc_row(message: Mapping[str, Any], attachment_names: Iterable[str], *, tsv:
         "received_at": message.get("received_at") or 0,
         "size": message.get("size") or 0,
         "has_attachments": bool(message.get("has_attachments")),
+        **{flag: bool(message.get(flag)) for flag in STATE_FLAGS},
+        "folder_id": message.get("folder_id"),
         "subject_terms": " ".join(fields[0]),
         "address_terms": " ".join(fields[1]),
         "body_terms": " ".join(fields[2]),
@@ -139,7 +144,7 @@ def write_docs(
 _DOC_COLUMNS = (
     "id", "tenant_id", "account_id", "subject", "from_name", "from_address", "to_addresses", "cc_addresses",
     "text_body", "html_body", "message_id", "in_reply_to", "references", "received_at", "thread_id", "size",
-    "has_attachments",
+    "has_attachments", "folder_id", *STATE_FLAGS,
 )  # fmt: skip
 
 

@@ -5,8 +5,10 @@ Word and phrase terms match the stemmed lexemes of the doc rows (:mod:`.search_i
 ``tsv @@ to_tsquery('simple', ...)`` (phrases with ``<->``, ``subject:`` restricted to weight A, ``filename:`` to
 weight D), on SQLite a lookup of the doc in ``email_search_fts`` (phrases in quotes, ``subject:`` / ``filename:`` as
 FTS5 column filters).  Both see the same lexemes (stemmed in Python), so both find the same messages.  Address terms
-(``from:`` ...) are ``LIKE '%part%'`` on the folded address texts (pg_trgm GIN on PostgreSQL); flags other than
-``has:attachment`` and folders are the message row's columns, read at query time through ``EXISTS``.
+(``from:`` ...) are ``LIKE '%part%'`` on the folded address texts (pg_trgm GIN on PostgreSQL).  Flags other than
+``has:attachment`` and folders: on PostgreSQL the doc row's copies of them (migration 0014, kept in step by a
+trigger on ``email_messages``); on SQLite the message's, probed in the message list's covering indexes or read
+through ``EXISTS``.
 
 Plans (measured at 100,000 messages, ``bench/search.py``; the reads are bounded by their ``LIMIT``):
 
@@ -48,7 +50,18 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from email_service.models import EmailFolder, EmailMessage, SearchDoc
-from email_service.services.search_query import Address, And, Bound, Flag, Folder, Node, Not, Or, Words
+from email_service.services.search_query import (
+    Address,
+    And,
+    Bound,
+    Flag,
+    Folder,
+    Node,
+    Not,
+    Or,
+    Words,
+    positive_lexemes,
+)  # fmt: skip
 
 #: SQLite starts from the driver term's FTS5 hits when it has fewer than this many (else walks the docs by date).
 FEW_HITS = 3000
@@ -185,6 +198,9 @@ class SearchSql:
             # transaction only.
             session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         self._skip: Node | Match | None = None
+        # PostgreSQL, a query with words: its walk reads each hit's row (for ``tsv``), so the ranking terms come with
+        # the keys.  Without words only the keys: the walk may then stay in an index (migration 0014).
+        self._terms_with_keys = self.dialect == "postgresql" and bool(positive_lexemes(tree))
         self._terms: dict[int, Any] = {}
         account = SearchDoc.account_id == account_id
         terms = merged(tree) if self.dialect == "sqlite" else tree  # SQLite: one FTS5 query for the word terms
@@ -209,12 +225,12 @@ class SearchSql:
 
     def newest(self, limit: int, *, offset: int = 0) -> list[Any]:
         """Up to ``limit`` hits' keys (:data:`KEY_COLUMNS`) newest first (``received_at``, then ``doc_id``), skipping
-        ``offset``.  On PostgreSQL the rows hold the :data:`TERM_COLUMNS` too (the statement reads each hit's row
-        anyway): :meth:`terms` then needs no statement of its own."""
-        columns = (*KEY_COLUMNS, *TERM_COLUMNS[1:]) if self.dialect == "postgresql" else KEY_COLUMNS
+        ``offset``.  On PostgreSQL, for a query with words, the rows hold the :data:`TERM_COLUMNS` too (the statement
+        reads each hit's row anyway): :meth:`terms` then needs no statement of its own."""
+        columns = (*KEY_COLUMNS, *TERM_COLUMNS[1:]) if self._terms_with_keys else KEY_COLUMNS
         statement = self._select(*columns).order_by(SearchDoc.received_at.desc(), SearchDoc.doc_id.desc())
         rows = list(self.session.execute(statement.limit(limit).offset(offset)).all())
-        if self.dialect == "postgresql":
+        if self._terms_with_keys:
             self._terms.update((row.doc_id, row) for row in rows)
         return rows
 
@@ -281,16 +297,13 @@ class SearchSql:
             return self._probe(self._account_folders(), EmailMessage.is_read.is_(value))
         if self.dialect == "sqlite":
             return exists().where(EmailMessage.id == SearchDoc.message_id, flag.is_(value))
-        # PostgreSQL: a semi-join on the messages with that flag (its statistics estimate how many), not a lookup the
-        # planner would guess selective (a folder of 100,000 estimated at 1,400: 3.5 s for ``in:inbox client``).
-        return SearchDoc.message_id.in_(
-            select(EmailMessage.id).where(EmailMessage.account_id == self.account_id, flag.is_(value))
-        )
+        # PostgreSQL: the doc row's copy (migration 0014), tested where the walk already is.
+        return cast(ColumnElement[bool], getattr(SearchDoc, flag.key).is_(value))
 
     def _in_folders(self, folders: Any) -> ColumnElement[bool]:
         if self.dialect == "sqlite":
             return self._probe(folders)
-        return SearchDoc.message_id.in_(select(EmailMessage.id).where(EmailMessage.folder_id.in_(folders)))
+        return SearchDoc.folder_id.in_(folders)
 
     def _account_folders(self) -> Any:
         return select(EmailFolder.id).where(EmailFolder.account_id == self.account_id)

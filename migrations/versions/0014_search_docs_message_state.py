@@ -1,0 +1,123 @@
+"""The message state a search filters on, in the doc row (issue 11): ``is_read``, ``is_flagged``, ``is_answered``,
+``is_draft`` and ``folder_id`` on ``email_search_docs``, kept in step with ``email_messages`` by one trigger.
+
+Why: on PostgreSQL ``is:`` and ``in:`` read the (wide) ``email_messages`` row, or a hash of the account's messages
+with that flag, for every candidate doc of a search (``bench/README.md``: ``(project OR client) from:example3
+-invoice is:unread`` 125 ms p95 at 100,000 messages, ``is:unread schedule`` 52 ms).  With the state in the doc row
+the search tests it where it already is.
+
+How they stay true -- one mechanism every writer passes through, not an edit in each writer (sync flag updates,
+CONDSTORE changes, write-back, moves, drafts, sending):
+
+* a new doc row is written with its message's state (``services/search_index.doc_row``: the one path that makes
+  doc rows, from the message row being inserted);
+* ``AFTER UPDATE OF is_read, is_flagged, is_answered, is_draft, folder_id ON email_messages``, for a row whose
+  values changed (``WHEN``), copies them into the message's doc row: a PL/pgSQL trigger function on PostgreSQL (it
+  runs as the updating role, so under the same tenant policy as the update itself), a trigger on SQLite;
+* a message deleted deletes its doc row by the foreign key's cascade, as before.
+
+SQLite: the FTS5 update trigger of migration 0007 (``email_search_docs_au``) re-indexed a doc on *any* update of its
+row; it is narrowed to updates of the four term columns, so a flag change does not rewrite the doc's FTS5 entries.
+The columns are added at the end of the row (after ``body_terms``); SQLite's search keeps probing the message
+list's covering indexes for ``is:``/``in:`` (``services/search_sql.py``).
+
+Backfill: one ``UPDATE ... FROM email_messages``.  On PostgreSQL with ``FORCE ROW LEVEL SECURITY`` lifted for the
+migration's transaction (the owner would otherwise see no tenant's rows) and put back; then ``CLUSTER`` again (the
+update wrote a new version of every row: the table is rewritten once in ``(account_id, received_at)`` order, as
+migration 0013 did).  It holds an ``ACCESS EXCLUSIVE`` lock on ``email_search_docs`` meanwhile (``bench/README.md``
+has the time per 100,000 docs).
+
+Revision ID: 0014
+Revises: 0013
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0014"
+down_revision = "0013"
+branch_labels = None
+depends_on = None
+
+#: The ``email_messages`` columns copied into the doc row, and kept in step by the trigger.
+STATE_COLUMNS = ("is_read", "is_flagged", "is_answered", "is_draft", "folder_id")
+_FLAGS = STATE_COLUMNS[:4]
+TRIGGER = "email_messages_search_state"
+_FUNCTION = "email_search_docs_message_state"
+_TERMS = "subject_terms, address_terms, body_terms, attachment_terms"
+
+
+def _changed(distinct: str) -> str:
+    return " OR ".join(f"OLD.{column} {distinct} NEW.{column}" for column in STATE_COLUMNS)
+
+
+def upgrade() -> None:
+    for column in _FLAGS:
+        op.add_column("email_search_docs", sa.Column(column, sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column("email_search_docs", sa.Column("folder_id", sa.Uuid(), nullable=True))
+    if op.get_bind().dialect.name == "postgresql":
+        _postgresql_upgrade()
+    elif op.get_bind().dialect.name == "sqlite":
+        _sqlite_upgrade()
+
+
+def _postgresql_upgrade() -> None:
+    copies = ", ".join(f"{column} = NEW.{column}" for column in STATE_COLUMNS)
+    update = f"UPDATE email_search_docs SET {copies} WHERE message_id = NEW.id;"  # noqa: S608 (constants only)
+    op.execute(
+        f"CREATE FUNCTION {_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {update} RETURN NULL; END $$"
+    )
+    op.execute(
+        f"CREATE TRIGGER {TRIGGER} AFTER UPDATE OF {', '.join(STATE_COLUMNS)} ON email_messages FOR EACH ROW "
+        f"WHEN ({_changed('IS DISTINCT FROM')}) EXECUTE FUNCTION {_FUNCTION}()"
+    )
+    tables = ("email_messages", "email_search_docs")
+    for table in tables:  # the owner sees every tenant's rows for the backfill only (same transaction)
+        op.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
+    copies = ", ".join(f"{column} = m.{column}" for column in STATE_COLUMNS)
+    op.execute(f"UPDATE email_search_docs d SET {copies} FROM email_messages m WHERE m.id = d.message_id")  # noqa: S608
+    for table in tables:
+        op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+    op.execute("CLUSTER email_search_docs USING idx_email_search_docs_account")
+    op.execute("ANALYZE email_search_docs")
+
+
+def _fts_update_trigger(columns: str) -> str:
+    """Migration 0007's FTS5 update trigger, fired on updates of ``columns`` (``""``: any update).  Constants only."""
+    new = ", ".join(f"new.{column}" for column in _TERMS.split(", "))
+    old = ", ".join(f"old.{column}" for column in _TERMS.split(", "))
+    fts = f"email_search_fts(email_search_fts, rowid, {_TERMS})"
+    delete = f"INSERT INTO {fts} VALUES ('delete', old.doc_id, {old});"  # noqa: S608
+    insert = f"INSERT INTO email_search_fts(rowid, {_TERMS}) VALUES (new.doc_id, {new});"  # noqa: S608
+    return (
+        f"CREATE TRIGGER email_search_docs_au AFTER UPDATE {columns} ON email_search_docs BEGIN {delete} {insert} END"
+    )
+
+
+def _sqlite_upgrade() -> None:
+    op.execute("DROP TRIGGER IF EXISTS email_search_docs_au")
+    op.execute(_fts_update_trigger(f"OF {_TERMS}"))
+    copies = ", ".join(f"{column} = new.{column}" for column in STATE_COLUMNS)
+    update = f"UPDATE email_search_docs SET {copies} WHERE message_id = new.id;"  # noqa: S608 (constants only)
+    op.execute(
+        f"CREATE TRIGGER {TRIGGER} AFTER UPDATE OF {', '.join(STATE_COLUMNS)} ON email_messages "
+        f"WHEN {_changed('IS NOT')} BEGIN {update} END"
+    )
+    columns = ", ".join(STATE_COLUMNS)
+    select = f"SELECT {columns} FROM email_messages m WHERE m.id = email_search_docs.message_id"  # noqa: S608
+    op.execute(f"UPDATE email_search_docs SET ({columns}) = ({select})")  # noqa: S608 (constants only)
+
+
+def downgrade() -> None:
+    dialect = op.get_bind().dialect.name
+    if dialect == "postgresql":
+        op.execute(f"DROP TRIGGER IF EXISTS {TRIGGER} ON email_messages")
+        op.execute(f"DROP FUNCTION IF EXISTS {_FUNCTION}()")
+    if dialect == "sqlite":
+        op.execute(f"DROP TRIGGER IF EXISTS {TRIGGER}")
+        op.execute("DROP TRIGGER IF EXISTS email_search_docs_au")
+        op.execute(_fts_update_trigger(""))
+    for column in STATE_COLUMNS:
+        op.drop_column("email_search_docs", column)
