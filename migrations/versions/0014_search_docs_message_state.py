@@ -25,8 +25,9 @@ PostgreSQL, the walk of a search without words: since migration 0013 a doc row i
 so a newest-first walk that tests only addresses, size, attachments, flags or folder (``from:nder4``,
 ``has:attachment``, ``larger:2K``, ``is:unread``) read twice the pages it read before.
 ``idx_email_search_docs_metadata`` on ``(account_id, received_at, doc_id) INCLUDE`` the columns those tests read (and
-``tenant_id``, for the row policy) lets that walk be an index-only scan: about 200 bytes a doc.  Index-only where the visibility map has the page as
-all-visible (autovacuum sets it; a doc written or changed since then costs a heap visit, as before).
+``tenant_id``, for the row policy) lets that walk be an index-only scan: about 200 bytes a doc.  Index-only where
+the visibility map has the page as all-visible (autovacuum sets it; a doc written or changed since then costs a heap
+visit, as before).
 
 Backfill: one ``UPDATE ... FROM email_messages``.  On PostgreSQL with ``FORCE ROW LEVEL SECURITY`` lifted for the
 migration's transaction (the owner would otherwise see no tenant's rows) and put back; then ``CLUSTER`` again (the
