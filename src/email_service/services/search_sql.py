@@ -48,6 +48,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.util import ClauseAdapter
 
 from email_service.models import EmailFolder, EmailMessage, SearchDoc
 from email_service.services.search_query import (
@@ -80,6 +81,33 @@ _FTS = table("email_search_fts", column("rowid"), column("email_search_fts"))
 KEY_COLUMNS = (SearchDoc.received_at, SearchDoc.doc_id)
 #: What it ranks by, read for the ranking window only.
 TERM_COLUMNS = (SearchDoc.doc_id, SearchDoc.subject_terms, SearchDoc.address_terms, SearchDoc.attachment_terms)
+
+
+#: PostgreSQL: the search's settings, for its transaction only (see :class:`SearchSql`).
+_SETTINGS = (
+    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
+    "set_config('max_parallel_workers_per_gather', '0', true)"
+)
+#: PostgreSQL: ``email_search_docs`` as the walk of a search that joins its doc rows (``SearchSql._postgresql_where``).
+_WALK = SearchDoc.__table__.alias("walk")
+
+
+def _has_address(node: Node) -> bool:
+    """``node`` has a ``from:`` / ``to:`` / ``cc:`` term."""
+    if isinstance(node, Not):
+        return _has_address(node.item)
+    if isinstance(node, And | Or):
+        return any(_has_address(item) for item in node.items)
+    return isinstance(node, Address)
+
+
+def _has_words(node: Node) -> bool:
+    """``node`` has a word or phrase term (it needs the doc's ``tsv``)."""
+    if isinstance(node, Not):
+        return _has_words(node.item)
+    if isinstance(node, And | Or):
+        return any(_has_words(item) for item in node.items)
+    return isinstance(node, Words)
 
 
 def fts_match(node: Words) -> str:
@@ -191,25 +219,31 @@ class SearchSql:
     def __init__(self, session: Session, account_id: uuid.UUID, tree: Node, folder_id: uuid.UUID | None = None) -> None:
         self.session, self.account_id = session, account_id
         self.dialect = session.get_bind().dialect.name
-        if self.dialect == "postgresql":
-            # Plans for these very values: psycopg prepares a statement run 5 times on a connection, and PostgreSQL
-            # may then reuse a generic plan that cannot tell a word in half of the docs from a rare one (measured:
-            # ``subject:invoice`` 82 ms planned for its value, 235-600 ms on the generic plan).  For this
-            # transaction only.
-            session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         self._skip: Node | Match | None = None
         # PostgreSQL, a query with words: its walk reads each hit's row (for ``tsv``), so the ranking terms come with
         # the keys.  Without words only the keys: the walk may then stay in an index (migration 0014).
         self._terms_with_keys = self.dialect == "postgresql" and bool(positive_lexemes(tree))
         self._terms: dict[int, Any] = {}
+        self._keys: tuple[Any, Any] = KEY_COLUMNS
+        self._from: Any = SearchDoc.__table__
+        self.where: list[ColumnElement[bool]] = []
+        if self.dialect == "postgresql":
+            # Plans for these very values: psycopg prepares a statement run 5 times on a connection, and PostgreSQL
+            # may then reuse a generic plan that cannot tell a word in half of the docs from a rare one (measured:
+            # ``subject:invoice`` 82 ms planned for its value, 235-600 ms on the generic plan).  No parallel workers:
+            # a search reads at most a few thousand rows, less than starting workers costs on a loaded server
+            # (``bench/README.md``).  For this transaction only.
+            session.execute(text(_SETTINGS))
+            self.where = self._postgresql_where(tree, folder_id)
+            return
         account = SearchDoc.account_id == account_id
-        terms = merged(tree) if self.dialect == "sqlite" else tree  # SQLite: one FTS5 query for the word terms
-        driver = _driver(terms) if self.dialect == "sqlite" else None
+        terms = merged(tree)  # SQLite: one FTS5 query for the word terms
+        driver = _driver(terms)
         if driver is not None and self._fts_hits(driver[1], FEW_HITS) < FEW_HITS:
             # Start from the driver's hits (rowid lookups); ``+account_id``: not the account's index.
             self._skip = driver[0]
             account = literal_column("+email_search_docs.account_id", SearchDoc.account_id.type) == account_id
-            self.where: list[ColumnElement[bool]] = [SearchDoc.doc_id.in_(_fts_hits(driver[1]))]
+            self.where = [SearchDoc.doc_id.in_(_fts_hits(driver[1]))]
         else:
             self.where = []
         self.where += [account, self.condition(terms)]
@@ -220,15 +254,37 @@ class SearchSql:
         hits = select(_FTS.c.rowid).where(_FTS.c.email_search_fts.op("MATCH")(match)).limit(cap).subquery()
         return int(self.session.execute(select(func.count()).select_from(hits)).scalar_one())
 
+    def _postgresql_where(self, tree: Node, folder_id: uuid.UUID | None) -> list[ColumnElement[bool]]:
+        """PostgreSQL: the statement's conditions.
+
+        When ``tree`` has word terms and the AND at its top has items without words (addresses, flags, folders,
+        dates, sizes; the search's folder counts as one) that are likely to be selective -- an address term, or two
+        such items or more -- the statement walks ``idx_email_search_docs_metadata`` newest first as ``walk`` (those
+        items tested in the index, no doc row read) and joins each candidate's doc row by ``doc_id`` for the word
+        terms (:data:`_WALK`).  Measured (``bench/README.md``): 0.14-0.67x the single-table walk when those items
+        pass few docs, but 2-3x (still ~20 ms) for one item that passes most of them (``in:inbox word``), hence the
+        rule.  The planner may still start from the GIN index of a rare word.  Else one table."""
+        items = tree.items if isinstance(tree, And) else (tree,)
+        tests = [item for item in items if not _has_words(item)]
+        words = [item for item in items if _has_words(item)]
+        folder = [self._in_folders([folder_id])] if folder_id is not None else []
+        if not words or (len(tests) + len(folder) < 2 and not any(map(_has_address, tests))):
+            return [SearchDoc.account_id == self.account_id, self.condition(tree), *folder]
+        adapt = ClauseAdapter(_WALK).traverse
+        self._keys = (_WALK.c.received_at, _WALK.c.doc_id)
+        self._from = _WALK.join(SearchDoc.__table__, SearchDoc.doc_id == _WALK.c.doc_id)
+        walk = [_WALK.c.account_id == self.account_id, *(adapt(self.condition(item)) for item in tests)]
+        return [*walk, *map(adapt, folder), self.condition(words[0] if len(words) == 1 else And(tuple(words)))]
+
     def _select(self, *columns: Any) -> Select[Any]:
-        return select(*columns).select_from(SearchDoc).where(*self.where)
+        return select(*columns).select_from(self._from).where(*self.where)
 
     def newest(self, limit: int, *, offset: int = 0) -> list[Any]:
         """Up to ``limit`` hits' keys (:data:`KEY_COLUMNS`) newest first (``received_at``, then ``doc_id``), skipping
         ``offset``.  On PostgreSQL, for a query with words, the rows hold the :data:`TERM_COLUMNS` too (the statement
         reads each hit's row anyway): :meth:`terms` then needs no statement of its own."""
-        columns = (*KEY_COLUMNS, *TERM_COLUMNS[1:]) if self._terms_with_keys else KEY_COLUMNS
-        statement = self._select(*columns).order_by(SearchDoc.received_at.desc(), SearchDoc.doc_id.desc())
+        columns = (*self._keys, *TERM_COLUMNS[1:]) if self._terms_with_keys else self._keys
+        statement = self._select(*columns).order_by(self._keys[0].desc(), self._keys[1].desc())
         rows = list(self.session.execute(statement.limit(limit).offset(offset)).all())
         if self._terms_with_keys:
             self._terms.update((row.doc_id, row) for row in rows)

@@ -356,3 +356,30 @@ def test_combined_word_terms_equal_the_set_algebra_of_their_parts(
         monkeypatch.setattr(search_sql, "FEW_HITS", few_hits)
     assert want, "a query of this table finds something"
     assert found(query) == want
+
+
+#: Word terms with selective terms of other kinds -- an address, or two such terms -- (PostgreSQL walks the metadata
+#: index and joins the doc rows for the words, ``SearchSql._postgresql_where``) and what they must equal.
+WALKED: list[tuple[str, Callable[[Callable[[str], set[str]]], set[str]]]] = [
+    ("budget is:unread in:inbox", lambda f: f("budget") & f("is:unread") & f("in:inbox")),
+    ("(lunch OR budget) from:example.org", lambda f: (f("lunch") | f("budget")) & f("from:example.org")),
+    ("budget -from:alice -is:read", lambda f: (f("budget") - f("from:alice")) - f("is:read")),
+    (
+        "(lunch OR budget) -is:flagged after:2026-03-01 -invoice",
+        lambda f: (f("lunch") | f("budget")) - f("is:flagged") & f("after:2026-03-01") - f("invoice"),
+    ),
+    ('"quick brown" to:bob', lambda f: f('"quick brown"') & f("to:bob")),
+]
+
+
+@pytest.mark.parametrize(("query", "expected"), WALKED, ids=[q for q, _ in WALKED])
+def test_word_terms_with_selective_other_terms_equal_the_set_algebra_of_their_parts(
+    client: FlaskClient, mailbox: Box, query: str, expected: Callable[[Callable[[str], set[str]]], set[str]]
+) -> None:
+    def found(q: str) -> set[str]:
+        return set(labels(mailbox, search(client, mailbox, q).get_json()))
+
+    want = expected(found)
+    assert want, "a query of this table finds something"
+    assert found(query) == want
+    assert found(query + " -nothingmatchesthis") == want
