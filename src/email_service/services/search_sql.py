@@ -20,7 +20,7 @@ Plans (measured at 100,000 messages, ``bench/search.py``; the reads are bounded 
 * SQLite: the word terms (AND, OR, NOT after a positive term) are one FTS5 query (:class:`Match`): one hit list.
 * PostgreSQL: one statement; the planner picks the GIN / trigram indexes or the ``(account_id, received_at)`` walk
   -- for a query without words, the walk of ``idx_email_search_docs_metadata`` (index-only, migration 0014); for
-  words with selective other terms, that walk joined to the doc rows for the words (:meth:`SearchSql._postgresql_where`).
+  words with selective other terms, that walk joined to the doc rows for the words (``SearchSql._postgresql_where``).
   Under ``FORCE ROW LEVEL SECURITY`` it may use the GIN and trigram indexes only when ``@@`` and ``LIKE`` are
   ``LEAKPROOF`` (migration 0011, see the README).  The word terms of an AND/OR/NOT are one tsquery (the doc's
   ``tsv`` matched once per row; migration 0013 keeps it in the row), and plans are made for the values of each
