@@ -16,6 +16,10 @@ CONDSTORE changes, write-back, moves, drafts, sending):
   runs as the updating role, so under the same tenant policy as the update itself), a trigger on SQLite;
 * a message deleted deletes its doc row by the foreign key's cascade, as before.
 
+PostgreSQL: migration 0012's ``BEFORE UPDATE`` trigger that fills ``tsv`` for a writer sending none fired on *every*
+update of a doc row, and its ``WHEN`` compares the four term columns (reading ``body_terms`` out of line): it is
+narrowed to ``UPDATE OF`` the term columns and ``tsv``, so the state copy above never fires it.
+
 SQLite: the FTS5 update trigger of migration 0007 (``email_search_docs_au``) re-indexed a doc on *any* update of its
 row; it is narrowed to updates of the four term columns, so a flag change does not rewrite the doc's FTS5 entries.
 The columns are added at the end of the row (after ``body_terms``); SQLite's search keeps probing the message
@@ -78,7 +82,24 @@ def upgrade() -> None:
         _sqlite_upgrade()
 
 
+#: Migration 0012's trigger filling ``tsv`` on an update (its name, function and condition are 0012's).
+_TSV_TRIGGER = "email_search_docs_tsv_default_update"
+_TSV_FUNCTION = "email_search_docs_tsv_default"
+_TSV_WHEN = "NEW.tsv IS NULL OR (NEW.tsv IS NOT DISTINCT FROM OLD.tsv AND ({}))"
+
+
+def _tsv_update_trigger(columns: str) -> str:
+    """0012's ``tsv`` update trigger, fired on updates of ``columns`` (``""``: any update).  Constants only."""
+    changed = " OR ".join(f"NEW.{column} IS DISTINCT FROM OLD.{column}" for column in _TERMS.split(", "))
+    return (
+        f"CREATE TRIGGER {_TSV_TRIGGER} BEFORE UPDATE {columns} ON email_search_docs FOR EACH ROW "
+        f"WHEN ({_TSV_WHEN.format(changed)}) EXECUTE FUNCTION {_TSV_FUNCTION}()"
+    )
+
+
 def _postgresql_upgrade() -> None:
+    op.execute(f"DROP TRIGGER IF EXISTS {_TSV_TRIGGER} ON email_search_docs")
+    op.execute(_tsv_update_trigger(f"OF {_TERMS}, tsv"))
     copies = ", ".join(f"{column} = NEW.{column}" for column in STATE_COLUMNS)
     update = f"UPDATE email_search_docs SET {copies} WHERE message_id = NEW.id;"  # noqa: S608 (constants only)
     op.execute(
@@ -138,6 +159,8 @@ def downgrade() -> None:
         op.execute(f"DROP INDEX IF EXISTS {METADATA_INDEX}")
         op.execute(f"DROP TRIGGER IF EXISTS {TRIGGER} ON email_messages")
         op.execute(f"DROP FUNCTION IF EXISTS {_FUNCTION}()")
+        op.execute(f"DROP TRIGGER IF EXISTS {_TSV_TRIGGER} ON email_search_docs")
+        op.execute(_tsv_update_trigger(""))
     if dialect == "sqlite":
         op.execute(f"DROP TRIGGER IF EXISTS {TRIGGER}")
         op.execute("DROP TRIGGER IF EXISTS email_search_docs_au")
