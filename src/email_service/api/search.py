@@ -112,11 +112,9 @@ def search_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> Respon
     responses=AUTH_ERRORS,
 )
 def list_threads(account_id: uuid.UUID, query_data: dict[str, Any]) -> Response:
-    ctx, principal = service_context(), current_principal()
-    state = changes_service.account_state(ctx, principal=principal, account_id=account_id)  # read before the rows
     page = thread_list.list_threads(
-        ctx,
-        principal=principal,
+        service_context(),
+        principal=current_principal(),
         account_id=account_id,
         folder_id=query_data["folderId"],
         limit=query_data["limit"],
@@ -134,7 +132,7 @@ def list_threads(account_id: uuid.UUID, query_data: dict[str, Any]) -> Response:
                 "totalExact": page.total_exact,
                 "nextCursor": page.next_cursor,
             },
-            "state": state,
+            "state": page.state,
         }
     )
 

@@ -43,8 +43,9 @@ from email_service.errors import InvalidInput, NotFound
 from email_service.models import EmailFolder, EmailMessage
 from email_service.security.tokens import Principal
 from email_service.services.accounts import load_account
+from email_service.services.changes import state_string
 from email_service.services.context import ServiceContext
-from email_service.services.message_list import SUMMARY_COLUMNS
+from email_service.services.message_list import PAGE_COLUMNS, row_uuid
 
 MAX_PARTICIPANTS = 10
 #: Threads counted exactly for ``total``; more than this: ``total_exact`` is false.
@@ -55,7 +56,7 @@ THREAD_COUNT_CAP = 1000
 class ThreadSummary:
     """One conversation: its first message's subject, the distinct senders in order of appearance
     (``[{"name", "email"}]``, at most :data:`MAX_PARTICIPANTS`), counts over all its messages (every folder),
-    and its latest message (a row of :data:`~email_service.services.message_list.SUMMARY_COLUMNS`)."""
+    and its latest message (a row of :data:`~email_service.services.message_list.PAGE_COLUMNS`)."""
 
     thread_id: uuid.UUID
     subject: str
@@ -70,7 +71,8 @@ class ThreadSummary:
 @dataclass(frozen=True)
 class ThreadPage:
     """A page of threads: ``total`` threads in the scope (exact when ``total_exact``, else a lower bound),
-    ``next_cursor`` (``None`` when the page is not full)."""
+    ``next_cursor`` (``None`` when the page is not full), and ``state``: the account's change-log state read in the
+    same transaction before the rows (``GET .../changes?since=``)."""
 
     items: list[ThreadSummary]
     total: int
@@ -78,6 +80,7 @@ class ThreadPage:
     limit: int
     offset: int
     next_cursor: str | None
+    state: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,7 @@ def list_threads(
     if after is not None and offset:
         raise InvalidInput("cursor and offset cannot be combined")
     with ctx.db.tenant_session(principal.tenant_id) as session:
-        load_account(session, principal, account_id)
+        state = state_string(load_account(session, principal, account_id).change_seq)  # read before the rows
         if folder_id is not None:
             folder = session.get(EmailFolder, folder_id)
             if folder is None or folder.account_id != account_id:
@@ -145,7 +148,7 @@ def list_threads(
         next_cursor = ThreadCursor(last.received_at, last.thread_id, last.id).encode()
     if len(heads) + offset > total:  # the page itself reaches further than the capped count
         total = len(heads) + offset
-    return ThreadPage(items, total, exact, limit, offset, next_cursor)
+    return ThreadPage(items, total, exact, limit, offset, next_cursor, state)
 
 
 @dataclass(frozen=True)
@@ -233,9 +236,8 @@ def _summaries(
     for row in rows:
         by_thread[row.thread_id].append(row)
     latest_ids = [by_thread[thread_id][-1].id for thread_id in thread_ids]
-    latest = {
-        row.id: row for row in session.execute(select(*SUMMARY_COLUMNS).where(EmailMessage.id.in_(latest_ids))).all()
-    }
+    page = session.execute(select(*PAGE_COLUMNS).where(EmailMessage.id.in_(latest_ids))).all()
+    latest = {row_uuid(row.id): row for row in page}
     return [_summary(thread_id, by_thread[thread_id], latest[by_thread[thread_id][-1].id]) for thread_id in thread_ids]
 
 
