@@ -49,7 +49,7 @@ from email_service.services.message_list import PAGE_COLUMNS, row_uuid
 
 MAX_PARTICIPANTS = 10
 #: Threads counted exactly for ``total``; more than this: ``total_exact`` is false.
-THREAD_COUNT_CAP = 1000
+THREAD_COUNT_CAP = 500
 
 
 @dataclass(frozen=True)
