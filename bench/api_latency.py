@@ -284,8 +284,13 @@ def report(measured: dict[str, Any], count: int) -> None:
                 print(f"\n{database}, {kind}: {this} / {other}")
                 print(f"{'endpoint':<30}{'p50 ratio':>11}{'p99 ratio':>11}")
                 for name in after:
-                    print(f"{name:<30}{after[name]['p50_ms'] / before[name]['p50_ms']:>11.2f}"
-                          f"{after[name]['p99_ms'] / before[name]['p99_ms']:>11.2f}")  # fmt: skip
+                    print(f"{name:<30}{_ratio(after[name]['p50_ms'], before[name]['p50_ms']):>11}"
+                          f"{_ratio(after[name]['p99_ms'], before[name]['p99_ms']):>11}")  # fmt: skip
+
+
+def _ratio(this: float, other: float) -> str:
+    """``this / other`` to two places; ``n/a`` when either is 0 (no request answered within wrk's 2 s timeout)."""
+    return f"{this / other:.2f}" if this and other else "n/a"
 
 
 def main() -> int:
