@@ -111,7 +111,8 @@ def _one_message(mailbox: Mailbox) -> str:
 
 def _wrk(url: str, token: str, seconds: int) -> dict[str, float]:
     output = subprocess.run(
-        ["wrk", "-t2", "-c4", f"-d{seconds}s", "--latency", "-H", f"Authorization: Bearer {token}", url],
+        ["wrk", "-t2", "-c4", f"-d{seconds}s", "--timeout", "30s", "--latency", "-H", f"Authorization: Bearer {token}",
+         url],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
@@ -289,7 +290,7 @@ def report(measured: dict[str, Any], count: int) -> None:
 
 
 def _ratio(this: float, other: float) -> str:
-    """``this / other`` to two places; ``n/a`` when either is 0 (no request answered within wrk's 2 s timeout)."""
+    """``this / other`` to two places; ``n/a`` when either is 0 (no request answered within wrk's timeout)."""
     return f"{this / other:.2f}" if this and other else "n/a"
 
 
