@@ -3,8 +3,11 @@
 Builds the mailbox of :mod:`bench.mailbox100k` in each database, starts ``email-service serve`` on it (rate limit
 lifted), and runs ``wrk`` (Debian package ``wrk``; 4 connections, 2 threads, ``--seconds`` each) against:
 ``/health`` (the baseline), the folder list, one message, the first list page, a filtered page (``isRead=false``),
-the page at offset 90,000 (90 % of ``--count``) and the same depth by cursor.  Prints requests/s, p50 and p99
-(ms) and each p99's ratio to the baseline's, and writes JSON (default ``bench/results/api_latency.json``).
+the page at offset 90,000 (90 % of ``--count``) and the same depth by cursor; and the thread list: its first page,
+a page in the folder, and a page 90 % deep in the threads by offset and by cursor (a checkout whose thread list
+takes no ``cursor`` -- before issue 11 stop 16 -- gets the offset URL there instead).  ``--endpoints threads``
+measures only ``/health`` and the thread list.  Prints requests/s, p50 and p99 (ms) and each p99's ratio to the
+baseline's, and writes JSON (default ``bench/results/api_latency.json``).
 Goal (issue 11): p99 under 30 ms for the first page, a cursor page at any depth and a filtered page.
 
 ``--server`` picks the process model: ``waitress`` (the embedded default: one process, ``WEB_THREADS`` threads),
@@ -16,10 +19,12 @@ gives the rate limiter its Redis storage as production has it (else each process
 ``--compare /work/main`` measures a second checkout of the service (its ``src`` first on ``PYTHONPATH``) on the same
 mailbox, endpoint by endpoint alternating with this one, so that before and after share the machine's load;
 ``--mailboxes DIR`` keeps the built mailboxes in ``DIR`` (and their PostgreSQL database) and reuses them on the next
-run instead of building them again (an hour on a busy 2-core machine).  Run::
+run instead of building them again (an hour on a busy 2-core machine); ``--compare-mailboxes DIR`` gives the
+second checkout its own kept mailboxes (copies of the same mailbox at that checkout's migration).  Run::
 
     uv run python bench/api_latency.py [--count 100000] [--seconds 10] [--no-postgres] [--no-sqlite] [--compare DIR]
-                                        [--mailboxes DIR] [--server waitress|gunicorn|both] [--redis-url URL]
+                                        [--mailboxes DIR] [--compare-mailboxes DIR] [--server waitress|gunicorn|both]
+                                        [--redis-url URL] [--endpoints all|threads]
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -43,13 +49,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.mailbox100k import Mailbox, build, close
 from bench.sync_throughput import write_results
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from email_service.config import Settings
 from email_service.models import EmailMessage
 from email_service.security.tokens import Principal, create_jwt_token
 from email_service.services.context import build_context
 from email_service.services.message_list import Cursor, sort_key
+from email_service.services.thread_list import ThreadCursor
 
 
 def _free_port() -> int:
@@ -72,6 +79,31 @@ def _cursor_at(mailbox: Mailbox, depth: int) -> str:
     return Cursor("receivedAt", "desc", row[0], row[1]).encode()
 
 
+def _thread_depth(mailbox: Mailbox) -> tuple[int, str]:
+    """``(depth, cursor)``: 90 % of the account's threads, and the thread-list cursor a client holds after reading
+    that many threads (the old ``GROUP BY`` order: newest ``receivedAt``, then ``thread_id``, descending)."""
+    last = func.max(EmailMessage.received_at)
+    with mailbox.ctx.db.tenant_session(mailbox.principal.tenant_id) as session:
+        of_account = EmailMessage.account_id == mailbox.account_id
+        threads = session.execute(select(func.count(func.distinct(EmailMessage.thread_id))).where(of_account))
+        depth = int(threads.scalar_one()) * 9 // 10
+        thread_id, received_at = session.execute(
+            select(EmailMessage.thread_id, last)
+            .where(EmailMessage.account_id == mailbox.account_id, EmailMessage.thread_id.is_not(None))
+            .group_by(EmailMessage.thread_id)
+            .order_by(last.desc(), EmailMessage.thread_id.desc())
+            .offset(depth - 1)
+            .limit(1)
+        ).one()
+        head = session.execute(
+            select(EmailMessage.id)
+            .where(EmailMessage.account_id == mailbox.account_id, EmailMessage.thread_id == thread_id)
+            .order_by(EmailMessage.received_at.desc(), EmailMessage.id.desc())
+            .limit(1)
+        ).scalar_one()
+    return depth, ThreadCursor(int(received_at), thread_id, head).encode()
+
+
 def _one_message(mailbox: Mailbox) -> str:
     with mailbox.ctx.db.tenant_session(mailbox.principal.tenant_id) as session:
         return str(session.execute(select(EmailMessage.id).limit(1)).scalar_one())
@@ -79,7 +111,8 @@ def _one_message(mailbox: Mailbox) -> str:
 
 def _wrk(url: str, token: str, seconds: int) -> dict[str, float]:
     output = subprocess.run(
-        ["wrk", "-t2", "-c4", f"-d{seconds}s", "--latency", "-H", f"Authorization: Bearer {token}", url],
+        ["wrk", "-t2", "-c4", f"-d{seconds}s", "--timeout", "30s", "--latency", "-H", f"Authorization: Bearer {token}",
+         url],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
@@ -160,18 +193,39 @@ class Server:
         self.process.wait(timeout=30)
 
 
-def _urls(base: str, mailbox: Mailbox, depth: int) -> dict[str, str]:
+def _urls(base: str, mailbox: Mailbox, depth: int, endpoints: str, token: str) -> dict[str, str]:
     account = f"{base}/api/v1/accounts/{mailbox.account_id}"
     listing = f"{account}/messages?folderId={mailbox.folder_id}&limit=50"
-    return {
-        "health (baseline)": f"{base}/health",
-        "folders": f"{account}/folders",
-        "one message": f"{base}/api/v1/messages/{_one_message(mailbox)}",
-        "first page": listing,
-        "filtered page (isRead=false)": f"{listing}&isRead=false",
-        f"offset {depth}": f"{listing}&offset={depth}",
-        f"cursor at {depth}": f"{listing}&cursor={_cursor_at(mailbox, depth)}",
-    }
+    urls = {"health (baseline)": f"{base}/health"}
+    if endpoints == "all":
+        urls.update({
+            "folders": f"{account}/folders",
+            "one message": f"{base}/api/v1/messages/{_one_message(mailbox)}",
+            "first page": listing,
+            "filtered page (isRead=false)": f"{listing}&isRead=false",
+            f"offset {depth}": f"{listing}&offset={depth}",
+            f"cursor at {depth}": f"{listing}&cursor={_cursor_at(mailbox, depth)}",
+        })  # fmt: skip
+    threads = f"{account}/threads?limit=50"
+    thread_depth, cursor = _thread_depth(mailbox)
+    by_cursor = f"{threads}&cursor={cursor}"
+    if _status(by_cursor, token) == 400:  # a checkout whose thread list has no cursor: the same depth by offset
+        by_cursor = f"{threads}&offset={thread_depth}"
+    urls.update({
+        "threads: first page": threads,
+        "threads: page in the folder": f"{threads}&folderId={mailbox.folder_id}",
+        f"threads: offset {thread_depth}": f"{threads}&offset={thread_depth}",
+        f"threads: cursor at {thread_depth}": by_cursor,
+    })  # fmt: skip
+    return urls
+
+
+def _status(url: str, token: str) -> int:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})  # noqa: S310
+    try:
+        return int(urllib.request.urlopen(request, timeout=120).status)  # noqa: S310
+    except urllib.error.HTTPError as error:
+        return int(error.code)
 
 
 def measure(
@@ -181,28 +235,32 @@ def measure(
     sources: dict[str, Path | None] | None = None,
     servers: tuple[str, ...] = ("waitress",),
     redis_url: str | None = None,
+    endpoints: str = "all",
+    mailboxes: dict[str, Mailbox] | None = None,
 ) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
     """``{server kind: {source name: {endpoint: {rps, p50_ms, p99_ms}}}}``: one server per kind and source, each
     endpoint measured on all of them one after the other (in reverse order every other endpoint) before the next
-    endpoint."""
+    endpoint.  ``mailboxes``: a source's own copy of ``mailbox`` (same ids; default ``mailbox``)."""
     sources = sources or {"this checkout": None}
+    mailboxes = mailboxes or {}
     token = create_jwt_token(mailbox.ctx.tokens, tenant_id=mailbox.principal.tenant_id,
                              user_id=mailbox.principal.user_id)  # fmt: skip
-    running = {(kind, name): Server(mailbox, source, kind, redis_url) for kind in servers
+    running = {(kind, name): Server(mailboxes.get(name, mailbox), source, kind, redis_url) for kind in servers
                for name, source in sources.items()}  # fmt: skip
     try:
-        urls = {key: _urls(server.base, mailbox, depth) for key, server in running.items()}
+        urls = {key: _urls(server.base, mailbox, depth, endpoints, token) for key, server in running.items()}
         for by_endpoint in urls.values():
             for url in by_endpoint.values():  # each answers 200 before it is measured
-                request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})  # noqa: S310
-                assert urllib.request.urlopen(request, timeout=60).status == 200  # noqa: S310
+                assert _status(url, token) == 200, url
+        warm = "first page" if endpoints == "all" else "threads: first page"
         for by_endpoint in urls.values():  # every worker process up and warm before anything is measured
-            _wrk(by_endpoint["first page"], token, 3)
+            _wrk(by_endpoint[warm], token, 3)
         results: dict[str, dict[str, dict[str, dict[str, float]]]] = {kind: {} for kind in servers}
         order = list(running)
-        for endpoint in urls[next(iter(urls))]:
+        for index, endpoint in enumerate(urls[next(iter(urls))]):
             for kind, name in order:
-                results[kind].setdefault(name, {})[endpoint] = _wrk(urls[kind, name][endpoint], token, seconds)
+                url = list(urls[kind, name].values())[index]  # a source's cursor URL may be its offset URL
+                results[kind].setdefault(name, {})[endpoint] = _wrk(url, token, seconds)
             order.reverse()  # no server always measured first (or right after the heaviest endpoint)
         return results
     finally:
@@ -227,8 +285,13 @@ def report(measured: dict[str, Any], count: int) -> None:
                 print(f"\n{database}, {kind}: {this} / {other}")
                 print(f"{'endpoint':<30}{'p50 ratio':>11}{'p99 ratio':>11}")
                 for name in after:
-                    print(f"{name:<30}{after[name]['p50_ms'] / before[name]['p50_ms']:>11.2f}"
-                          f"{after[name]['p99_ms'] / before[name]['p99_ms']:>11.2f}")  # fmt: skip
+                    print(f"{name:<30}{_ratio(after[name]['p50_ms'], before[name]['p50_ms']):>11}"
+                          f"{_ratio(after[name]['p99_ms'], before[name]['p99_ms']):>11}")  # fmt: skip
+
+
+def _ratio(this: float, other: float) -> str:
+    """``this / other`` to two places; ``n/a`` when either is 0 (no request answered within wrk's timeout)."""
+    return f"{this / other:.2f}" if this and other else "n/a"
 
 
 def main() -> int:
@@ -243,6 +306,8 @@ def main() -> int:
     parser.add_argument("--mailboxes", type=Path, help="keep the built mailboxes here and reuse them")
     parser.add_argument("--server", choices=[*SERVERS, "both"], default="both", help="process model (default both)")
     parser.add_argument("--redis-url", help="Redis for the rate limiter's counters, as in production")
+    parser.add_argument("--compare-mailboxes", type=Path, help="the --compare checkout's own kept mailboxes")
+    parser.add_argument("--endpoints", choices=["all", "threads"], default="all", help="threads: /health and threads")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install -y wrk)")
@@ -258,11 +323,17 @@ def main() -> int:
             mailbox = kept_mailbox(args.mailboxes, database, args.postgres_url, args.count)
         else:
             mailbox = build(workdir / database, database, args.postgres_url, args.count)
+        own: dict[str, Mailbox] = {}
+        if args.compare and args.compare_mailboxes:
+            own[str(args.compare)] = kept_mailbox(args.compare_mailboxes, database, args.postgres_url, args.count)
         try:
             servers = SERVERS if args.server == "both" else (args.server,)
-            measured[database] = measure(mailbox, args.seconds, args.count * 9 // 10, sources, servers, args.redis_url)
+            measured[database] = measure(mailbox, args.seconds, args.count * 9 // 10, sources, servers, args.redis_url,
+                                         args.endpoints, own)  # fmt: skip
         finally:
             close(mailbox)
+            for other in own.values():
+                other.ctx.db.dispose()
     report(measured, args.count)
     write_results(args.output, {"count": args.count, "seconds": args.seconds, "databases": measured})
     return 0

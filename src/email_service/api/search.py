@@ -40,8 +40,10 @@ _THREAD = {
     "latestMessage": _THREADED,
 }
 THREAD_LIST_EXAMPLE: dict[str, Any] = {
-    "threads": [_THREAD], "pagination": {"total": 1, "limit": 50, "offset": 0}, "state": "42"
-}  # fmt: skip
+    "threads": [_THREAD],
+    "pagination": {"total": 1, "limit": 50, "offset": 0, "totalExact": True, "nextCursor": None},
+    "state": "42",
+}
 THREAD_EXAMPLE: dict[str, Any] = {"threadId": _THREAD["threadId"], "messages": [_THREADED]}
 
 bp = guard(
@@ -99,28 +101,38 @@ def search_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> Respon
 @bp.output(ThreadListOut, example=THREAD_LIST_EXAMPLE)
 @bp.doc(
     summary="Conversations of the account, newest activity first",
-    description="Threads by RFC 5256 REFERENCES (JWZ) across folders; `folderId` keeps threads with a message "
-    "there (counts still cover every folder).",
+    description="Threads by RFC 5256 REFERENCES (JWZ) across folders, ordered by their newest `receivedAt` "
+    "(`lastActivityAt`; ties: `threadId` descending). `folderId` keeps the threads with a message in that folder, "
+    "ordered by their newest message *in the folder* (as JMAP Email/query with collapseThreads, RFC 8621 4.4.3); "
+    "`subject`, `participants`, the counts, `lastActivityAt` and `latestMessage` still cover every folder. "
+    "`pagination.nextCursor` fetches the next page as fast at any depth (keyset); `offset` still works and costs "
+    f"the threads it skips. `pagination.total` is exact up to {thread_list.THREAD_COUNT_CAP} threads; beyond, "
+    "`pagination.totalExact` is false and `total` a lower bound.",
     operation_id="listThreads",
     responses=AUTH_ERRORS,
 )
 def list_threads(account_id: uuid.UUID, query_data: dict[str, Any]) -> Response:
-    ctx, principal = service_context(), current_principal()
-    state = changes_service.account_state(ctx, principal=principal, account_id=account_id)  # read before the rows
     page = thread_list.list_threads(
-        ctx,
-        principal=principal,
+        service_context(),
+        principal=current_principal(),
         account_id=account_id,
         folder_id=query_data["folderId"],
         limit=query_data["limit"],
         offset=query_data["offset"],
+        cursor=query_data["cursor"],
     )
     # The ThreadListOut value, built directly (api/summaries.py: equal to the schema's dump, a fraction of its cost)
     return json_response(
         {
             "threads": [thread_summary(item) for item in page.items],
-            "pagination": {"total": page.total, "limit": page.limit, "offset": page.offset},
-            "state": state,
+            "pagination": {
+                "total": page.total,
+                "limit": page.limit,
+                "offset": page.offset,
+                "totalExact": page.total_exact,
+                "nextCursor": page.next_cursor,
+            },
+            "state": page.state,
         }
     )
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from apiflask import Schema
 from apiflask.fields import UUID, Boolean, Integer, List, Nested, String
-from apiflask.validators import Length, OneOf, Range
+from apiflask.validators import Length, OneOf, Range, Regexp
 
 from email_service.services.search import COUNT_CAP, RANK_WINDOW, SORTS
+from email_service.services.thread_list import THREAD_COUNT_CAP
 
 from .fields import QuerySchema, Text
 from .mailbox_schemas import AddressOut, MessageSummaryOut
@@ -69,11 +70,16 @@ class SearchOut(Schema):
 
 
 class ThreadListQuery(QuerySchema):
-    """``folderId`` (optional), ``limit`` 1-100 (default 50), ``offset``."""
+    """``folderId`` (optional), ``limit`` 1-100 (default 50), ``offset`` or an opaque ``cursor``."""
 
     folderId = UUID(load_default=None, allow_none=True)
     limit = Integer(load_default=50, validate=Range(1, 100, error="limit must be between 1 and 100"))
     offset = offset_field()
+    cursor = Text(
+        load_default=None,
+        validate=[Length(1, 2000), Regexp(r"^[A-Za-z0-9_-]+$", error="cursor is not valid")],
+        metadata={"description": "nextCursor of the previous page (same folderId; not with offset)"},
+    )
 
 
 class ThreadOut(Schema):
@@ -89,11 +95,28 @@ class ThreadOut(Schema):
     latestMessage = Nested(MessageSummaryOut)
 
 
+class ThreadPaginationOut(PaginationOut):
+    """Page bounds of the thread list: ``total`` exact up to :data:`THREAD_COUNT_CAP` threads, the next page's
+    cursor."""
+
+    total = Integer(
+        metadata={"description": f"threads, counted exactly up to {THREAD_COUNT_CAP}; when totalExact is false a "
+                  "lower bound"}
+    )  # fmt: skip
+    totalExact = Boolean(
+        metadata={"description": f"false when there are more than {THREAD_COUNT_CAP} threads: total is then a lower "
+                  "bound (page on while nextCursor is not null)"}
+    )  # fmt: skip
+    nextCursor = String(
+        allow_none=True, metadata={"description": "pass as `cursor` for the next page; null on the last page"}
+    )
+
+
 class ThreadListOut(Schema):
     """``{"threads": [...], "pagination": {...}}``, newest activity first."""
 
     threads = List(Nested(ThreadOut))
-    pagination = Nested(PaginationOut)
+    pagination = Nested(ThreadPaginationOut)
     state = String(
         metadata={"description": "the account's state before this list was read (GET /accounts/{id}/changes?since=)"}
     )

@@ -108,7 +108,7 @@ def summary_of_row(row: Sequence[Any], *, pending: bool = False) -> dict[str, An
 
 def thread_summary(thread: ThreadSummary) -> dict[str, Any]:
     """The ``ThreadOut`` JSON value of a conversation (:mod:`email_service.api.search_schemas`): its fields and
-    its latest message as :func:`summary`."""
+    its latest message as :func:`summary` (from its row: :func:`summary_of_row`)."""
     return {
         "threadId": _id(thread.thread_id),
         "subject": _text(thread.subject),
@@ -117,7 +117,7 @@ def thread_summary(thread: ThreadSummary) -> dict[str, Any]:
         "unreadCount": _int(thread.unread_count),
         "hasAttachments": _bool(thread.has_attachments),
         "lastActivityAt": _int(thread.last_activity_at),
-        "latestMessage": summary(thread.latest),
+        "latestMessage": summary_of_row(thread.latest),
     }
 
 

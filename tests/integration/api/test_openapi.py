@@ -210,10 +210,10 @@ def test_every_text_input_documents_the_text_rule(spec: dict[str, Any]) -> None:
             assert not re.search(prop["pattern"], "a\x00b"), f"{method} {path} {name} admits NUL"
     # 10 text fields of each account body, the token's role, an upload's filename, a folder's name (create,
     # rename), the actions' state filter, and keywords.add[] and keywords.remove[] of PATCH, PUT and the batch;
-    # the message list's from, to, sortBy, sortOrder and cursor, the search's q and sort; issue 9: subject, textBody,
-    # htmlBody of PUT, of a new draft and of an inline send, forwardMode of both, the outbox's status filter; issue
-    # 12: the since of /changes, and a webhook's url, events[], secret and scope.
-    assert checked == 55
+    # the message list's from, to, sortBy, sortOrder and cursor, the search's q and sort, the thread list's cursor;
+    # issue 9: subject, textBody, htmlBody of PUT, of a new draft and of an inline send, forwardMode of both, the
+    # outbox's status filter; issue 12: the since of /changes, and a webhook's url, events[], secret and scope.
+    assert checked == 56
 
 
 def test_links_lead_from_a_new_account_to_its_operations(spec: dict[str, Any]) -> None:
@@ -408,15 +408,16 @@ FUZZ_CASES = [
 #: Operations whose schema-valid input may rightly get a 400: an upload's file is judged by its bytes (libmagic
 #: type, emptiness, the draft's room); a draft's or a message's addresses by seed 002's address rules (a top-level
 #: domain of letters, a dot-atom local part), stricter than ``format: email``; the search query language (unknown
-#: operator, unbalanced quote); the message list's opaque cursor (one this service made, for the same sort, not
-#: with offset); a well-formed state may be one the change log cannot answer from (410); a user's 21st webhook is
-#: refused (at most 20 each).
+#: operator, unbalanced quote); the message list's and the thread list's opaque cursors (one this service made, for
+#: the same sort, not with offset); a well-formed state may be one the change log cannot answer from (410); a user's
+#: 21st webhook is refused (at most 20 each).
 _JUDGED_BEYOND_THE_SCHEMA = {
     ("POST", "/api/v1/messages/{message_id}/attachments"),
     ("POST", "/api/v1/accounts/{account_id}/messages"),
     ("POST", "/api/v1/accounts/{account_id}/send"),
     ("GET", "/api/v1/accounts/{account_id}/messages/search"),
     ("GET", "/api/v1/accounts/{account_id}/messages"),
+    ("GET", "/api/v1/accounts/{account_id}/threads"),
     ("GET", "/api/v1/accounts/{account_id}/changes"),
     ("POST", "/api/v1/webhooks"),
 }
