@@ -38,7 +38,11 @@ from tests.support.peers import clamd, s3_server  # noqa: F401  (re-exported fix
 # Row-level security and the tsv of migration 0012 are PostgreSQL features: their tests belong to the PostgreSQL run
 # only (not skipped on SQLite, where they have nothing to test, but not collected).
 #: Modules that need PostgreSQL: collected only with ``TEST_DATABASE_URL`` (CI runs the suite on both databases).
-POSTGRESQL_ONLY = ["integration/api/test_rls.py", "integration/search/test_search_tsv_postgresql.py"]
+POSTGRESQL_ONLY = [
+    "integration/api/test_rls.py",
+    "integration/search/test_search_tsv_postgresql.py",
+    "integration/test_tenant_session_postgresql.py",
+]
 collect_ignore_glob = [] if os.environ.get("TEST_DATABASE_URL") else POSTGRESQL_ONLY
 
 # CI explores the same Hypothesis examples every run (no flakes from a new random draw); locally it varies.

@@ -97,14 +97,18 @@ class Database:
         write.
         """
         with self._sessions() as session, session.begin():
-            # Straight to the driver (``exec_driver_sql``): no statement to compile or result to wrap, about a third
-            # of an empty tenant transaction's CPU on PostgreSQL, paid by every request (issue 11).
-            if read_only:
-                session.connection().exec_driver_sql(
-                    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY" if self.is_postgres else "BEGIN"
-                )
+            # Straight to the driver: no statement to compile or result to wrap, about a third of an empty tenant
+            # transaction's CPU on PostgreSQL, paid by every request.  On PostgreSQL in one pipeline (psycopg): the
+            # driver's BEGIN, the SET TRANSACTION and the set_config go in one round trip instead of two or three,
+            # each a wait for the server that a loaded machine makes long (issue 11, bench/README.md).
             if self.is_postgres:
-                session.connection().exec_driver_sql(_SET_TENANT, {"tenant_id": str(tenant_id)})
+                driver: Any = session.connection().connection.driver_connection  # a psycopg.Connection
+                with driver.pipeline():
+                    if read_only:
+                        driver.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    driver.execute(_SET_TENANT, {"tenant_id": str(tenant_id)})
+            elif read_only:
+                session.connection().exec_driver_sql("BEGIN")
             yield session
 
     @contextmanager

@@ -4,6 +4,9 @@ The key is the authenticated user (tenant + user id); unauthenticated requests a
 Every rate-limited response carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset``
 (epoch seconds); only a 429 carries ``Retry-After`` (seconds, RFC 9110 section 10.2.3), since on any other
 response it would tell a client to wait when it need not.  Flask-Limiter offers no IETF ``RateLimit-*`` headers.
+
+One storage call per request (:class:`FixedWindowWithStats`): the hit counts and returns the window the headers
+report; with Redis that is one script, one round trip, instead of the hit plus a ``GET`` and a ``PTTL``.
 """
 
 from __future__ import annotations
@@ -14,9 +17,12 @@ import threading
 import time
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, has_request_context, request
 from flask_limiter import Limiter, RateLimitExceeded
-from limits.storage import MemoryStorage
+from limits import RateLimitItem
+from limits.storage import MemoryStorage, RedisStorage, Storage
+from limits.strategies import STRATEGIES, FixedWindowRateLimiter
+from limits.util import WindowStats
 
 from email_service.config import Settings
 from email_service.observability import metrics
@@ -68,10 +74,86 @@ class LockedMemoryStorage(MemoryStorage):
                 self.timer.daemon = True  # never holds the process open at exit
                 self.timer.start()
 
+    def incr_with_expiry(self, key: str, expiry: int, amount: int = 1) -> tuple[int, float]:
+        """``(count, resets)`` as :meth:`OneCallRedisStorage.incr_with_expiry` gives them (in the process)."""
+        count = self.incr(key, expiry, amount)
+        return count, self.get_expiry(key)
+
+
+class OneCallRedisStorage(RedisStorage):
+    """limits' Redis storage with :meth:`incr_with_expiry`: the counter's increment and its time to live in one
+    script, one round trip (production; registered as ``email-service-redis://`` and ``email-service-rediss://``,
+    the rest of the URL as for ``redis://``)."""
+
+    STORAGE_SCHEME = ["email-service-redis", "email-service-rediss"]
+
+    #: ``INCRBY``, ``EXPIRE`` when the counter is new (as limits' own ``incr_expire.lua``), then its ``PTTL``.
+    SCRIPT_INCR_EXPIRE_TTL = b"""
+local current = redis.call("incrby", KEYS[1], ARGV[2])
+if tonumber(current) == tonumber(ARGV[2]) then
+    redis.call("expire", KEYS[1], ARGV[1])
+end
+return {current, redis.call("pttl", KEYS[1])}
+"""
+
+    def __init__(self, uri: str, **options: Any) -> None:
+        super().__init__(uri.removeprefix("email-service-"), **options)
+
+    def initialize_storage(self, _uri: str) -> None:
+        super().initialize_storage(_uri)
+        self.lua_incr_expire_ttl = self.get_connection().register_script(self.SCRIPT_INCR_EXPIRE_TTL)
+
+    def incr_with_expiry(self, key: str, expiry: int, amount: int = 1) -> tuple[int, float]:
+        """``(count, resets)``: the counter of ``key`` after adding ``amount`` (created with ``expiry`` seconds to
+        live when new) and the epoch seconds at which it expires.  Raises the storage's errors (redis)."""
+        count, ttl_ms = self.lua_incr_expire_ttl([self.prefixed_key(key)], [expiry, amount])
+        return int(count), time.time() + max(int(ttl_ms), 0) / 1000
+
+
+def _incr_with_expiry(storage: Storage, key: str, expiry: int, amount: int) -> tuple[int, float]:
+    """The counter after the increment and when it expires (epoch seconds): one call to a storage that has
+    ``incr_with_expiry``; otherwise ``incr`` then ``get_expiry`` (limits' own memory storage, the fallback when
+    Redis is down: both in the process)."""
+    if isinstance(storage, (OneCallRedisStorage, LockedMemoryStorage)):
+        return storage.incr_with_expiry(key, expiry, amount)
+    count = storage.incr(key, expiry, amount=amount)
+    return count, storage.get_expiry(key)
+
+
+class FixedWindowWithStats(FixedWindowRateLimiter):
+    """limits' fixed window (the seed's "N per minute"), whose hit also keeps the window it counted in for the
+    request's rate-limit headers: the count after the hit and the counter's expiry, from the hit's own storage call.
+
+    limits' strategy reads the window again for the headers (``get`` and ``get_expiry``: two more calls, two more
+    Redis round trips per request).  The kept window is the one this request's hit saw; it lives in ``flask.g``
+    (one request), keyed by the limit's storage key; without one (no request, or another key) the window is read
+    from the storage as before.  Registered in limits' strategies as ``email-service-fixed-window``.
+    """
+
+    def hit(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
+        key = item.key_for(*identifiers)
+        count, resets = _incr_with_expiry(self.storage, key, item.get_expiry(), cost)
+        if has_request_context():
+            g.setdefault("rate_limit_windows", {})[key] = WindowStats(resets, max(0, item.amount - count))
+        return count <= item.amount
+
+    def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
+        if has_request_context():
+            kept = g.get("rate_limit_windows", {}).get(item.key_for(*identifiers))
+            if kept is not None:
+                return kept  # type: ignore[no-any-return]
+        return super().get_window_stats(item, *identifiers)
+
+
+STRATEGY = "email-service-fixed-window"
+STRATEGIES[STRATEGY] = FixedWindowWithStats  # limits' table of named strategies (Flask-Limiter's ``strategy``)
+
 
 def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
     """Attach Flask-Limiter: the configured limit per user, shared by every route but health, spec and preflight."""
     storage = settings.redis_url or "email-service-memory://"
+    if storage.startswith(("redis://", "rediss://")):
+        storage = f"email-service-{storage}"  # OneCallRedisStorage
     limiter = Limiter(
         key_func=rate_limit_key,
         app=app,
@@ -80,10 +162,10 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
         application_limits=[settings.rate_limit],
         application_limits_exempt_when=_exempt,
         storage_uri=storage,
-        storage_options={"socket_connect_timeout": 2, "socket_timeout": 2} if storage.startswith("redis") else {},
+        storage_options={"socket_connect_timeout": 2, "socket_timeout": 2} if settings.redis_url else {},
         in_memory_fallback_enabled=bool(settings.redis_url),
         headers_enabled=False,  # Flask-Limiter would put Retry-After on every response: see _rate_limit_headers
-        strategy="fixed-window",
+        strategy=STRATEGY,  # fixed window, one storage call per request (FixedWindowWithStats)
         key_prefix="email_service",
     )
 
