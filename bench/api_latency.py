@@ -56,7 +56,6 @@ from email_service.models import EmailMessage
 from email_service.security.tokens import Principal, create_jwt_token
 from email_service.services.context import build_context
 from email_service.services.message_list import Cursor, sort_key
-from email_service.services.thread_list import ThreadCursor
 
 
 def _free_port() -> int:
@@ -101,6 +100,9 @@ def _thread_depth(mailbox: Mailbox) -> tuple[int, str]:
             .order_by(EmailMessage.received_at.desc(), EmailMessage.id.desc())
             .limit(1)
         ).scalar_one()
+    # Imported here: bench/search.py's workers import this module under older checkouts, which have no thread cursor
+    from email_service.services.thread_list import ThreadCursor
+
     return depth, ThreadCursor(int(received_at), thread_id, head).encode()
 
 
