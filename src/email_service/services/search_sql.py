@@ -94,22 +94,14 @@ _SETTINGS = (
 _WALK = SearchDoc.__table__.alias("walk")
 
 
-def _has_address(node: Node) -> bool:
-    """``node`` has a ``from:`` / ``to:`` / ``cc:`` term."""
+def _has(node: Node, kind: type[Node]) -> bool:
+    """``node`` has a term of ``kind`` (``Address``: ``from:`` / ``to:`` / ``cc:``; ``Words``: a word or phrase,
+    which needs the doc's ``tsv``), under any ``NOT`` / ``AND`` / ``OR``."""
     if isinstance(node, Not):
-        return _has_address(node.item)
+        return _has(node.item, kind)
     if isinstance(node, And | Or):
-        return any(_has_address(item) for item in node.items)
-    return isinstance(node, Address)
-
-
-def _has_words(node: Node) -> bool:
-    """``node`` has a word or phrase term (it needs the doc's ``tsv``)."""
-    if isinstance(node, Not):
-        return _has_words(node.item)
-    if isinstance(node, And | Or):
-        return any(_has_words(item) for item in node.items)
-    return isinstance(node, Words)
+        return any(_has(item, kind) for item in node.items)
+    return isinstance(node, kind)
 
 
 def fts_match(node: Words) -> str:
@@ -267,10 +259,10 @@ class SearchSql:
         pass few docs, but 2-3x (still ~20 ms) for one item that passes most of them (``in:inbox word``), hence the
         rule.  The planner may still start from the GIN index of a rare word.  Else one table."""
         items = tree.items if isinstance(tree, And) else (tree,)
-        tests = [item for item in items if not _has_words(item)]
-        words = [item for item in items if _has_words(item)]
+        tests = [item for item in items if not _has(item, Words)]
+        words = [item for item in items if _has(item, Words)]
         folder = [self._in_folders([folder_id])] if folder_id is not None else []
-        if not words or (len(tests) + len(folder) < 2 and not any(map(_has_address, tests))):
+        if not words or (len(tests) + len(folder) < 2 and not any(_has(item, Address) for item in tests)):
             return [SearchDoc.account_id == self.account_id, self.condition(tree), *folder]
         adapt = ClauseAdapter(_WALK).traverse
         self._keys = (_WALK.c.received_at, _WALK.c.doc_id)
