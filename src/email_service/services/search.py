@@ -111,7 +111,7 @@ def search_messages(
         newest = sql.newest(COUNT_CAP + 1)  # one read: the count (capped), the ranking window, most pages
         keys = _page(sql, newest, words if sort == "relevance" else set(), limit, offset)
         exact = len(newest) <= COUNT_CAP or 0 < len(keys) < limit  # a short page ends the hits
-        total = len(newest) if len(newest) <= COUNT_CAP else max(COUNT_CAP, offset + len(keys))
+        total = len(newest) if len(newest) <= COUNT_CAP else max(COUNT_CAP, offset + len(keys) if keys else 0)
         rows = _rows(session, [key.doc_id for key in keys])
         hits = [SearchHit(row, snippet(row, words, (row.body_terms, row.subject_terms))) for row in rows]
     return SearchPage(hits, total, limit, offset, exact)
