@@ -3,7 +3,7 @@
 Builds the mailbox of :mod:`bench.mailbox100k` in each database (rows written through the store functions, so the
 threads and the search index are made as a sync makes them), then runs 20 query shapes through the search service
 (``search_messages``: parse, SQL, capped count, page of 50, snippets) ``--repeat`` times each, and prints p50/p95
-in ms per query and database with the ratio PostgreSQL/SQLite; ``hits`` is the page's ``total`` (``1000+``: more
+in ms per query and database with the ratio PostgreSQL/SQLite; ``hits`` is the page's ``total`` (``250+``: more
 than ``search.COUNT_CAP``, a lower bound).  On PostgreSQL the database is migrated by a superuser, so ``@@`` and
 ``LIKE`` are ``LEAKPROOF`` (migration 0011); it then measures the same database again with them ``NOT LEAKPROOF``
 (``postgresql_no_leakproof``: what an operator without a superuser gets).  Writes JSON (default

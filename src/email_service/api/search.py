@@ -63,8 +63,8 @@ bp = guard(
     description="Same results on PostgreSQL and SQLite. A malformed query (unbalanced quote or parenthesis, "
     "unknown operator, bad date or size) is a 400 whose message says what is wrong. Work per request is bounded: "
     f"`pagination.total` is exact up to {search_service.COUNT_CAP} hits; beyond, `pagination.totalExact` is false "
-    f"and `total` a lower bound. `sort=relevance` ranks the newest {search_service.RANK_WINDOW} hits; the hits "
-    "after them follow newest first.",
+    f"and `total` a lower bound (page on with `offset`: pages past the bound keep coming). `sort=relevance` ranks "
+    f"the newest {search_service.RANK_WINDOW} hits; the hits after them follow newest first.",
     operation_id="searchMessages",
     responses=AUTH_ERRORS,
 )

@@ -51,7 +51,10 @@ class SearchPaginationOut(PaginationOut):
     """Page bounds of a search: ``total`` is exact up to :data:`COUNT_CAP` hits, a lower bound beyond."""
 
     total = Integer(
-        metadata={"description": f"hits, counted exactly up to {COUNT_CAP}; when totalExact is false a lower bound"}
+        metadata={
+            "description": f"hits, counted exactly up to {COUNT_CAP} (the {RANK_WINDOW} ranked by relevance and one "
+            "page); when totalExact is false a lower bound"
+        }
     )
     totalExact = Boolean(
         metadata={"description": f"false when the search has more than {COUNT_CAP} hits: total is then a lower "
