@@ -27,6 +27,9 @@ _SNIPPET_SOURCE = 200_000  # characters of a body a snippet looks at
 _WORD = re.compile(r"[^\W_]+")
 _SPACES = re.compile(r"\s+")
 _LONG_ASCII_WORD = re.compile(rf"[A-Za-z0-9]{{{MAX_WORD + 1}}}")
+_TERM = re.compile(r"[^ ]+")
+#: Stems shorter than this cannot come from a word over ``MAX_WORD`` letters (:func:`_may_stem_long`).
+_LONG_STEM = MAX_WORD // 2
 #: A match of ``(spans, leading, marker)``: the word spans around the first match, whether words precede them,
 #: the regex of the words to mark.
 Found = tuple[list[tuple[int, int]], bool, re.Pattern[str]]
@@ -89,7 +92,7 @@ def _first_match(source: str, words: set[str], lexemes: str | None = None) -> Fo
     if not words:
         return None
     if lexemes is not None and source.isascii() and len(source) <= _SNIPPET_SOURCE:
-        found = _by_terms(source, words, lexemes.split())
+        found = _by_terms(source, words, lexemes)
         if found is not False:
             return found
     # The distinct words first (in C), stemmed once each (cached); then the first of the matching ones by a regex.
@@ -117,29 +120,43 @@ def _first_match(source: str, words: set[str], lexemes: str | None = None) -> Fo
     return spans, before > lead, marker
 
 
-def _by_terms(source: str, words: set[str], lexemes: list[str]) -> Found | Literal[False] | None:
-    """:func:`_first_match` of an ASCII ``source`` from its stored ``lexemes``; ``False`` when they do not line up
-    with it (a word over :data:`.search_text.MAX_WORD` letters, which the index skips; or terms that are not this
-    text's)."""
-    present = words.intersection(lexemes)
-    if not present:  # unless a word the index skipped (over MAX_WORD letters) would have matched
-        return False if _has_long_word(source, len(source)) else None
-    at = min(map(lexemes.index, present))
+def _by_terms(source: str, words: set[str], lexemes: str) -> Found | Literal[False] | None:
+    """:func:`_first_match` of an ASCII ``source`` from its stored ``lexemes`` (single spaces between them);
+    ``False`` when they do not line up with it (a word over :data:`.search_text.MAX_WORD` letters, which the index
+    skips; or terms that are not this text's).  The terms are searched in place (``str.find``, ``str.count``): only
+    the window's ~30 are cut out, not the thousands of a long body."""
+    padded = f" {lexemes} "
+    found = [at for word in words if (at := padded.find(f" {word} ")) >= 0]
+    if not found:  # unless a word the index skipped (over MAX_WORD letters) would have matched
+        return False if _may_stem_long(words) and _has_long_word(source, len(source)) else None
+    position = min(found)  # where the first matching term's space is; its index: the spaces before it
+    at = padded.count(" ", 0, position)
     if at >= MAX_BODY_WORDS:
         return False
     lead = min(at, SNIPPET_WORDS // 4)
+    first = position
+    for _ in range(lead):  # back to the space before the window's first term
+        first = padded.rfind(" ", 0, first)
+    window = [term.group() for term in islice(_TERM.finditer(padded, first), SNIPPET_WORDS + 1)]
     start = _word_start(source, at - lead)
     spans = [] if start is None else [m.span() for m in islice(_WORD.finditer(source, start), SNIPPET_WORDS + 1)]
     if len(spans) <= lead or _has_long_word(source, spans[-1][1]):
         return False  # fewer words than terms, or a word the index skipped: the terms do not line up with the text
-    if lexemes[at] != _stemmed(source[slice(*spans[lead])]):
+    if window[lead] != _stemmed(source[slice(*spans[lead])]):
         return False  # another word there: not this text's terms
     matching = frozenset(
         source[a:b]
-        for index, (a, b) in enumerate(spans[:SNIPPET_WORDS], start=at - lead)
-        if (lexemes[index] if index < len(lexemes) else _stemmed(source[a:b])) in words
+        for index, (a, b) in enumerate(spans[:SNIPPET_WORDS])
+        if (window[index] if index < len(window) else _stemmed(source[a:b])) in words
     )
     return spans, at > lead, _marker(matching)
+
+
+def _may_stem_long(words: set[str]) -> bool:
+    """Whether a word of ``words`` may be the stem of a word over :data:`.search_text.MAX_WORD` letters: the
+    Snowball English stemmer removes at most a few suffixes (under 30 letters), so a stem of fewer than
+    :data:`_LONG_STEM` letters comes from a word of at most :data:`.search_text.MAX_WORD` letters."""
+    return any(len(word) >= _LONG_STEM for word in words)
 
 
 def _has_long_word(source: str, end: int) -> bool:
