@@ -23,20 +23,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select
+from sqlalchemy import Row, Select, bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from email_service.errors import InvalidInput, NotFound
-from email_service.models import EmailFolder, EmailMessage, SearchDoc
+from email_service.models import EmailAccount, EmailFolder, EmailMessage, SearchDoc
 from email_service.security.tokens import Principal
-from email_service.services.accounts import load_account
+from email_service.services.accounts import require_visible_account
 from email_service.services.context import ServiceContext
 from email_service.services.message_list import PAGE_COLUMNS
 from email_service.services.search_query import parse_query, positive_lexemes
 from email_service.services.search_snippet import SNIPPET_WORDS, snippet
-from email_service.services.search_sql import SearchSql
+from email_service.services.search_sql import SETTINGS_COLUMNS, SearchSql
 
 __all__ = [
     "COUNT_CAP", "RANK_WINDOW", "SNIPPET_WORDS", "SORTS", "SearchHit", "SearchPage", "search_messages", "snippet"
@@ -124,9 +125,8 @@ def search_messages(
     tree = parse_query(query)
     words = positive_lexemes(tree)
     with ctx.db.tenant_session(principal.tenant_id) as session:
-        load_account(session, principal, account_id)
-        _check_folder(session, account_id, folder_id)
-        sql = SearchSql(session, account_id, tree, folder_id)
+        postgres = _check_scope(session, principal, account_id, folder_id)
+        sql = SearchSql(session, account_id, tree, folder_id, settings=not postgres)
         newest = sql.newest(COUNT_CAP + 1)  # one read: the count (capped), the ranking window, most pages
         keys = _page(sql, newest, words if sort == "relevance" else set(), limit, offset)
         exact = len(newest) <= COUNT_CAP or 0 < len(keys) < limit  # a short page ends the hits
@@ -163,9 +163,33 @@ def _page(sql: SearchSql, newest: list[Any], words: set[str], limit: int, offset
     return keys
 
 
-def _check_folder(session: Session, account_id: uuid.UUID, folder_id: uuid.UUID | None) -> None:
-    if folder_id is None:
-        return
-    folder = session.get(EmailFolder, folder_id)
-    if folder is None or folder.account_id != account_id:
+def _check_scope(session: Session, principal: Principal, account_id: uuid.UUID, folder_id: uuid.UUID | None) -> bool:
+    """The account checked as ``accounts.load_account`` checks it, and the folder (when given) as this account's,
+    in one statement of plain columns (no entities); on PostgreSQL the same statement sets the search's settings
+    (``search_sql.SETTINGS_COLUMNS``: one round trip less).  Returns whether it did (PostgreSQL).
+
+    Raises:
+        NotFound: unknown account, or a folder that is not this account's.
+        Forbidden: another user's account and the caller is not an admin.
+    """
+    postgres = session.get_bind().dialect.name == "postgresql"
+    values = {"account_id": account_id, "folder_id": folder_id}
+    row = session.execute(_scope_statement(folder_id is not None, postgres), values).first()
+    found = require_visible_account(principal, row)
+    if folder_id is not None and not found.in_account:
         raise NotFound("Folder not found")
+    return postgres
+
+
+@cache
+def _scope_statement(by_folder: bool, postgres: bool) -> Select[Any]:
+    """The statement of :func:`_check_scope`, built once per shape; binds ``account_id`` (and ``folder_id``)."""
+    account_id = bindparam("account_id", type_=EmailAccount.id.type)
+    columns: list[Any] = [EmailAccount.tenant_id, EmailAccount.user_id, EmailAccount.deleted_at]
+    if by_folder:
+        folder = exists().where(EmailFolder.id == bindparam("folder_id", type_=EmailFolder.id.type),
+                                EmailFolder.account_id == account_id)  # fmt: skip
+        columns.append(folder.label("in_account"))
+    if postgres:
+        columns += SETTINGS_COLUMNS
+    return select(*columns).where(EmailAccount.id == account_id)

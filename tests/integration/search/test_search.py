@@ -6,6 +6,7 @@ same results.  Also: snippets, relevance and date order, errors naming the probl
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -383,3 +384,26 @@ def test_word_terms_with_selective_other_terms_equal_the_set_algebra_of_their_pa
     assert want, "a query of this table finds something"
     assert found(query) == want
     assert found(query + " -nothingmatchesthis") == want
+
+
+def test_the_account_and_folder_checks_of_a_search(
+    client: FlaskClient, mailbox: Box, make_box: Callable[..., Box]
+) -> None:
+    """The account and the folder are checked in the search's first statement: another account's folder, an unknown
+    folder or account is a 404, a colleague's account a 403; the caller's own folder narrows the search."""
+    mine = make_box(mailbox.owner)  # the same user's other account
+    mine.store("INBOX", [raw_message(subject="budget")])
+    path = f"/api/v1/accounts/{mailbox.account_id}/messages/search"
+    for folder in (mine.folders["INBOX"], uuid.uuid4()):
+        response = client.get(
+            path, query_string={"q": "budget", "folderId": str(folder)}, headers=mailbox.owner.headers
+        )
+        assert response.status_code == 404 and response.get_json()["message"] == "Folder not found"
+    unknown = client.get(f"/api/v1/accounts/{uuid.uuid4()}/messages/search", query_string={"q": "budget"},
+                         headers=mailbox.owner.headers)  # fmt: skip
+    assert unknown.status_code == 404 and unknown.get_json()["message"] == "Account not found"
+    colleague = make_box(mailbox.owner.colleague(mailbox.ctx))
+    response = client.get(path, query_string={"q": "budget"}, headers=colleague.owner.headers)
+    assert response.status_code == 403
+    inbox = search(client, mailbox, "budget", folderId=str(mailbox.folders["INBOX"])).get_json()
+    assert inbox["pagination"]["total"] >= 1
