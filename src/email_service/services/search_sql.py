@@ -95,6 +95,8 @@ SETTINGS_COLUMNS = (
     func.set_config(literal_column("'plan_cache_mode'"), literal_column("'force_custom_plan'"), true()).label("plan"),
     func.set_config(literal_column("'max_parallel_workers_per_gather'"), literal_column("'0'"), true()).label("gather"),
 )
+#: The :data:`TERM_COLUMNS` of the docs ``doc_ids``, built once (its construction and cache key are Python).
+_TERMS = select(*TERM_COLUMNS).where(SearchDoc.doc_id.in_(bindparam("doc_ids", expanding=True)))
 #: PostgreSQL: ``email_search_docs`` as the walk of a search that joins its doc rows (``SearchSql._postgresql_where``).
 _WALK = SearchDoc.__table__.alias("walk")
 
@@ -304,8 +306,7 @@ class SearchSql:
         """The :data:`TERM_COLUMNS` rows of the docs ``doc_ids`` (hits of this search) by doc id."""
         missing = [doc_id for doc_id in doc_ids if doc_id not in self._terms]
         if missing:
-            statement = select(*TERM_COLUMNS).where(SearchDoc.doc_id.in_(missing))
-            self._terms.update((row.doc_id, row) for row in self.session.execute(statement))
+            self._terms.update((row.doc_id, row) for row in self.session.execute(_TERMS, {"doc_ids": missing}))
         return {doc_id: self._terms[doc_id] for doc_id in doc_ids if doc_id in self._terms}
 
     def condition(self, node: Node | Match) -> ColumnElement[bool]:
