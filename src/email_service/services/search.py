@@ -54,6 +54,8 @@ COUNT_CAP = RANK_WINDOW + 50
 _HIT_COLUMNS = (*PAGE_COLUMNS, EmailMessage.text_body, EmailMessage.html_body, SearchDoc.doc_id,
                 SearchDoc.body_terms, SearchDoc.subject_terms)  # fmt: skip
 #: The hit rows of the docs ``doc_ids``, built once (not per request: its construction and cache key are Python).
+#: The search's statements run on the session's connection (Core): plain columns, so the ORM's result layer would
+#: only add its per-row Python (~0.2 ms for a page of 50 on PostgreSQL).
 _HITS = (
     select(*_HIT_COLUMNS)
     .join(SearchDoc, SearchDoc.message_id == EmailMessage.id)
@@ -138,7 +140,7 @@ def search_messages(
 
 def _rows(session: Session, doc_ids: Sequence[int]) -> list[Row[Any]]:
     """The rows (:data:`_HIT_COLUMNS`) of the docs ``doc_ids``, in that order."""
-    found = {row.doc_id: row for row in session.execute(_HITS, {"doc_ids": list(doc_ids)})}
+    found = {row.doc_id: row for row in session.connection().execute(_HITS, {"doc_ids": list(doc_ids)})}
     return [found[doc_id] for doc_id in doc_ids if doc_id in found]
 
 
@@ -174,7 +176,7 @@ def _check_scope(session: Session, principal: Principal, account_id: uuid.UUID, 
     """
     postgres = session.get_bind().dialect.name == "postgresql"
     values = {"account_id": account_id, "folder_id": folder_id}
-    row = session.execute(_scope_statement(folder_id is not None, postgres), values).first()
+    row = session.connection().execute(_scope_statement(folder_id is not None, postgres), values).first()
     found = require_visible_account(principal, row)
     if folder_id is not None and not found.in_account:
         raise NotFound("Folder not found")

@@ -297,7 +297,7 @@ class SearchSql:
         reads each hit's row anyway): :meth:`terms` then needs no statement of its own."""
         columns = (*self._keys, *TERM_COLUMNS[1:]) if self._terms_with_keys else self._keys
         statement = self._select(*columns).order_by(self._keys[0].desc(), self._keys[1].desc())
-        rows = list(self.session.execute(statement.limit(limit).offset(offset)).all())
+        rows = list(self.session.connection().execute(statement.limit(limit).offset(offset)).all())
         if self._terms_with_keys:
             self._terms.update((row.doc_id, row) for row in rows)
         return rows
@@ -306,7 +306,9 @@ class SearchSql:
         """The :data:`TERM_COLUMNS` rows of the docs ``doc_ids`` (hits of this search) by doc id."""
         missing = [doc_id for doc_id in doc_ids if doc_id not in self._terms]
         if missing:
-            self._terms.update((row.doc_id, row) for row in self.session.execute(_TERMS, {"doc_ids": missing}))
+            self._terms.update(
+                (row.doc_id, row) for row in self.session.connection().execute(_TERMS, {"doc_ids": missing})
+            )
         return {doc_id: self._terms[doc_id] for doc_id in doc_ids if doc_id in self._terms}
 
     def condition(self, node: Node | Match) -> ColumnElement[bool]:
