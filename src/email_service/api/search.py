@@ -8,7 +8,6 @@ from typing import Any
 from apiflask import APIBlueprint
 from flask import Response
 
-from email_service.services import changes as changes_service
 from email_service.services import search as search_service
 from email_service.services import thread_list
 
@@ -70,7 +69,6 @@ bp = guard(
 )
 def search_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> Response:
     ctx, principal = service_context(), current_principal()
-    state = changes_service.account_state(ctx, principal=principal, account_id=account_id)  # read before the rows
     page = search_service.search_messages(
         ctx,
         principal=principal,
@@ -91,7 +89,7 @@ def search_messages(account_id: uuid.UUID, query_data: dict[str, Any]) -> Respon
                 "offset": page.offset,
                 "totalExact": page.total_exact,
             },
-            "state": state,
+            "state": page.state,  # read in the search's transaction, before its rows
         }
     )
 

@@ -33,6 +33,7 @@ from email_service.errors import InvalidInput, NotFound
 from email_service.models import EmailAccount, EmailFolder, EmailMessage, SearchDoc
 from email_service.security.tokens import Principal
 from email_service.services.accounts import require_visible_account
+from email_service.services.changes import state_string
 from email_service.services.context import ServiceContext
 from email_service.services.message_list import PAGE_COLUMNS
 from email_service.services.search_query import parse_query, positive_lexemes
@@ -82,6 +83,7 @@ class SearchPage:
     limit: int
     offset: int
     total_exact: bool = True
+    state: str = ""
 
 
 def score(words: set[str], terms: Any) -> int:
@@ -116,26 +118,31 @@ def search_messages(
     offset: int = 0,
 ) -> SearchPage:
     """Messages of an account (or one of its folders) matching ``query``, ``sort`` ``relevance`` or ``date``,
-    ``limit`` hits from ``offset``; ``total`` exact up to :data:`COUNT_CAP` (see the module docstring).
+    ``limit`` hits from ``offset``; ``total`` exact up to :data:`COUNT_CAP` (see the module docstring); ``state``:
+    the account's change-log state, read in the same transaction before the rows (``GET .../changes?since=``).
 
-    Raises:
-        InvalidInput: the query is malformed (the message says what is wrong) or ``sort`` is unknown.
-        NotFound: unknown account, or a folder that is not this account's.
+    Raises (checked in this order):
+        InvalidInput: ``sort`` is unknown.
+        NotFound / Forbidden: unknown account / another user's account (as ``accounts.load_account``).
+        InvalidInput: the query is malformed (the message says what is wrong).
+        NotFound: a folder that is not this account's.
     """
     if sort not in SORTS:
         raise InvalidInput("sort must be relevance or date")
-    tree = parse_query(query)
-    words = positive_lexemes(tree)
     with ctx.db.tenant_session(principal.tenant_id) as session:
-        postgres = _check_scope(session, principal, account_id, folder_id)
-        sql = SearchSql(session, account_id, tree, folder_id, settings=not postgres)
+        scope = _scope(session, principal, account_id, folder_id)
+        tree = parse_query(query)
+        words = positive_lexemes(tree)
+        if folder_id is not None and not scope.in_account:
+            raise NotFound("Folder not found")
+        sql = SearchSql(session, account_id, tree, folder_id, settings=not ctx.db.is_postgres)
         newest = sql.newest(COUNT_CAP + 1)  # one read: the count (capped), the ranking window, most pages
         keys = _page(sql, newest, words if sort == "relevance" else set(), limit, offset)
         exact = len(newest) <= COUNT_CAP or 0 < len(keys) < limit  # a short page ends the hits
         total = len(newest) if len(newest) <= COUNT_CAP else max(COUNT_CAP, offset + len(keys) if keys else 0)
         rows = _rows(session, [key.doc_id for key in keys])
         hits = [SearchHit(row, snippet(row, words, (row.body_terms, row.subject_terms))) for row in rows]
-    return SearchPage(hits, total, limit, offset, exact)
+    return SearchPage(hits, total, limit, offset, exact, state_string(scope.change_seq))
 
 
 def _rows(session: Session, doc_ids: Sequence[int]) -> list[Row[Any]]:
@@ -165,29 +172,32 @@ def _page(sql: SearchSql, newest: list[Any], words: set[str], limit: int, offset
     return keys
 
 
-def _check_scope(session: Session, principal: Principal, account_id: uuid.UUID, folder_id: uuid.UUID | None) -> bool:
-    """The account checked as ``accounts.load_account`` checks it, and the folder (when given) as this account's,
-    in one statement of plain columns (no entities); on PostgreSQL the same statement sets the search's settings
-    (``search_sql.SETTINGS_COLUMNS``: one round trip less).  Returns whether it did (PostgreSQL).
+def _scope(session: Session, principal: Principal, account_id: uuid.UUID, folder_id: uuid.UUID | None) -> Any:
+    """The account checked as ``accounts.load_account`` checks it, its ``change_seq`` and (``in_account``, when
+    ``folder_id`` is given) whether the folder is this account's: one statement of plain columns, no entities.  On
+    PostgreSQL the same statement sets the search's settings (``search_sql.SETTINGS_COLUMNS``: one round trip
+    less).  It is the transaction's first statement: the state is read before the rows.
 
     Raises:
-        NotFound: unknown account, or a folder that is not this account's.
+        NotFound: unknown account.
         Forbidden: another user's account and the caller is not an admin.
     """
     postgres = session.get_bind().dialect.name == "postgresql"
     values = {"account_id": account_id, "folder_id": folder_id}
     row = session.connection().execute(_scope_statement(folder_id is not None, postgres), values).first()
-    found = require_visible_account(principal, row)
-    if folder_id is not None and not found.in_account:
-        raise NotFound("Folder not found")
-    return postgres
+    return require_visible_account(principal, row)
 
 
 @cache
 def _scope_statement(by_folder: bool, postgres: bool) -> Select[Any]:
-    """The statement of :func:`_check_scope`, built once per shape; binds ``account_id`` (and ``folder_id``)."""
+    """The statement of :func:`_scope`, built once per shape; binds ``account_id`` (and ``folder_id``)."""
     account_id = bindparam("account_id", type_=EmailAccount.id.type)
-    columns: list[Any] = [EmailAccount.tenant_id, EmailAccount.user_id, EmailAccount.deleted_at]
+    columns: list[Any] = [
+        EmailAccount.tenant_id,
+        EmailAccount.user_id,
+        EmailAccount.deleted_at,
+        EmailAccount.change_seq,
+    ]
     if by_folder:
         folder = exists().where(EmailFolder.id == bindparam("folder_id", type_=EmailFolder.id.type),
                                 EmailFolder.account_id == account_id)  # fmt: skip

@@ -407,3 +407,23 @@ def test_the_account_and_folder_checks_of_a_search(
     assert response.status_code == 403
     inbox = search(client, mailbox, "budget", folderId=str(mailbox.folders["INBOX"])).get_json()
     assert inbox["pagination"]["total"] >= 1
+    # the errors in the order the API always gave them: the account, then the query, then the folder
+    bad = {"q": '"unbalanced', "folderId": str(mine.folders["INBOX"])}
+    assert client.get(path, query_string=bad, headers=colleague.owner.headers).status_code == 403
+    assert client.get(path, query_string=bad, headers=mailbox.owner.headers).status_code == 400
+
+
+def test_a_search_answers_the_state_of_the_account(client: FlaskClient, mailbox: Box) -> None:
+    """``state`` (read in the search's own transaction) is the account's change-log state, as the list gives it."""
+    listed = client.get(f"/api/v1/accounts/{mailbox.account_id}/messages", headers=mailbox.owner.headers)
+    assert listed.status_code == 200
+    state = listed.get_json()["state"]
+    assert state and search(client, mailbox, "budget").get_json()["state"] == state
+    message = search(client, mailbox, "budget").get_json()["messages"][0]
+    flagged = client.patch(f"/api/v1/messages/{message['id']}", json={"isFlagged": True},
+                           headers=mailbox.owner.headers)  # fmt: skip
+    assert flagged.status_code == 200, flagged.get_json()
+    after = search(client, mailbox, "budget").get_json()["state"]
+    assert int(after) > int(state)
+    listed_after = client.get(f"/api/v1/accounts/{mailbox.account_id}/messages", headers=mailbox.owner.headers)
+    assert listed_after.get_json()["state"] == after
