@@ -59,14 +59,16 @@ SUMMARY_COLUMNS = (
     EmailMessage.preview, EmailMessage.flags, EmailMessage.is_read, EmailMessage.is_flagged, EmailMessage.is_answered,
     EmailMessage.is_draft, EmailMessage.has_attachments, EmailMessage.size, EmailMessage.last_error,
 )  # fmt: skip
-#: The page's select list: :data:`SUMMARY_COLUMNS` with the four ids taken as the driver gives them
-#: (``type_coerce``: the SQL is unchanged, so are the plans).  On SQLite that is the stored text of 32 hex digits,
-#: so no ``uuid.UUID`` is made per id per row (the largest single cost of reading a page after the JSON columns);
-#: psycopg gives ``uuid.UUID`` as before.  (A ``CAST`` in SQL made PostgreSQL price the OFFSET page as a parallel
-#: sequential scan and sort.)  :func:`row_uuid` turns one into a ``uuid.UUID``.
+#: The page's select list: :data:`SUMMARY_COLUMNS` with the four ids and the three JSON columns (``to``, ``cc``,
+#: ``flags``) taken as the driver gives them (``type_coerce``: the SQL is unchanged, so are the plans).  On SQLite
+#: that is the stored text: 32 hex digits, so no ``uuid.UUID`` is made per id per row (the largest single cost of
+#: reading a page after the JSON columns), and the JSON text, parsed once per distinct text by
+#: :mod:`email_service.api.summaries` instead of once per row; psycopg gives ``uuid.UUID`` and parsed JSON as before.
+#: (A ``CAST`` in SQL made PostgreSQL price the OFFSET page as a parallel sequential scan and sort.)
+#: :func:`row_uuid` turns an id into a ``uuid.UUID``.
 PAGE_COLUMNS = tuple(
     type_coerce(column, String).label(column.key)
-    if column.key in ("id", "account_id", "folder_id", "thread_id")
+    if column.key in ("id", "account_id", "folder_id", "thread_id", "to_addresses", "cc_addresses", "flags")
     else column
     for column in SUMMARY_COLUMNS
 )
