@@ -68,7 +68,7 @@ def address(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 def addresses(values: Iterable[Mapping[str, Any]] | str | None) -> list[dict[str, Any] | None] | None:
     """A list of addresses as ``List(Nested(AddressOut))`` dumps it; ``values`` may be the column's stored JSON
-    text (a page row on SQLite, see :data:`~email_service.services.message_list.PAGE_COLUMNS`)."""
+    text (a row of :data:`~email_service.services.message_list.PAGE_COLUMNS`, on either database)."""
     if values is None:
         return None
     if isinstance(values, str):
@@ -85,10 +85,11 @@ def flag_list(values: Iterable[Any] | str | None) -> list[str | None] | None:
     return [_text(flag) for flag in values]
 
 
-# The address and flag columns as SQLite stores them (JSON text) repeat across a mailbox: the owner's address in
-# ``to``, an empty ``cc``, ``["\\Seen"]``.  Parsing them once per distinct text instead of once per row and column
-# saves ``json.loads`` about three times per row, ~7 % of a list request's CPU (bench/README.md, stop 17).  The
-# values are shared between answers: read only (the JSON encoder only reads them).
+# The address and flag columns as stored (JSON text; a page reads them so on both databases) repeat across a
+# mailbox: the owner's address in ``to``, an empty ``cc``, ``["\\Seen"]``.  Parsing them once per distinct text
+# instead of once per row and column saves ``json.loads`` about three times per row, ~7-12 % of a list request's
+# CPU (bench/README.md, stop 17).  The values are shared between answers: read only (the JSON encoder only reads
+# them).
 @lru_cache(maxsize=4096)
 def _addresses_of_text(text: str) -> list[dict[str, Any] | None] | None:
     return addresses(json.loads(text))
