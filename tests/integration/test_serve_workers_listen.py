@@ -69,6 +69,9 @@ def test_production_serve_on_a_taken_port_says_so_in_one_line(
         port = taken.getsockname()[1]
         server = ServiceProcess(["serve", "--port", str(port)], _production_env(data_dir, database_urls, settings),
                                 tmp_path / "serve.log").start()  # fmt: skip
-        wait_until(lambda: not server.running(), 30, "serve to give up")
+        try:
+            wait_until(lambda: not server.running(), 30, "serve to give up")
+        finally:
+            server.stop()  # a serve that did start (the port shared) must not outlive the test
     lines = [line for line in server.output().splitlines() if line.strip() and "listening" not in line]
     assert f"email-service: cannot listen on 127.0.0.1:{port}: address already in use" in lines
