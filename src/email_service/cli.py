@@ -96,12 +96,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     gunicorn = settings.is_production
     _start(settings, multiprocess=gunicorn)
     from email_service.fs import restrict_dir
-    from email_service.server import listen, serve_gunicorn, serve_waitress
+    from email_service.server import REUSE_PORT, listen, serve_gunicorn, serve_waitress
 
     _prepare_database(settings)
     restrict_dir(settings.data_dir)
     try:  # bind before anything else starts, so a taken port is one clear line, not a traceback
-        sock = listen(args.host, args.port)
+        sock = listen(args.host, args.port, reuse_port=gunicorn and REUSE_PORT)
     except OSError as exc:
         reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
         print(f"email-service: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)

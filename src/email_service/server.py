@@ -1,7 +1,9 @@
 """HTTP serving for ``email-service serve`` (issue 7): gunicorn in production, waitress in the embedded default.
 
-Both serve a socket the command has already bound (:func:`listen`), so a taken port is one clear line, whatever
-the server.  gunicorn: ``WEB_CONCURRENCY`` worker processes (default 2) of ``WEB_THREADS`` threads each (gthread),
+Both serve a port the command has already bound (:func:`listen`), so a taken port is one clear line, whatever
+the server; on Linux each gunicorn worker then listens on a socket of its own on that port (``SO_REUSEPORT``, the
+kernel spreads connections over them).  gunicorn: ``WEB_CONCURRENCY`` worker processes (default 2) of
+``WEB_THREADS`` threads each (gthread),
 the app built in each worker after the fork (its own database pool and job queue), Prometheus multiprocess files
 of a dead worker dropped (``child_exit``), its error log through the process's structured logging and no access
 log of its own (the app logs one line per request).  waitress: one process of ``--threads`` threads.  Either way
@@ -16,6 +18,7 @@ from __future__ import annotations
 import gc
 import logging
 import socket
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -26,14 +29,32 @@ log = logging.getLogger("email_service")
 WsgiApp = Callable[..., Any]
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (IPv4 or IPv6 by the host's form).  Raises :class:`OSError`."""
+#: Whether gunicorn's workers each listen on a socket of their own (``SO_REUSEPORT``): on Linux, where the kernel
+#: spreads new connections over the sockets of a port (other systems accept the option without spreading).
+REUSE_PORT = sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+
+
+def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (IPv4 or IPv6 by the host's form).  Raises :class:`OSError`.
+
+    ``reuse_port`` (gunicorn on Linux, :data:`REUSE_PORT`): the socket is bound with ``SO_REUSEPORT`` but does not
+    listen.  It holds the port against other programs (so a taken port is still found here, before gunicorn starts)
+    while each worker listens on a socket of its own on the same port (:func:`serve_gunicorn`).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if reuse_port:  # first without SO_REUSEPORT: a port another program (or another serve) holds is refused
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+            port = probe.getsockname()[1]
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
-        sock.listen(1024)
+        if not reuse_port:
+            sock.listen(1024)
     except OSError:
         sock.close()
         raise
@@ -132,7 +153,7 @@ def serve_gunicorn(settings: Settings, load_app: Callable[[], WsgiApp], sock: so
             self.error_log.propagate = True
 
     options: dict[str, Any] = {
-        "bind": [f"fd://{sock.fileno()}"],
+        "bind": [f"fd://{sock.fileno()}"],  # one socket all workers accept from; or one per worker, below
         "workers": settings.web_concurrency,
         "threads": threads,
         "worker_class": "gthread",
@@ -144,6 +165,13 @@ def serve_gunicorn(settings: Settings, load_app: Callable[[], WsgiApp], sock: so
         "graceful_timeout": 30,
         "control_socket_disable": True,  # no gunicornc socket in the home folder (read-only in the image)
     }
+    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):  # bound by listen(reuse_port=True)
+        # Each worker listens on a socket of its own (gunicorn's reuse_port): the kernel spreads new connections over
+        # the workers.  On one shared socket the worker that wakes first accepts a whole burst of connections and
+        # keeps them (keep-alive): 3 or 4 of wrk's 4 on one worker in 9 of 9 runs, one GIL serving them while the
+        # other worker idled (issue 11, bench/README.md stop 17).
+        host, port = sock.getsockname()[:2]
+        options.update(bind=[f"[{host}]:{port}" if ":" in host else f"{host}:{port}"], reuse_port=True)
 
     class _Gunicorn(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:

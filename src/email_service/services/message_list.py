@@ -38,7 +38,10 @@ from sqlalchemy import (
     select,
     type_coerce,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from email_service.errors import InvalidInput, NotFound
 from email_service.models import EmailAccount, EmailFolder, EmailMessage, PendingAction, SearchDoc
@@ -59,17 +62,43 @@ SUMMARY_COLUMNS = (
     EmailMessage.preview, EmailMessage.flags, EmailMessage.is_read, EmailMessage.is_flagged, EmailMessage.is_answered,
     EmailMessage.is_draft, EmailMessage.has_attachments, EmailMessage.size, EmailMessage.last_error,
 )  # fmt: skip
+
+
+class stored_json_text(FunctionElement[str]):
+    """A JSON column as the text it is stored as: the column itself on SQLite (a TEXT value), ``CAST(... AS TEXT)``
+    on PostgreSQL (its ``json`` type keeps the text as written; psycopg would otherwise parse it on every row)."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(stored_json_text)
+def _stored_json_text(element: stored_json_text, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(stored_json_text, "postgresql")
+def _stored_json_text_postgresql(element: stored_json_text, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS TEXT)"
+
+
+def _page_column(column: Any) -> ColumnElement[Any]:
+    if column.key in ("id", "account_id", "folder_id", "thread_id"):
+        return type_coerce(column, String).label(column.key)
+    if column.key in ("to_addresses", "cc_addresses", "flags"):
+        return stored_json_text(column).label(column.key)
+    return column  # type: ignore[no-any-return]
+
+
 #: The page's select list: :data:`SUMMARY_COLUMNS` with the four ids taken as the driver gives them
-#: (``type_coerce``: the SQL is unchanged, so are the plans).  On SQLite that is the stored text of 32 hex digits,
-#: so no ``uuid.UUID`` is made per id per row (the largest single cost of reading a page after the JSON columns);
-#: psycopg gives ``uuid.UUID`` as before.  (A ``CAST`` in SQL made PostgreSQL price the OFFSET page as a parallel
-#: sequential scan and sort.)  :func:`row_uuid` turns one into a ``uuid.UUID``.
-PAGE_COLUMNS = tuple(
-    type_coerce(column, String).label(column.key)
-    if column.key in ("id", "account_id", "folder_id", "thread_id")
-    else column
-    for column in SUMMARY_COLUMNS
-)
+#: (``type_coerce``: the SQL is unchanged, so are the plans), and the three JSON columns (``to``, ``cc``, ``flags``)
+#: as their stored text (:class:`stored_json_text`).  On SQLite an id is the stored text of 32 hex digits, so no
+#: ``uuid.UUID`` is made per id per row (the largest single cost of reading a page after the JSON columns); psycopg
+#: gives ``uuid.UUID`` as before.  (A ``CAST`` of the ids in SQL made PostgreSQL price the OFFSET page as a parallel
+#: sequential scan and sort.)  The JSON text is parsed once per distinct text by :mod:`email_service.api.summaries`
+#: instead of once per row and column (~7 % of a list request's CPU on SQLite, ~12 % on PostgreSQL, stop 17).
+#: :func:`row_uuid` turns an id into a ``uuid.UUID``.
+PAGE_COLUMNS = tuple(_page_column(column) for column in SUMMARY_COLUMNS)
 
 
 def row_uuid(value: str | uuid.UUID) -> uuid.UUID:
