@@ -457,13 +457,24 @@ class Dovecot:
             raise RuntimeError(f"UIDVALIDITY of {mailbox!r} did not change (still {old})")
         return new
 
-    def kick(self, username: str) -> None:
-        """Disconnect every session of ``username`` (``doveadm kick``): a server-side connection drop."""
+    def kick(self, username: str, *, timeout: float = 10.0) -> None:
+        """Disconnect every session of ``username`` (``doveadm kick``): a server-side connection drop.
+
+        Returns once ``doveadm who`` lists no session of ``username``: ``kick`` only signals the sessions'
+        processes, and a command sent before one has gone would still be answered.  Raises ``RuntimeError`` if
+        doveadm fails or a session outlives ``timeout`` seconds.
+        """
         doveadm = shutil.which("doveadm") or "/usr/bin/doveadm"
         command = [doveadm, "-c", str(self.config_path), "kick", username]
         result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=30)
         if result.returncode != 0:
             raise RuntimeError(f"doveadm kick failed: {result.stderr.strip() or result.stdout.strip()}")
+        who = [doveadm, "-c", str(self.config_path), "who", "-1", username]
+        deadline = time.monotonic() + timeout
+        while username in subprocess.run(who, capture_output=True, text=True, check=False, timeout=30).stdout:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"a session of {username} outlived doveadm kick by {timeout} s")
+            time.sleep(0.02)
 
     def set_acl(self, username: str, mailbox: str, rights: str | None) -> None:
         """Give the owner only ``rights`` (RFC 4314 letters, e.g. ``"l"``: lookup without read) on ``mailbox``;
