@@ -174,9 +174,13 @@ def load_account(session: Session, principal: Principal, account_id: uuid.UUID) 
     return require_visible_account(principal, session.get(EmailAccount, account_id))
 
 
+#: What :func:`require_visible_account` reads of an account: the columns a statement of plain columns selects for it.
+VISIBILITY_COLUMNS = (EmailAccount.tenant_id, EmailAccount.user_id, EmailAccount.deleted_at)
+
+
 def require_visible_account(principal: Principal, account: _AccountT | None) -> _AccountT:
     """``account`` after the rule of :func:`load_account`, for an account read any way (an entity, or a row with
-    ``tenant_id``, ``user_id`` and ``deleted_at``; ``None`` when there is no such row).
+    :data:`VISIBILITY_COLUMNS`; ``None`` when there is no such row).
 
     Raises:
         NotFound: no such row, or the account is deleted.

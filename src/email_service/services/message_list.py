@@ -46,7 +46,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from email_service.errors import InvalidInput, NotFound
 from email_service.models import EmailAccount, EmailFolder, EmailMessage, PendingAction, SearchDoc
 from email_service.security.tokens import Principal
-from email_service.services.accounts import require_visible_account
+from email_service.services.accounts import VISIBILITY_COLUMNS, require_visible_account
 from email_service.services.actions import pending_message_ids
 from email_service.services.changes import state_string
 from email_service.services.context import ServiceContext
@@ -332,8 +332,9 @@ def _scope_statement(by_folder: bool) -> Select[Any]:
             ("unread", func.coalesce(func.sum(EmailFolder.unread_count), 0)),
         )
     ]
-    return select(EmailAccount.tenant_id, EmailAccount.user_id, EmailAccount.deleted_at, EmailAccount.change_seq,
-                  waiting.label("waiting"), *counts).where(EmailAccount.id == account_id)  # fmt: skip
+    return select(*VISIBILITY_COLUMNS, EmailAccount.change_seq, waiting.label("waiting"), *counts).where(
+        EmailAccount.id == account_id
+    )
 
 
 @dataclass(frozen=True)

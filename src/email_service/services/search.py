@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from email_service.errors import InvalidInput, NotFound
 from email_service.models import EmailAccount, EmailFolder, EmailMessage, SearchDoc
 from email_service.security.tokens import Principal
-from email_service.services.accounts import require_visible_account
+from email_service.services.accounts import VISIBILITY_COLUMNS, require_visible_account
 from email_service.services.changes import state_string
 from email_service.services.context import ServiceContext
 from email_service.services.message_list import PAGE_COLUMNS
@@ -192,12 +192,7 @@ def _scope(session: Session, principal: Principal, account_id: uuid.UUID, folder
 def _scope_statement(by_folder: bool, postgres: bool) -> Select[Any]:
     """The statement of :func:`_scope`, built once per shape; binds ``account_id`` (and ``folder_id``)."""
     account_id = bindparam("account_id", type_=EmailAccount.id.type)
-    columns: list[Any] = [
-        EmailAccount.tenant_id,
-        EmailAccount.user_id,
-        EmailAccount.deleted_at,
-        EmailAccount.change_seq,
-    ]
+    columns: list[Any] = [*VISIBILITY_COLUMNS, EmailAccount.change_seq]
     if by_folder:
         folder = exists().where(EmailFolder.id == bindparam("folder_id", type_=EmailFolder.id.type),
                                 EmailFolder.account_id == account_id)  # fmt: skip
