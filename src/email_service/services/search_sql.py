@@ -46,7 +46,6 @@ from sqlalchemy import (
     or_,
     select,
     table,
-    text,
     true,
 )
 from sqlalchemy.orm import Session
@@ -85,16 +84,13 @@ KEY_COLUMNS = (SearchDoc.received_at, SearchDoc.doc_id)
 TERM_COLUMNS = (SearchDoc.doc_id, SearchDoc.subject_terms, SearchDoc.address_terms, SearchDoc.attachment_terms)
 
 
-#: PostgreSQL: the search's settings, for its transaction only (see :class:`SearchSql`).
-_SETTINGS = (
-    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
-    "set_config('max_parallel_workers_per_gather', '0', true)"
-)
-#: :data:`_SETTINGS` as columns, for a statement that runs before the search's (one round trip less).
+#: PostgreSQL: the search's settings, for its transaction only (see :class:`SearchSql`), as columns: selected on
+#: their own, or by a statement that runs before the search's (one round trip less, ``search._scope``).
 SETTINGS_COLUMNS = (
     func.set_config(literal_column("'plan_cache_mode'"), literal_column("'force_custom_plan'"), true()).label("plan"),
     func.set_config(literal_column("'max_parallel_workers_per_gather'"), literal_column("'0'"), true()).label("gather"),
 )
+_SETTINGS = select(*SETTINGS_COLUMNS)
 #: The :data:`TERM_COLUMNS` of the docs ``doc_ids``, built once (its construction and cache key are Python).
 _TERMS = select(*TERM_COLUMNS).where(SearchDoc.doc_id.in_(bindparam("doc_ids", expanding=True)))
 #: PostgreSQL: ``email_search_docs`` as the walk of a search that joins its doc rows (``SearchSql._postgresql_where``).
@@ -245,7 +241,7 @@ class SearchSql:
             # a search reads at most a few thousand rows, less than starting workers costs on a loaded server
             # (``bench/README.md``).  For this transaction only.
             if settings:
-                session.execute(text(_SETTINGS))
+                session.execute(_SETTINGS)
             self.where = self._postgresql_where(tree, folder_id)
             return
         account = SearchDoc.account_id == account_id
