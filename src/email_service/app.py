@@ -9,6 +9,7 @@ from email_service import __version__
 from email_service.api import register_api
 from email_service.api.context import EXTENSION_KEY
 from email_service.api.errors import install_error_handlers
+from email_service.api.json_body import OrjsonProvider
 from email_service.api.limits import install_rate_limits
 from email_service.api.schemas import ErrorOut
 from email_service.api.telemetry import REQUEST_ID_HEADER, install_request_telemetry
@@ -60,10 +61,10 @@ def create_app(
         SECURITY_SCHEMES={
             "BearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
         },
-        JSON_SORT_KEYS=False,
         HTTP_ERROR_SCHEMA=ErrorOut,
         VALIDATION_ERROR_SCHEMA=ErrorOut,
     )
+    app.json = OrjsonProvider(app)  # bodies written by orjson, keys sorted as Flask's provider does
     app.security_schemes = {"BearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
     app.extensions[EXTENSION_KEY] = context
 

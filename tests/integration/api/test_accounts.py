@@ -94,6 +94,15 @@ def test_create_keeps_the_optional_fields_given(client: FlaskClient, caller: Cal
     )
 
 
+def test_answers_are_utf8_json_with_sorted_keys(client: FlaskClient, caller: Caller) -> None:
+    """RFC 8259 section 8.1: the body is UTF-8 (api/json_body.py), not ``\\u`` escapes; keys sorted, one line."""
+    response = client.post("/api/v1/accounts", headers=caller.headers, json=account_body(accountName="Zoë, 会議"))
+    assert response.status_code == 201 and response.content_type == "application/json"
+    assert '"accountName":"Zoë, 会議"'.encode() in response.data and b"\\u" not in response.data
+    keys = list(json.loads(response.data))
+    assert keys == sorted(keys) and response.data.count(b"\n") == 1
+
+
 @pytest.mark.parametrize("field", REQUIRED)
 def test_missing_required_field_is_rejected(client: FlaskClient, caller: Caller, field: str) -> None:
     body = account_body()
