@@ -9,12 +9,14 @@ second wall, not the only one.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+import orjson
+from sqlalchemy import Connection, Engine, Select, create_engine, event, func, select, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -120,6 +122,51 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+def fetch_ordered_rows(
+    connection: Connection,
+    statement: Select[Any],
+    values: Mapping[str, Any],
+    *,
+    order_by: tuple[str, ...],
+    descending: bool,
+) -> Sequence[Sequence[Any]]:
+    """The rows of ``statement`` (ordered by its columns named ``order_by``, all ascending or all ``descending``,
+    as its own ``ORDER BY`` orders them) as sequences of its columns' values, read by position.
+
+    PostgreSQL: the statement's rows as they come (SQLAlchemy ``Row``\\ s).  SQLite: the same rows fetched as ONE
+    value, a JSON array built by SQLite (:func:`_in_one_value`), so the values are what JSON holds of them: text,
+    integers (booleans as 0/1), reals and nulls; a statement of BLOB columns is refused by SQLite.  Why: the
+    ``sqlite3`` module releases the GIL around every row it steps, and while another thread of the process wants
+    it, each release hands it over and waits to get it back.  A page of 50 rows read by 4 threads at once cost
+    ~500 context switches and a third of the throughput (issue 11, ``bench/README.md`` stop 18); one value is
+    one step.  The order is SQLite's own: each element carries its ``row_number()`` over ``order_by``.
+
+    ``statement`` should be built once (its wrapped form is kept per statement object).  Raises what the driver
+    raises.
+    """
+    if connection.dialect.name != "sqlite":
+        return connection.execute(statement, values).all()
+    value = connection.execute(_in_one_value(statement, order_by, descending), values).scalar_one()
+    rows: list[list[Any]] = orjson.loads(value)
+    rows.sort(key=_ordinal)
+    return [row[1:] for row in rows]
+
+
+def _ordinal(row: list[Any]) -> int:
+    return int(row[0])
+
+
+@lru_cache(maxsize=256)
+def _in_one_value(statement: Select[Any], order_by: tuple[str, ...], descending: bool) -> Select[Any]:
+    """``SELECT json_group_array(json_array(ordinal, <columns>)) FROM (<statement> numbered)``: ``ordinal`` is
+    ``row_number() OVER (ORDER BY <order_by>)`` over the statement's rows (its LIMIT applied first, so its plan is
+    unchanged), since the order in which an aggregate sees rows is not defined."""
+    rows = statement.subquery("rows")
+    keys = [rows.c[name].desc() if descending else rows.c[name].asc() for name in order_by]
+    numbered = select(func.row_number().over(order_by=keys).label("ordinal"), *rows.c).subquery("numbered")
+    return select(func.json_group_array(func.json_array(*numbered.c)))
 
 
 def insert_ignoring_conflicts(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> int:

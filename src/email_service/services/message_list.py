@@ -20,13 +20,13 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Row,
     Select,
     String,
     and_,
@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
+from email_service.db import fetch_ordered_rows
 from email_service.errors import InvalidInput, NotFound
 from email_service.models import EmailAccount, EmailFolder, EmailMessage, PendingAction, SearchDoc
 from email_service.security.tokens import Principal
@@ -224,13 +225,14 @@ class Cursor:
 
 @dataclass(frozen=True)
 class ListPage:
-    """A page of messages: ``items`` are rows of :data:`PAGE_COLUMNS` (attributes named like
-    :class:`EmailMessage`'s, ids as text: :func:`row_uuid`), ``total`` (``None`` when not known, see the module
+    """A page of messages: ``items`` are rows of :data:`PAGE_COLUMNS` then the sort key, read by position (ids as
+    the driver gives them: :func:`row_uuid`; on SQLite the values JSON holds, see
+    :func:`~email_service.db.fetch_ordered_rows`), ``total`` (``None`` when not known, see the module
     docstring), ``next_cursor`` (``None`` on the last page), the ids among ``items`` with changes not yet written
     back, and ``state``: the account's change-log state read in the same transaction before the rows (``GET
     .../changes?since=``)."""
 
-    items: list[Row[Any]]
+    items: list[Sequence[Any]]
     total: int | None
     limit: int
     offset: int
@@ -271,7 +273,8 @@ def list_messages(
         values.update(after_key=after.key, after_id=after.id)
     with ctx.db.tenant_session(principal.tenant_id) as session:
         scope = _scope(session, principal, account_id, folder_id)
-        rows = session.connection().execute(_page_statement(shape), values).all()  # Core: plain columns, no ORM
+        rows = fetch_ordered_rows(session.connection(), _page_statement(shape), values,  # Core, no ORM
+                                  order_by=("sort_key", "id"), descending=order == "desc")  # fmt: skip
         next_cursor = None
         if len(rows) == limit:
             last = rows[-1]
