@@ -19,15 +19,31 @@ import pstats
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.api_latency import _ENV_KEYS, _cursor_at, kept_mailbox
+from bench.mailbox100k import Mailbox
+from flask import Flask
 
 from email_service.app import create_app
 from email_service.config import Settings
 from email_service.security.tokens import create_jwt_token
 from email_service.services.context import build_context
+
+
+def app_on_kept_mailbox(mailboxes: Path, database: str) -> tuple[Flask, Mailbox, dict[str, Any], dict[str, str]]:
+    """The app of the checkout whose environment runs this (rate limit lifted) on the mailbox ``bench/api_latency.py
+    --mailboxes`` keeps in ``mailboxes`` for ``database``; the mailbox, its saved ``<database>.json`` and the
+    ``Authorization`` header of its owner."""
+    info = json.loads((mailboxes / f"{database}.json").read_text())
+    kept = kept_mailbox(mailboxes, database, "postgresql://postgres@127.0.0.1:5432/postgres", 0)
+    kept.ctx.db.dispose()
+    env = {**{key: info[key] for key in _ENV_KEYS}, "RATE_LIMIT": "100000000 per minute", "LOG_LEVEL": "WARNING"}
+    app = create_app(context=build_context(Settings.from_env(env)))
+    token = create_jwt_token(kept.ctx.tokens, tenant_id=kept.principal.tenant_id, user_id=kept.principal.user_id)
+    return app, kept, info, {"Authorization": f"Bearer {token}"}
 
 
 def main() -> int:
@@ -37,13 +53,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--profile", choices=["first", "isread", "cursor"])
     args = parser.parse_args()
-    info = json.loads((args.mailboxes / f"{args.database}.json").read_text())
-    kept = kept_mailbox(args.mailboxes, args.database, "postgresql://postgres@127.0.0.1:5432/postgres", 0)
-    kept.ctx.db.dispose()
-    env = {**{key: info[key] for key in _ENV_KEYS}, "RATE_LIMIT": "100000000 per minute", "LOG_LEVEL": "WARNING"}
-    client = create_app(context=build_context(Settings.from_env(env))).test_client()
-    token = create_jwt_token(kept.ctx.tokens, tenant_id=kept.principal.tenant_id, user_id=kept.principal.user_id)
-    headers = {"Authorization": f"Bearer {token}"}
+    app, kept, info, headers = app_on_kept_mailbox(args.mailboxes, args.database)
+    client = app.test_client()
     listing = f"/api/v1/accounts/{kept.account_id}/messages?folderId={kept.folder_id}&limit=50"
     urls = {
         "first": listing,

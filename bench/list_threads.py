@@ -13,7 +13,6 @@ THIS/bench/list_threads.py OTHER_DIR sqlite``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -21,12 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.api_latency import _ENV_KEYS, kept_mailbox
-
-from email_service.app import create_app
-from email_service.config import Settings
-from email_service.security.tokens import create_jwt_token
-from email_service.services.context import build_context
+from bench.list_cpu import app_on_kept_mailbox
 
 
 def _context_switches() -> int:
@@ -41,13 +35,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2, 4])
     args = parser.parse_args()
-    info = json.loads((args.mailboxes / f"{args.database}.json").read_text())
-    kept = kept_mailbox(args.mailboxes, args.database, "postgresql://postgres@127.0.0.1:5432/postgres", 0)
-    kept.ctx.db.dispose()
-    env = {**{key: info[key] for key in _ENV_KEYS}, "RATE_LIMIT": "100000000 per minute", "LOG_LEVEL": "WARNING"}
-    app = create_app(context=build_context(Settings.from_env(env)))
-    token = create_jwt_token(kept.ctx.tokens, tenant_id=kept.principal.tenant_id, user_id=kept.principal.user_id)
-    headers = {"Authorization": f"Bearer {token}"}
+    app, kept, _, headers = app_on_kept_mailbox(args.mailboxes, args.database)
     url = f"/api/v1/accounts/{kept.account_id}/messages?folderId={kept.folder_id}&limit=50"
     warm = app.test_client()
     for _ in range(50):
