@@ -8,7 +8,7 @@ email-service db upgrade                                  Alembic migrations to 
 email-service token --tenant T --user U [--role admin] [--hours N]
 email-service sync ACCOUNT_ID                             one sync now, in the foreground: progress on stderr,
                                                           outcome as JSON on stdout
-email-service rotate-key                                  re-encrypt every credential under the primary key
+email-service rotate-key                                  re-encrypt credentials and webhook secrets (primary key)
 email-service generate-key                                print a new CREDENTIAL_ENCRYPTION_KEYS entry
 email-service gc-blobs [--grace-seconds N] [--dry-run]    remove blobs no row references; prints a JSON report
 
@@ -296,13 +296,33 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "gc-blobs":
         return _gc_blobs(settings, args)
     if args.command in ("rotate-key", "rotate-keys"):
-        from email_service.services import accounts
-        from email_service.services.context import build_context
-
-        _prepare_database(settings)
-        print(f"re-encrypted {accounts.rotate_credentials(build_context(settings))} credential(s)")
-        return 0
+        return _rotate_key(settings)
     return 1
+
+
+def _rotate_key(settings: Settings) -> int:
+    """Re-encrypt the credentials and webhook secrets under the primary key; 1 when some could not be decrypted
+    (each named on standard error, by kind, tenant and owner id: they keep the key they were sealed with)."""
+    from email_service.services.context import build_context
+    from email_service.services.key_rotation import rotate_secrets
+
+    _prepare_database(settings)
+    rotation = rotate_secrets(build_context(settings))
+    print(f"re-encrypted {rotation.rotated} secret(s) (mail credentials and webhook secrets)")
+    for left in rotation.unrotated:
+        print(
+            f"email-service: {left.kind} of {left.owner_id} (tenant {left.tenant_id}) left as it was: {left.reason}",
+            file=sys.stderr,
+        )
+    if rotation.unrotated:
+        print(
+            f"email-service: {len(rotation.unrotated)} secret(s) could not be decrypted; keep their key in "
+            "CREDENTIAL_ENCRYPTION_KEYS, or set them again (a mail password by PUT on the account, a webhook by "
+            "deleting and creating it)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

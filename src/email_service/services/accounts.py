@@ -1,4 +1,5 @@
-"""Account use cases (seed 000): create, list, get, update, soft delete, credentials, key rotation.
+"""Account use cases (seed 000): create, list, get, update, soft delete, credentials (key rotation:
+:mod:`email_service.services.key_rotation`).
 
 Inputs arrive validated in shape by the API schemas; this module applies the business rules: one live account per
 address and user (409), host rules, encryption of the password (never returned, never logged), audit entries.
@@ -305,33 +306,3 @@ def account_password(ctx: ServiceContext, session: Session, account: EmailAccoun
     if credential is None:
         raise NotFound("Account has no stored credential")
     return ctx.cipher.decrypt(credential.ciphertext, tenant_id=account.tenant_id, account_id=account.id)
-
-
-def rotate_credentials(ctx: ServiceContext) -> int:
-    """Re-encrypt every stored credential of every tenant under the primary key.  Returns how many changed."""
-    with ctx.db.system_session() as session:
-        tenants = list(session.execute(select(Tenant.tenant_id)).scalars())
-    changed = 0
-    for tenant_id in tenants:
-        before = changed
-        with ctx.db.tenant_session(tenant_id) as session:
-            for credential in session.execute(
-                select(EmailCredential).where(EmailCredential.tenant_id == tenant_id)
-            ).scalars():
-                if not ctx.cipher.needs_rotation(credential.ciphertext):
-                    continue
-                credential.ciphertext, credential.key_id = ctx.cipher.rotate(
-                    credential.ciphertext, tenant_id=credential.tenant_id, account_id=credential.account_id
-                )
-                changed += 1
-            if changed > before:
-                audit(
-                    session,
-                    None,
-                    tenant_id=tenant_id,
-                    action="credentials.rotate",
-                    resource_type="email_credential",
-                    resource_id=None,
-                    details={"count": changed - before},
-                )
-    return changed

@@ -18,7 +18,16 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
 from email_service.app import create_app
-from email_service.models import EmailAccount, EmailAttachment, EmailFolder, EmailMessage, Tenant, now_ms
+from email_service.models import (
+    EmailAccount,
+    EmailAttachment,
+    EmailCredential,
+    EmailFolder,
+    EmailMessage,
+    Tenant,
+    now_ms,
+)
+from email_service.services.accounts import account_password
 from email_service.services.context import ServiceContext, build_context
 from tests.conftest import Caller, account_body, make_settings
 
@@ -212,3 +221,21 @@ def app_with(data_dir: Path, database_urls: tuple[str, str], ctx: ServiceContext
         return create_app(context=dataclasses.replace(fresh, db=ctx.db))
 
     return build
+
+
+def stored_credentials(ctx: ServiceContext, caller: Caller, account_id: str) -> list[EmailCredential]:
+    """The account's stored credential rows (ciphertext and key id), read in the caller's tenant."""
+    with ctx.db.tenant_session(caller.tenant_id) as session:
+        return list(
+            session.execute(
+                select(EmailCredential).where(EmailCredential.account_id == uuid.UUID(account_id))
+            ).scalars()
+        )
+
+
+def stored_password(ctx: ServiceContext, caller: Caller, account_id: str) -> str:
+    """The account's mail password as ``ctx``'s keyring decrypts it (raises CredentialDecryptionError)."""
+    with ctx.db.tenant_session(caller.tenant_id) as session:
+        account = session.get(EmailAccount, uuid.UUID(account_id))
+        assert account is not None
+        return account_password(ctx, session, account)

@@ -3,7 +3,6 @@ content types, the ``/api`` alias prefix, and what happens to the mail password 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import uuid
@@ -11,15 +10,11 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
 
-from email_service import cli
-from email_service.models import EmailAccount, EmailCredential, now_ms
-from email_service.security.credentials import CredentialCipher, CredentialDecryptionError, generate_key
-from email_service.services.accounts import account_password
+from email_service.models import EmailAccount, now_ms
 from email_service.services.context import ServiceContext
 from tests.conftest import Caller, account_body
-from tests.integration.api.conftest import assert_invalid, create_account
+from tests.integration.api.conftest import assert_invalid, create_account, stored_credentials, stored_password
 
 pytestmark = pytest.mark.integration
 
@@ -325,22 +320,6 @@ def test_every_account_route_works_under_both_prefixes(client: FlaskClient, call
 # --- the mail password -------------------------------------------------------------------------------------
 
 
-def _credentials(ctx: ServiceContext, caller: Caller, account_id: str) -> list[EmailCredential]:
-    with ctx.db.tenant_session(caller.tenant_id) as session:
-        return list(
-            session.execute(
-                select(EmailCredential).where(EmailCredential.account_id == uuid.UUID(account_id))
-            ).scalars()
-        )
-
-
-def _password(ctx: ServiceContext, caller: Caller, account_id: str) -> str:
-    with ctx.db.tenant_session(caller.tenant_id) as session:
-        account = session.get(EmailAccount, uuid.UUID(account_id))
-        assert account is not None
-        return account_password(ctx, session, account)
-
-
 def test_password_is_stored_encrypted_and_never_returned(
     client: FlaskClient, ctx: ServiceContext, caller: Caller
 ) -> None:
@@ -360,77 +339,29 @@ def test_password_is_stored_encrypted_and_never_returned(
         assert password not in response.get_data(as_text=True)
         assert "password" not in response.get_data(as_text=True).lower()
 
-    [credential] = _credentials(ctx, caller, account_id)
+    [credential] = stored_credentials(ctx, caller, account_id)
     assert password not in credential.ciphertext and credential.ciphertext.startswith("v1:")
-    assert _password(ctx, caller, account_id) == password
+    assert stored_password(ctx, caller, account_id) == password
 
 
 def test_password_change_re_encrypts(client: FlaskClient, ctx: ServiceContext, caller: Caller) -> None:
     account_id = create_account(client, caller, password="old-password-1")["id"]
-    [before] = _credentials(ctx, caller, account_id)
+    [before] = stored_credentials(ctx, caller, account_id)
     response = client.put(f"/api/v1/accounts/{account_id}", headers=caller.headers, json={"password": "new-password-2"})
     assert response.status_code == 200 and "new-password-2" not in response.get_data(as_text=True)
-    [after] = _credentials(ctx, caller, account_id)
+    [after] = stored_credentials(ctx, caller, account_id)
     assert after.ciphertext != before.ciphertext and "new-password-2" not in after.ciphertext
-    assert _password(ctx, caller, account_id) == "new-password-2"
+    assert stored_password(ctx, caller, account_id) == "new-password-2"
 
 
 def test_delete_destroys_the_credential(client: FlaskClient, ctx: ServiceContext, caller: Caller) -> None:
     account_id = create_account(client, caller)["id"]
-    assert len(_credentials(ctx, caller, account_id)) == 1
+    assert len(stored_credentials(ctx, caller, account_id)) == 1
     assert client.delete(f"/api/v1/accounts/{account_id}", headers=caller.headers).status_code == 200
-    assert _credentials(ctx, caller, account_id) == []
+    assert stored_credentials(ctx, caller, account_id) == []
     with ctx.db.tenant_session(caller.tenant_id) as session:
         row = session.get(EmailAccount, uuid.UUID(account_id))
         assert row is not None and row.deleted_at is not None and row.credential_id is None
-
-
-def _rotate(monkeypatch: pytest.MonkeyPatch, ctx: ServiceContext, keys: str) -> None:
-    settings = ctx.settings
-    monkeypatch.delenv("FLASK_ENV", raising=False)
-    monkeypatch.delenv("EMAIL_SERVICE_ENV", raising=False)
-    monkeypatch.setenv("CREDENTIAL_ENCRYPTION_KEYS", keys)
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("DATABASE_MIGRATION_URL", settings.database_migration_url)
-    monkeypatch.setenv("JWT_SECRET_KEY", settings.jwt_secret_key)
-    monkeypatch.setenv("EMAIL_SERVICE_DATA_DIR", str(settings.data_dir))
-    assert cli.main(["rotate-key"]) == 0
-
-
-def test_rotate_key_re_encrypts_and_the_account_keeps_working(
-    client: FlaskClient,
-    ctx: ServiceContext,
-    caller: Caller,
-    app_with: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    old = ctx.settings.credential_keys[0]
-    new = generate_key()
-    account_id = create_account(
-        client, caller, password="rotate-me-123", hostname="127.0.0.1", port=1, encryption="none"
-    )["id"]
-    [before] = _credentials(ctx, caller, account_id)
-    try:
-        _rotate(monkeypatch, ctx, f"{new},{old}")
-        assert int(capsys.readouterr().out.split()[1]) >= 1
-
-        [after] = _credentials(ctx, caller, account_id)
-        assert after.ciphertext != before.ciphertext and after.key_id != before.key_id
-        only_new = CredentialCipher([new])
-        aad = {"tenant_id": caller.tenant_id, "account_id": uuid.UUID(account_id)}
-        assert only_new.decrypt(after.ciphertext, **aad) == "rotate-me-123"
-        with pytest.raises(CredentialDecryptionError):
-            CredentialCipher([old]).decrypt(after.ciphertext, **aad)
-        assert _password(dataclasses.replace(ctx, cipher=only_new), caller, account_id) == "rotate-me-123"
-
-        rotated = app_with(CREDENTIAL_ENCRYPTION_KEYS=f"{new},{old}").test_client()
-        tested = rotated.post(f"/api/v1/accounts/{account_id}/test", headers=caller.headers)
-        assert tested.status_code == 200, tested.get_json()
-        assert tested.get_json()["errorKind"] == "ConnectionFailed", "decrypted, then refused by the port"
-    finally:
-        _rotate(monkeypatch, ctx, f"{old},{new}")  # the session's context knows only the old key
-    assert _password(ctx, caller, account_id) == "rotate-me-123"
 
 
 @pytest.mark.parametrize(
