@@ -16,6 +16,14 @@ Goal (issue 11): p99 under 30 ms for the first page, a cursor page at any depth 
 Celery worker runs here) or ``both`` (the default), measured endpoint by endpoint alternating.  ``--redis-url``
 gives the rate limiter its Redis storage as production has it (else each process counts in memory).
 
+``--yield-to-database`` (Linux) lowers this run's scheduling group (``/proc/self/autogroup``, nice 10) before it
+starts anything: the servers and wrk then yield the CPU to a PostgreSQL server running on the same machine, as
+they would if the database had cores of its own.  Without it, on a 2-core machine where two gunicorn workers and
+wrk keep both cores busy, the kernel's autogroup fairness leaves PostgreSQL's backends (all in the postmaster's
+one group) waiting for a core for up to ~1.5 s now and then: a backend sits in ``ClientRead`` with its
+statement's bytes already sent, and one such wait puts a whole wrk run's p99 at 0.3-2 s (issue 11 stop 19,
+``bench/README.md``).  SQLite has no server process and is not affected.
+
 ``--compare /work/main`` measures a second checkout of the service (its ``src`` first on ``PYTHONPATH``) on the same
 mailbox, endpoint by endpoint alternating with this one, so that before and after share the machine's load;
 ``--mailboxes DIR`` keeps the built mailboxes in ``DIR`` (and their PostgreSQL database) and reuses them on the next
@@ -24,7 +32,7 @@ second checkout its own kept mailboxes (copies of the same mailbox at that check
 
     uv run python bench/api_latency.py [--count 100000] [--seconds 10] [--no-postgres] [--no-sqlite] [--compare DIR]
                                         [--mailboxes DIR] [--compare-mailboxes DIR] [--server waitress|gunicorn|both]
-                                        [--redis-url URL] [--endpoints all|threads]
+                                        [--redis-url URL] [--endpoints all|threads] [--yield-to-database]
 """
 
 from __future__ import annotations
@@ -310,7 +318,10 @@ def main() -> int:
     parser.add_argument("--redis-url", help="Redis for the rate limiter's counters, as in production")
     parser.add_argument("--compare-mailboxes", type=Path, help="the --compare checkout's own kept mailboxes")
     parser.add_argument("--endpoints", choices=["all", "threads"], default="all", help="threads: /health and threads")
+    parser.add_argument("--yield-to-database", action="store_true", help="lower this run's autogroup (Linux): nice 10")
     args = parser.parse_args()
+    if args.yield_to_database:
+        Path("/proc/self/autogroup").write_text("10")  # the whole session's group: the servers and wrk inherit it
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install -y wrk)")
         return 1
