@@ -19,10 +19,10 @@ gives the rate limiter its Redis storage as production has it (else each process
 ``--yield-to-database`` (Linux) lowers this run's scheduling group (``/proc/self/autogroup``, nice 10) before it
 starts anything: the servers and wrk then yield the CPU to a PostgreSQL server running on the same machine, as
 they would if the database had cores of its own.  Without it, on a 2-core machine where two gunicorn workers and
-wrk keep both cores busy, the kernel's autogroup fairness leaves PostgreSQL's backends (all in the postmaster's
-one group) waiting for a core for up to ~1.5 s now and then: a backend sits in ``ClientRead`` with its
-statement's bytes already sent, and one such wait puts a whole wrk run's p99 at 0.3-2 s (issue 11 stop 19,
-``bench/README.md``).  SQLite has no server process and is not affected.
+wrk keep both cores busy, single requests on PostgreSQL stalled for 0.3-1.6 s in bursts (the backend in
+``ClientRead``, its client waiting for the answer); one such stall puts a whole wrk run's p99 at 0.1-2.6 s.
+``/health`` runs of 5 s: 27 of 102 stalled without it, 0 of 44 with it, 3 of 24 against 0 of 24 when alternated
+(issue 11 stop 19, ``bench/README.md``).  SQLite has no server process and was not affected.
 
 ``--compare /work/main`` measures a second checkout of the service (its ``src`` first on ``PYTHONPATH``) on the same
 mailbox, endpoint by endpoint alternating with this one, so that before and after share the machine's load;
