@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -31,21 +32,28 @@ class Rotated:
     err: str
 
 
-def _rotate(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ctx: ServiceContext, keys: str
-) -> Rotated:
-    settings = ctx.settings
-    monkeypatch.delenv("FLASK_ENV", raising=False)
-    monkeypatch.delenv("EMAIL_SERVICE_ENV", raising=False)
-    monkeypatch.setenv("CREDENTIAL_ENCRYPTION_KEYS", keys)
-    monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("DATABASE_MIGRATION_URL", settings.database_migration_url)
-    monkeypatch.setenv("JWT_SECRET_KEY", settings.jwt_secret_key)
-    monkeypatch.setenv("EMAIL_SERVICE_DATA_DIR", str(settings.data_dir))
-    capsys.readouterr()
-    status = cli.main(["rotate-key"])
-    captured = capsys.readouterr()
-    return Rotated(status, captured.out, captured.err)
+@pytest.fixture
+def rotate_key(
+    ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[[str], Rotated]:
+    """``rotate_key(keys)``: ``email-service rotate-key`` with ``CREDENTIAL_ENCRYPTION_KEYS=keys`` on the session's
+    database; its exit status and what it printed."""
+
+    def run(keys: str) -> Rotated:
+        settings = ctx.settings
+        monkeypatch.delenv("FLASK_ENV", raising=False)
+        monkeypatch.delenv("EMAIL_SERVICE_ENV", raising=False)
+        monkeypatch.setenv("CREDENTIAL_ENCRYPTION_KEYS", keys)
+        monkeypatch.setenv("DATABASE_URL", settings.database_url)
+        monkeypatch.setenv("DATABASE_MIGRATION_URL", settings.database_migration_url)
+        monkeypatch.setenv("JWT_SECRET_KEY", settings.jwt_secret_key)
+        monkeypatch.setenv("EMAIL_SERVICE_DATA_DIR", str(settings.data_dir))
+        capsys.readouterr()
+        status = cli.main(["rotate-key"])
+        captured = capsys.readouterr()
+        return Rotated(status, captured.out, captured.err)
+
+    return run
 
 
 def _own_lines(rotated: Rotated, caller: Caller) -> list[str]:
@@ -58,8 +66,7 @@ def test_rotate_key_re_encrypts_and_the_account_keeps_working(
     ctx: ServiceContext,
     caller: Caller,
     app_with: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    rotate_key: Callable[[str], Rotated],
 ) -> None:
     old = ctx.settings.credential_keys[0]
     new = generate_key()
@@ -68,7 +75,7 @@ def test_rotate_key_re_encrypts_and_the_account_keeps_working(
     )["id"]
     [before] = stored_credentials(ctx, caller, account_id)
     try:
-        rotated = _rotate(monkeypatch, capsys, ctx, f"{new},{old}")
+        rotated = rotate_key(f"{new},{old}")
         assert int(rotated.out.split()[1]) >= 1 and _own_lines(rotated, caller) == []
 
         [after] = stored_credentials(ctx, caller, account_id)
@@ -85,7 +92,7 @@ def test_rotate_key_re_encrypts_and_the_account_keeps_working(
         assert tested.status_code == 200, tested.get_json()
         assert tested.get_json()["errorKind"] == "ConnectionFailed", "decrypted, then refused by the port"
     finally:
-        _rotate(monkeypatch, capsys, ctx, f"{old},{new}")  # the session's context knows only the old key
+        rotate_key(f"{old},{new}")  # the session's context knows only the old key
     assert stored_password(ctx, caller, account_id) == "rotate-me-123"
 
 
@@ -93,8 +100,7 @@ def test_webhook_secrets_are_rotated_and_an_undecryptable_credential_is_named_an
     client: FlaskClient,
     ctx: ServiceContext,
     caller: Caller,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    rotate_key: Callable[[str], Rotated],
 ) -> None:
     old = ctx.settings.credential_keys[0]
     new = generate_key()
@@ -116,7 +122,7 @@ def test_webhook_secrets_are_rotated_and_an_undecryptable_credential_is_named_an
     assert created.status_code == 201, created.get_json()
     webhook_id = uuid.UUID(created.get_json()["id"])
     try:
-        rotated = _rotate(monkeypatch, capsys, ctx, f"{new},{old}")
+        rotated = rotate_key(f"{new},{old}")
         assert rotated.status != 0, "a secret was left behind: the old key must stay"
         [named] = _own_lines(rotated, caller)
         assert named.startswith(f"email-service: credential of {bad} ") and "unknown key" in named
@@ -139,6 +145,6 @@ def test_webhook_secrets_are_rotated_and_an_undecryptable_credential_is_named_an
         with pytest.raises(CredentialDecryptionError):
             CredentialCipher([old]).decrypt(sealed, **aad)
     finally:
-        _rotate(monkeypatch, capsys, ctx, f"{old},{new}")
+        rotate_key(f"{old},{new}")
         assert client.delete(f"/api/v1/accounts/{bad}", headers=caller.headers).status_code == 200
     assert stored_password(ctx, caller, good) == "good-password-1"
