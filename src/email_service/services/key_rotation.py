@@ -62,6 +62,7 @@ def rotate_secrets(ctx: ServiceContext) -> Rotation:
     for tenant_id in tenants:
         with ctx.db.tenant_session(tenant_id) as session:
             counts = _rotate_tenant(session, ctx.cipher, tenant_id, rotation)
+            rotation.rotated += sum(counts.values())
             if any(counts.values()):
                 audit(
                     session,
@@ -103,5 +104,4 @@ def _rotate_tenant(
         if kind == "credential":
             row.key_id = key_id
         counts[kind] += 1
-        rotation.rotated += 1
     return counts
